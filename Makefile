@@ -1,0 +1,39 @@
+# Rivulet — the two commands a user needs are `make demo` and `make test`.
+# Everything is idempotent: set-up steps skip what is installed, cargo skips what is built.
+
+CARGO_TARGET_DIR ?= $(CURDIR)/target
+export CARGO_TARGET_DIR
+RIVULET_RELEASE := $(CARGO_TARGET_DIR)/release/rivulet
+RIVULET_DEV := $(CARGO_TARGET_DIR)/debug/rivulet
+
+.PHONY: setup build plugins demo test bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+plugins: setup
+	@bash scripts/build-plugins.sh
+
+## Host binary (release) and every example plugin.
+build: plugins
+	cargo build --release -p rivulet-host
+	@echo "built $(RIVULET_RELEASE)"
+
+## Set up, build, and run the fraud-detection example on its bundled sample.
+demo: build
+	@rm -f $(CURDIR)/target/demo-alerts.jsonl
+	$(RIVULET_RELEASE) run plugins-examples/fraud-detection/job.yaml \
+	  --param input=sample.jsonl --param output=$(CURDIR)/target/demo-alerts.jsonl
+	@echo "--- fraud alerts ---"
+	@cat $(CURDIR)/target/demo-alerts.jsonl
+
+## Set up, build plugins and fixtures, run every test.
+test: plugins
+	cargo test --workspace --no-fail-fast
+
+## Benchmarks (results go to docs/benchmarks.md by hand).
+bench: plugins
+	cargo bench -p rivulet-host --bench engine
+
+clean:
+	cargo clean

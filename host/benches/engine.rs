@@ -1,0 +1,134 @@
+//! `cargo bench -p rivulet-host --bench engine`: the Wasm boundary and state costs that
+//! shape Rivulet's design, each measured against native code in the same run.
+//!
+//! Prints a markdown table (copied into `docs/benchmarks.md`). Needs the example
+//! plugins built (`make plugins`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rivulet::plugin::{InstanceSetup, Limits, OperatorInstance, PluginEngine};
+use rivulet::state::{BackendKind, CurrentKey, KeyedStateStore, StateKind, key_group};
+use rivulet_sdk::{RecordIter, encode_record};
+
+const VALUE: &[u8] = &[b'x'; 100];
+
+fn batch(n: usize, keys: u64, offset: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(n * 130);
+    for i in 0..n as u64 {
+        let k = format!("key-{}", (i + offset) % keys);
+        encode_record(&mut b, Some(k.as_bytes()), VALUE, i as i64);
+    }
+    b
+}
+
+/// Native passthrough: decode every record and re-encode it, as the guest does.
+fn native_passthrough(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    for r in RecordIter::new(input) {
+        let r = r.expect("valid batch");
+        encode_record(&mut out, r.key, r.value, r.timestamp);
+    }
+    out
+}
+
+/// Run `f` repeatedly for about `budget`; returns ns per record (best of 3 rounds).
+fn measure(records_per_call: usize, budget: Duration, mut f: impl FnMut()) -> f64 {
+    for _ in 0..3 {
+        f();
+    }
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut calls = 0u64;
+        while start.elapsed() < budget / 3 {
+            f();
+            calls += 1;
+        }
+        let ns = start.elapsed().as_nanos() as f64 / (calls as f64 * records_per_call as f64);
+        best = best.min(ns);
+    }
+    best
+}
+
+fn instance(rt: &tokio::runtime::Runtime, engine: &Arc<PluginEngine>, wasm: &Path, backend: BackendKind, dir: &Path) -> OperatorInstance {
+    let plugin = engine.load_file(wasm).unwrap_or_else(|e| panic!("{e} (run `make plugins`)"));
+    let state = KeyedStateStore::new(backend.open(dir).expect("backend"), 128);
+    let setup = InstanceSetup { uid: "bench".into(), subtask: 0, parallelism: 1, state, limits: Limits::default(), config: "{}".into() };
+    rt.block_on(async {
+        let mut i = OperatorInstance::new(engine, plugin, setup).await.expect("instantiate");
+        i.open().await.expect("open");
+        i
+    })
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let budget = if quick { Duration::from_millis(300) } else { Duration::from_secs(3) };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let engine = PluginEngine::new(None).expect("engine");
+    let tmp = tempfile::tempdir().expect("tmp");
+
+    println!("| benchmark | batch | Wasm ns/record | native ns/record | Wasm / native throughput | Wasm events/s/core |");
+    println!("|---|---|---|---|---|---|");
+    let passthrough = repo.join("plugins-examples/passthrough/passthrough.wasm");
+    let mut inst = instance(&rt, &engine, &passthrough, BackendKind::Memory, &tmp.path().join("p"));
+    for n in [1usize, 64, 256, 1024] {
+        let b = batch(n, 1000, 0);
+        let wasm = measure(n, budget, || {
+            let out = rt.block_on(inst.process(b.clone())).expect("process");
+            std::hint::black_box(out);
+        });
+        let native = measure(n, budget, || {
+            std::hint::black_box(native_passthrough(std::hint::black_box(&b.clone())));
+        });
+        println!(
+            "| passthrough | {n} | {wasm:.1} | {native:.1} | {:.0}% | {:.2}M |",
+            100.0 * native / wasm,
+            1e3 / wasm
+        );
+    }
+
+    // Keyed count: ValueState<u64> get + set per record through WIT, vs the same
+    // get + put natively on the host's keyed state (no boundary).
+    let keyed = repo.join("plugins-examples/keyed-count/keyed_count.wasm");
+    for backend in [BackendKind::Memory, BackendKind::Rocksdb] {
+        let mut inst = instance(&rt, &engine, &keyed, backend, &tmp.path().join(format!("k-{backend:?}")));
+        let n = 1024;
+        let batches: Vec<Vec<u8>> = (0..8).map(|i| batch(n, 10_000, i * 1024)).collect();
+        let mut i = 0;
+        let wasm = measure(n, budget, || {
+            i = (i + 1) % batches.len();
+            std::hint::black_box(rt.block_on(inst.process(batches[i].clone())).expect("process"));
+        });
+        let mut store = KeyedStateStore::new(backend.open(&tmp.path().join(format!("n-{backend:?}"))).expect("backend"), 128);
+        let id = store.declare("count", StateKind::Value, None).expect("declare");
+        let mut j = 0;
+        let native = measure(n, budget, || {
+            j = (j + 1) % batches.len();
+            let mut out = Vec::new();
+            for r in RecordIter::new(&batches[j]) {
+                let r = r.expect("valid");
+                let key = r.key.expect("keyed");
+                let ck = CurrentKey { key: Some(key.to_vec()), group: key_group(key, 128) };
+                let c: u64 = store.get(id, &ck, 0).expect("get").map_or(0, |v| serde_json_u64(&v)) + 1;
+                store.put(id, &ck, c.to_string().as_bytes(), 0).expect("put");
+                encode_record(&mut out, Some(key), &c.to_le_bytes(), r.timestamp);
+            }
+            std::hint::black_box(out);
+        });
+        println!(
+            "| keyed count ({backend:?}) | {n} | {wasm:.1} | {native:.1} | {:.0}% | {:.2}M |",
+            100.0 * native / wasm,
+            1e3 / wasm
+        );
+    }
+    println!();
+    println!("Machine: {} cores; one core used per measurement.", std::thread::available_parallelism().map_or(0, |n| n.get()));
+}
+
+fn serde_json_u64(v: &[u8]) -> u64 {
+    std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}

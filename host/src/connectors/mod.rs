@@ -1,0 +1,120 @@
+//! Built-in sources and sinks.
+//!
+//! Sources read records, assign event time, and emit watermarks in-band at least every
+//! 1,000 records and at end of input, so event-time results never depend on how fast
+//! the input is read. Sinks write each record's value as one line.
+
+mod file;
+mod generator;
+mod sink;
+
+pub use file::FileSource;
+pub use generator::Generator;
+pub use sink::{LineSink, SinkTarget};
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::error::JobError;
+use crate::runtime::{ExchangeError, Message, NodeMetrics, OutputEdge};
+
+/// Most records between two watermarks (and per batch) a source emits.
+pub const WATERMARK_EVERY: usize = 1000;
+
+/// Where a source sends what it reads: batching, watermark generation, routing.
+pub struct SourceOutput {
+    id: String,
+    outputs: Vec<OutputEdge>,
+    batch: Vec<u8>,
+    in_batch: usize,
+    batch_size: usize,
+    /// Bounded out-of-orderness in ms, when the source has event time.
+    out_of_orderness: Option<i64>,
+    max_ts: i64,
+    last_wm: i64,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl SourceOutput {
+    /// Output of source `id` with at most `batch_size` records per batch.
+    pub fn new(id: &str, outputs: Vec<OutputEdge>, batch_size: usize, out_of_orderness: Option<i64>, metrics: Arc<NodeMetrics>) -> Self {
+        SourceOutput {
+            id: id.to_owned(),
+            outputs,
+            batch: Vec::new(),
+            in_batch: 0,
+            batch_size: batch_size.clamp(1, WATERMARK_EVERY),
+            out_of_orderness,
+            max_ts: i64::MIN,
+            last_wm: i64::MIN,
+            metrics,
+        }
+    }
+
+    fn err(&self, e: ExchangeError) -> JobError {
+        match e {
+            ExchangeError::Gone => JobError::Internal(format!("source '{}': downstream task stopped", self.id)),
+            ExchangeError::Key(m) => JobError::Connector { node: "source", id: self.id.clone(), message: m },
+        }
+    }
+
+    /// Add one record; sends a batch (and a watermark) when the batch is full.
+    pub async fn push(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) -> Result<(), JobError> {
+        rivulet_sdk::encode_record(&mut self.batch, key, value, timestamp);
+        self.in_batch += 1;
+        self.max_ts = self.max_ts.max(timestamp);
+        if self.in_batch >= self.batch_size {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Send the pending batch and the watermark it allows.
+    pub async fn flush(&mut self) -> Result<(), JobError> {
+        if self.in_batch > 0 {
+            let batch = std::mem::take(&mut self.batch);
+            self.metrics.records_out.fetch_add(self.in_batch as u64, Ordering::Relaxed);
+            self.in_batch = 0;
+            for i in 0..self.outputs.len() {
+                if let Err(e) = self.outputs[i].send_batch(&batch).await {
+                    return Err(self.err(e));
+                }
+            }
+        }
+        if let Some(bound) = self.out_of_orderness {
+            if self.max_ts != i64::MIN {
+                let wm = self.max_ts.saturating_sub(bound).saturating_sub(1);
+                if wm > self.last_wm {
+                    self.send_control(Message::Watermark(wm)).await?;
+                    self.last_wm = wm;
+                    self.metrics.watermark.store(wm, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tell downstream this source is idle.
+    pub async fn idle(&mut self) -> Result<(), JobError> {
+        self.flush().await?;
+        self.send_control(Message::Idle).await
+    }
+
+    async fn send_control(&mut self, msg: Message) -> Result<(), JobError> {
+        for i in 0..self.outputs.len() {
+            if let Err(e) = self.outputs[i].broadcast(&msg).await {
+                return Err(self.err(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// End of input: flush, the final watermark (fires every event-time timer and
+    /// window downstream), then End.
+    pub async fn finish(&mut self) -> Result<(), JobError> {
+        self.flush().await?;
+        self.send_control(Message::Watermark(i64::MAX)).await?;
+        self.metrics.watermark.store(i64::MAX, Ordering::Relaxed);
+        self.send_control(Message::End).await
+    }
+}

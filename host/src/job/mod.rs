@@ -1,0 +1,53 @@
+//! Job specs: the YAML a user writes ([`JobSpec`]), `${param}` substitution, and
+//! validation into a dataflow graph ([`JobGraph`]).
+
+mod graph;
+mod spec;
+
+pub use graph::{Edge, JobGraph, Node, NodeKind, Partition};
+pub use spec::{
+    CsvOptions, EventTimeSpec, FileFormat, GeneratorKind, JobSpec, KeyBy, LimitsSpec, OperatorSpec, SinkSpec, SourceSpec, WindowKind,
+    WindowSpec, substitute_params,
+};
+pub(crate) use spec::resolve as spec_resolve;
+
+/// A job spec that cannot run, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The file could not be read.
+    #[error("cannot read job spec {path}: {source}")]
+    Read {
+        /// Path.
+        path: String,
+        /// I/O error.
+        source: std::io::Error,
+    },
+    /// The YAML does not parse into a spec.
+    #[error("job spec {path}: {message}")]
+    Parse {
+        /// Path.
+        path: String,
+        /// Parser message (with the field and line).
+        message: String,
+    },
+    /// A `${name}` placeholder has no value.
+    #[error("job spec uses ${{{name}}} but no value was given (pass --param {name}=VALUE)")]
+    MissingParam {
+        /// Placeholder name.
+        name: String,
+    },
+    /// A part of the spec is wrong.
+    #[error("job spec: {at}: {message}")]
+    Invalid {
+        /// Where: e.g. `operators[1] (uid 'count').inputs`.
+        at: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl SpecError {
+    pub(crate) fn invalid(at: impl Into<String>, message: impl Into<String>) -> Self {
+        SpecError::Invalid { at: at.into(), message: message.into() }
+    }
+}

@@ -1,0 +1,19 @@
+//! Rivulet's host: runs stream-processing jobs whose operators are WebAssembly
+//! components of the `rivulet:operator@0.1.0` world.
+//!
+//! - [`plugin`]: the wasmtime engine, compile cache, world checks, limits, host imports.
+//! - [`job`]: job specs and their validation into a dataflow graph.
+//! - [`runtime`]: tasks, channels, partitioning, chaining, watermarks, timers, windows.
+//! - [`state`]: keyed state over the in-memory and RocksDB backends, key groups.
+//! - [`connectors`]: built-in sources and sinks.
+//! - [`cli`]: the `rivulet` command line.
+
+pub mod cli;
+pub mod connectors;
+pub mod error;
+pub mod job;
+pub mod plugin;
+pub mod runtime;
+pub mod state;
+
+pub use error::{FailureKind, GuestFailure, JobError};

@@ -1,0 +1,5 @@
+//! The `rivulet` binary.
+
+fn main() -> std::process::ExitCode {
+    rivulet::cli::main()
+}

@@ -1,0 +1,376 @@
+//! One running operator instance: its store, limits, sandboxed WASI, and the calls
+//! the runtime makes into it.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
+
+use super::bindings::{HostState, RivuletOperator, TimeDomain, Window};
+use super::guest_io::{GuestIo, TimerService};
+use super::{Limits, Plugin, PluginEngine};
+use crate::error::{FailureKind, GuestFailure};
+use crate::state::KeyedStateStore;
+
+/// Caps linear memory and tables; records why it refused so the error can say so.
+pub(crate) struct MemoryLimiter {
+    max_memory: usize,
+    exceeded: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.exceeded = Some(desired);
+            wasmtime::bail!("memory limit exceeded: the guest asked for {desired} bytes, the limit is {} bytes", self.max_memory);
+        }
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// A guest's stdout or stderr: each line goes to `tracing`; the tail is kept for errors.
+#[derive(Clone)]
+struct GuestOutput {
+    uid: Arc<str>,
+    stream: &'static str,
+    tail: Arc<Mutex<Vec<u8>>>,
+}
+
+const TAIL_BYTES: usize = 4096;
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        for line in String::from_utf8_lossy(buf).lines() {
+            if !line.is_empty() {
+                tracing::info!(target: "rivulet::guest", operator = %self.uid, stream = self.stream, "{line}");
+            }
+        }
+        if let Ok(mut tail) = self.tail.lock() {
+            tail.extend_from_slice(buf);
+            let excess = tail.len().saturating_sub(TAIL_BYTES);
+            tail.drain(..excess);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A wall clock stuck at the Unix epoch: guests get no real time.
+struct FrozenWallClock;
+
+impl HostWallClock for FrozenWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// A monotonic clock that advances 1 µs per read: deterministic, yet never stands still.
+#[derive(Default)]
+struct CountingClock(AtomicU64);
+
+impl HostMonotonicClock for CountingClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+    fn now(&self) -> u64 {
+        self.0.fetch_add(1_000, Ordering::Relaxed)
+    }
+}
+
+/// What an instance needs besides its plugin.
+pub struct InstanceSetup {
+    /// The operator's uid.
+    pub uid: String,
+    /// Subtask index.
+    pub subtask: u32,
+    /// Operator parallelism.
+    pub parallelism: u32,
+    /// The subtask's keyed state.
+    pub state: KeyedStateStore,
+    /// Limits.
+    pub limits: Limits,
+    /// The operator's config as JSON text.
+    pub config: String,
+}
+
+/// What a call emitted.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Encoded records for the main output.
+    pub main: Vec<u8>,
+    /// Encoded records per side-output tag.
+    pub side: Vec<(String, Vec<u8>)>,
+}
+
+/// A live operator instance.
+pub struct OperatorInstance {
+    store: Store<HostState>,
+    bindings: RivuletOperator,
+    plugin: Arc<Plugin>,
+    uid: String,
+    config: String,
+    limits: Limits,
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+    call_started: Arc<Mutex<Instant>>,
+    timed_out: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OperatorInstance {
+    /// Instantiate `plugin` (not yet opened).
+    pub async fn new(engine: &PluginEngine, plugin: Arc<Plugin>, setup: InstanceSetup) -> Result<Self, GuestFailure> {
+        let uid: Arc<str> = Arc::from(setup.uid.as_str());
+        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(GuestOutput { uid: uid.clone(), stream: "stdout", tail: Arc::new(Mutex::new(Vec::new())) })
+            .stderr(GuestOutput { uid: uid.clone(), stream: "stderr", tail: stderr_tail.clone() })
+            .wall_clock(FrozenWallClock)
+            .monotonic_clock(CountingClock::default())
+            .secure_random(rand::rngs::StdRng::seed_from_u64(0x5256_4c54))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(0x5256_4c55))
+            .insecure_random_seed(0x5256_4c56)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let io = GuestIo {
+            uid: setup.uid.clone(),
+            plugin: plugin.label(),
+            subtask: setup.subtask,
+            parallelism: setup.parallelism,
+            state: setup.state,
+            current: Default::default(),
+            batch_keys: Vec::new(),
+            batch: Arc::new(Vec::new()),
+            timers: TimerService::default(),
+            watermark: i64::MIN,
+            main_out: Vec::new(),
+            side_out: Vec::new(),
+        };
+        let data = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { max_memory: setup.limits.memory_bytes, exceeded: None },
+            io,
+        };
+        let mut store = Store::new(engine.engine(), data);
+        store.limiter(|s| &mut s.limiter);
+        let call_started = Arc::new(Mutex::new(Instant::now()));
+        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let call_started = call_started.clone();
+            let timed_out = timed_out.clone();
+            let timeout = setup.limits.call_timeout;
+            store.epoch_deadline_callback(move |_| {
+                let started = call_started.lock().map(|s| *s).unwrap_or_else(|_| Instant::now());
+                if started.elapsed() > timeout {
+                    timed_out.store(true, Ordering::Relaxed);
+                    wasmtime::bail!("the call ran longer than the {} ms limit", timeout.as_millis());
+                }
+                // Give the executor back the thread every tick: guests are cooperative.
+                Ok(UpdateDeadline::Yield(1))
+            });
+        }
+        store.set_epoch_deadline(1);
+        let mut inst = OperatorInstance {
+            bindings: match plugin.pre.instantiate_async(&mut store).await {
+                Ok(b) => b,
+                Err(e) => {
+                    return Err(GuestFailure::new(&setup.uid, &plugin.label(), FailureKind::Instantiate, format!("{e:#}")));
+                }
+            },
+            store,
+            plugin,
+            uid: setup.uid,
+            config: setup.config,
+            limits: setup.limits,
+            stderr_tail,
+            call_started,
+            timed_out,
+        };
+        inst.store.set_epoch_deadline(1);
+        Ok(inst)
+    }
+
+    fn begin(&mut self) {
+        if let Ok(mut s) = self.call_started.lock() {
+            *s = Instant::now();
+        }
+        self.store.set_epoch_deadline(1);
+    }
+
+    /// Turn a wasmtime error or a guest `Err` into a failure naming operator and plugin.
+    fn fail(&mut self, call: &str, result: wasmtime::Result<Result<(), String>>) -> Result<(), GuestFailure> {
+        let label = self.plugin.label();
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(msg)) => Err(GuestFailure::new(&self.uid, &label, FailureKind::GuestError, format!("{call}: {msg}"))),
+            Err(e) => {
+                let kind = if self.timed_out.swap(false, Ordering::Relaxed) {
+                    FailureKind::Timeout
+                } else if self.store.data_mut().limiter.exceeded.take().is_some() {
+                    FailureKind::MemoryLimit
+                } else {
+                    FailureKind::Trap
+                };
+                let mut message = match kind {
+                    FailureKind::Timeout => {
+                        format!("{call} ran longer than the {} ms call limit (infinite loop?)", self.limits.call_timeout.as_millis())
+                    }
+                    FailureKind::MemoryLimit => format!(
+                        "{call} exceeded the memory limit of {} MiB: {}",
+                        self.limits.memory_bytes >> 20,
+                        root_message(&e)
+                    ),
+                    _ => format!("{call} trapped: {}", root_message(&e)),
+                };
+                let tail = self.stderr_tail.lock().map(|t| String::from_utf8_lossy(&t).trim().to_owned()).unwrap_or_default();
+                if !tail.is_empty() {
+                    message.push_str("; guest stderr: ");
+                    message.push_str(&tail);
+                }
+                Err(GuestFailure::new(&self.uid, &label, kind, message))
+            }
+        }
+    }
+
+    /// Call the guest's `open` with the operator's config.
+    pub async fn open(&mut self) -> Result<(), GuestFailure> {
+        self.begin();
+        let config = self.config.clone();
+        let r = self.bindings.rivulet_operator_operator().call_open(&mut self.store, &config).await;
+        self.fail("open", r)
+    }
+
+    /// Process one encoded batch. Record keys are indexed so `set-current-record` works.
+    pub async fn process(&mut self, batch: Vec<u8>) -> Result<Output, GuestFailure> {
+        let batch = Arc::new(batch);
+        {
+            let io = &mut self.store.data_mut().io;
+            io.batch_keys.clear();
+            for r in rivulet_sdk::RecordIter::new(&batch) {
+                let Ok(r) = r else { break };
+                io.batch_keys.push(r.key.map(|k| {
+                    let start = k.as_ptr() as usize - batch.as_ptr() as usize;
+                    (start, start + k.len())
+                }));
+            }
+            io.batch = batch.clone();
+            io.set_current_key(None);
+        }
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_process(&mut self.store, &batch).await;
+        self.fail("process", r)?;
+        Ok(self.take_output())
+    }
+
+    /// Process one fired window of `key`.
+    pub async fn process_window(&mut self, key: Vec<u8>, start: i64, end: i64, batch: Vec<u8>) -> Result<Output, GuestFailure> {
+        self.store.data_mut().io.set_current_key(Some(key));
+        self.begin();
+        let r = self
+            .bindings
+            .rivulet_operator_operator()
+            .call_process_window(&mut self.store, Window { start, end }, &batch)
+            .await;
+        self.fail("process-window", r)?;
+        Ok(self.take_output())
+    }
+
+    /// Fire one timer of `key`.
+    pub async fn on_timer(&mut self, key: Vec<u8>, timestamp: i64, event_time: bool) -> Result<Output, GuestFailure> {
+        self.store.data_mut().io.set_current_key(Some(key));
+        self.begin();
+        let domain = if event_time { TimeDomain::EventTime } else { TimeDomain::ProcessingTime };
+        let r = self.bindings.rivulet_operator_operator().call_on_timer(&mut self.store, timestamp, domain).await;
+        self.fail("on-timer", r)?;
+        Ok(self.take_output())
+    }
+
+    /// Tell the guest the watermark advanced.
+    pub async fn on_watermark(&mut self, watermark: i64) -> Result<Output, GuestFailure> {
+        self.store.data_mut().io.set_current_key(None);
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_on_watermark(&mut self.store, watermark).await;
+        self.fail("on-watermark", r)?;
+        Ok(self.take_output())
+    }
+
+    /// Call the guest's `close`.
+    pub async fn close(&mut self) -> Result<Output, GuestFailure> {
+        self.store.data_mut().io.set_current_key(None);
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_close(&mut self.store).await;
+        self.fail("close", r)?;
+        Ok(self.take_output())
+    }
+
+    /// The operator's state version.
+    pub async fn state_version(&mut self) -> Result<u32, GuestFailure> {
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_state_version(&mut self.store).await;
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let label = self.plugin.label();
+                Err(GuestFailure::new(&self.uid, &label, FailureKind::Trap, format!("state-version trapped: {}", root_message(&e))))
+            }
+        }
+    }
+
+    /// Set the watermark the guest sees.
+    pub fn set_watermark(&mut self, watermark: i64) {
+        self.store.data_mut().io.watermark = watermark;
+    }
+
+    /// The instance's timers.
+    pub fn timers(&mut self) -> &mut TimerService {
+        &mut self.store.data_mut().io.timers
+    }
+
+    /// The instance's keyed state.
+    pub fn state(&mut self) -> &mut KeyedStateStore {
+        &mut self.store.data_mut().io.state
+    }
+
+    fn take_output(&mut self) -> Output {
+        let io = &mut self.store.data_mut().io;
+        Output { main: std::mem::take(&mut io.main_out), side: std::mem::take(&mut io.side_out) }
+    }
+}
+
+fn root_message(e: &wasmtime::Error) -> String {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        return trap.to_string();
+    }
+    let s = format!("{e:#}");
+    s.lines().next().unwrap_or_default().to_owned()
+}

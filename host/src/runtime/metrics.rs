@@ -1,0 +1,31 @@
+//! Per-node counters shared by a node's subtasks and read by progress reporting.
+
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+/// Counters of one job node (summed over its subtasks).
+#[derive(Debug)]
+pub struct NodeMetrics {
+    /// The node's id.
+    pub id: String,
+    /// Records received.
+    pub records_in: AtomicU64,
+    /// Records emitted (all outputs).
+    pub records_out: AtomicU64,
+    /// Records routed to a late-data side output by windows.
+    pub late_records: AtomicU64,
+    /// Latest watermark seen by any subtask.
+    pub watermark: AtomicI64,
+}
+
+impl NodeMetrics {
+    /// Zeroed counters for node `id`.
+    pub fn new(id: &str) -> Self {
+        NodeMetrics {
+            id: id.to_owned(),
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            late_records: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! A chain of Wasm operators running as one task: input handling, watermarks, timers,
+//! windows, and routing of what the guests emit.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rivulet_sdk::RecordIter;
+use tokio::sync::mpsc;
+
+use super::channel::{Envelope, InputWatermarks, Message, WatermarkChange};
+use super::exchange::{ExchangeError, OutputEdge};
+use super::metrics::NodeMetrics;
+use super::window::WindowOperator;
+use crate::error::JobError;
+use crate::plugin::{OperatorInstance, Output};
+
+/// One operator of a chain.
+pub struct ChainedOperator {
+    /// Operator uid.
+    pub uid: String,
+    /// The guest instance.
+    pub instance: OperatorInstance,
+    /// Host-side windowing, for windowed operators.
+    pub window: Option<WindowOperator>,
+    /// Output edges leaving the chain from this operator.
+    pub outputs: Vec<OutputEdge>,
+    /// Counters.
+    pub metrics: Arc<NodeMetrics>,
+    watermark: i64,
+}
+
+impl ChainedOperator {
+    /// Wrap an opened instance.
+    pub fn new(uid: String, instance: OperatorInstance, window: Option<WindowOperator>, outputs: Vec<OutputEdge>, metrics: Arc<NodeMetrics>) -> Self {
+        ChainedOperator { uid, instance, window, outputs, metrics, watermark: i64::MIN }
+    }
+}
+
+/// A task running a chain of operators for one subtask index.
+pub struct ChainTask {
+    /// The chain, head first; each operator's main output feeds the next.
+    pub ops: Vec<ChainedOperator>,
+    /// The task's input queue.
+    pub rx: mpsc::Receiver<Envelope>,
+    /// Its input watermarks.
+    pub inputs: InputWatermarks,
+}
+
+fn state_err(uid: &str) -> impl Fn(crate::state::StateError) -> JobError + '_ {
+    move |source| JobError::State { operator: uid.to_owned(), source }
+}
+
+fn exchange_err(uid: &str, e: ExchangeError) -> JobError {
+    match e {
+        ExchangeError::Gone => JobError::Internal(format!("operator '{uid}': downstream task stopped")),
+        ExchangeError::Key(m) => JobError::Connector { node: "operator input", id: uid.to_owned(), message: m },
+    }
+}
+
+fn count(batch: &[u8]) -> u64 {
+    RecordIter::new(batch).count() as u64
+}
+
+impl ChainTask {
+    /// Run until every input has ended (or a failure).
+    pub async fn run(mut self) -> Result<(), JobError> {
+        loop {
+            let next_proc = self.ops.iter_mut().filter_map(|o| o.instance.timers().next_processing()).min();
+            let env = match next_proc {
+                Some(t) => {
+                    let wait = Duration::from_millis(t.saturating_sub(now_ms()).max(0) as u64);
+                    tokio::select! {
+                        env = self.rx.recv() => env,
+                        () = tokio::time::sleep(wait) => {
+                            self.fire_processing_timers(now_ms()).await?;
+                            continue;
+                        }
+                    }
+                }
+                None => self.rx.recv().await,
+            };
+            let Some(env) = env else {
+                return Err(JobError::Internal("input channel closed before end of input".into()));
+            };
+            match env.msg {
+                Message::Batch(batch) => {
+                    let n = count(&batch);
+                    self.ops[0].metrics.records_in.fetch_add(n, Ordering::Relaxed);
+                    self.process(0, batch).await?;
+                }
+                Message::Watermark(wm) => {
+                    let change = self.inputs.watermark(env.channel, wm);
+                    self.on_change(change).await?;
+                }
+                Message::Idle => {
+                    let change = self.inputs.idle(env.channel);
+                    self.on_change(change).await?;
+                }
+                Message::End => {
+                    let change = self.inputs.end(env.channel);
+                    self.on_change(change).await?;
+                    if self.inputs.all_ended() {
+                        return self.finish().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_change(&mut self, change: WatermarkChange) -> Result<(), JobError> {
+        match change {
+            WatermarkChange::None => Ok(()),
+            WatermarkChange::Advanced(wm) => self.advance(wm).await,
+            WatermarkChange::Idle => {
+                let last = self.ops.len() - 1;
+                for out in &mut self.ops[last].outputs {
+                    out.broadcast(&Message::Idle).await.map_err(|e| exchange_err("chain", e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Feed `batch` to operator `k` and everything its output reaches in the chain.
+    async fn process(&mut self, k: usize, batch: Vec<u8>) -> Result<(), JobError> {
+        let op = &mut self.ops[k];
+        let output = if let Some(window) = op.window.as_mut() {
+            let (late, firings) = window.process(op.instance.state(), &batch, op.watermark).map_err(state_err(&op.uid))?;
+            let mut output = Output::default();
+            if !late.is_empty() {
+                op.metrics.late_records.fetch_add(count(&late), Ordering::Relaxed);
+                output.side.push((window.late_tag.clone(), late));
+            }
+            for f in firings {
+                let o = op.instance.process_window(f.key, f.span.start, f.span.end, f.records).await?;
+                merge(&mut output, o);
+            }
+            output
+        } else {
+            op.instance.process(batch).await?
+        };
+        self.emit(k, output).await
+    }
+
+    /// Route what operator `k` emitted: side outputs to their edges, the main output to
+    /// the next operator of the chain or to the chain's output edges.
+    async fn emit(&mut self, mut k: usize, mut output: Output) -> Result<(), JobError> {
+        loop {
+            let op = &mut self.ops[k];
+            let n = count(&output.main) + output.side.iter().map(|(_, b)| count(b)).sum::<u64>();
+            op.metrics.records_out.fetch_add(n, Ordering::Relaxed);
+            for (tag, batch) in &output.side {
+                for out in op.outputs.iter_mut().filter(|o| o.tag.as_deref() == Some(tag.as_str())) {
+                    out.send_batch(batch).await.map_err(|e| exchange_err(&op.uid, e))?;
+                }
+            }
+            if output.main.is_empty() {
+                return Ok(());
+            }
+            if k + 1 < self.ops.len() {
+                let main = std::mem::take(&mut output.main);
+                let next = &mut self.ops[k + 1];
+                next.metrics.records_in.fetch_add(count(&main), Ordering::Relaxed);
+                k += 1;
+                let next = &mut self.ops[k];
+                output = if let Some(window) = next.window.as_mut() {
+                    // Windowed operators are never chained (they need a keyed input);
+                    // keep the path total anyway.
+                    let (late, _) = window.process(next.instance.state(), &main, next.watermark).map_err(state_err(&next.uid))?;
+                    Output { main: Vec::new(), side: vec![(window.late_tag.clone(), late)] }
+                } else {
+                    next.instance.process(main).await?
+                };
+                continue;
+            }
+            for out in op.outputs.iter_mut().filter(|o| o.tag.is_none()) {
+                out.send_batch(&output.main).await.map_err(|e| exchange_err(&op.uid, e))?;
+            }
+            return Ok(());
+        }
+    }
+
+    /// Advance every operator of the chain to `wm`, firing due timers and windows in
+    /// timestamp order, then forward the watermark.
+    async fn advance(&mut self, wm: i64) -> Result<(), JobError> {
+        for k in 0..self.ops.len() {
+            {
+                let op = &mut self.ops[k];
+                op.watermark = wm;
+                op.instance.set_watermark(wm);
+                op.metrics.watermark.store(wm, Ordering::Relaxed);
+            }
+            loop {
+                let op = &mut self.ops[k];
+                let guest_next = op.instance.timers().peek_event().filter(|t| *t <= wm);
+                let window_next = op.window.as_ref().and_then(WindowOperator::next_timer).filter(|t| *t <= wm);
+                let output = match (guest_next, window_next) {
+                    (None, None) => break,
+                    (Some(g), w) if w.is_none_or(|w| g <= w) => {
+                        let Some((ts, key)) = op.instance.timers().pop_event_due(wm) else { break };
+                        op.instance.on_timer(key, ts, true).await?
+                    }
+                    _ => {
+                        let Some(window) = op.window.as_mut() else { break };
+                        match window.pop_due(op.instance.state(), wm).map_err(state_err(&op.uid))? {
+                            Some(Some(f)) => op.instance.process_window(f.key, f.span.start, f.span.end, f.records).await?,
+                            Some(None) => continue,
+                            None => break,
+                        }
+                    }
+                };
+                self.emit(k, output).await?;
+            }
+            let output = self.ops[k].instance.on_watermark(wm).await?;
+            self.emit(k, output).await?;
+            let op = &mut self.ops[k];
+            let uid = op.uid.clone();
+            for out in &mut op.outputs {
+                out.broadcast(&Message::Watermark(wm)).await.map_err(|e| exchange_err(&uid, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fire_processing_timers(&mut self, now: i64) -> Result<(), JobError> {
+        for k in 0..self.ops.len() {
+            while let Some((ts, key)) = self.ops[k].instance.timers().pop_processing_due(now) {
+                let output = self.ops[k].instance.on_timer(key, ts, false).await?;
+                self.emit(k, output).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// End of input: the final watermark has fired event time; fire the remaining
+    /// processing-time timers (as Flink does in batch mode), close, forward End.
+    async fn finish(&mut self) -> Result<(), JobError> {
+        self.fire_processing_timers(i64::MAX).await?;
+        for k in 0..self.ops.len() {
+            let output = self.ops[k].instance.close().await?;
+            self.emit(k, output).await?;
+            let op = &mut self.ops[k];
+            let uid = op.uid.clone();
+            for out in &mut op.outputs {
+                out.broadcast(&Message::End).await.map_err(|e| exchange_err(&uid, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn merge(into: &mut Output, from: Output) {
+    into.main.extend_from_slice(&from.main);
+    for (tag, b) in from.side {
+        match into.side.iter_mut().find(|(t, _)| *t == tag) {
+            Some((_, buf)) => buf.extend_from_slice(&b),
+            None => into.side.push((tag, b)),
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

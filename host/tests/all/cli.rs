@@ -1,0 +1,67 @@
+//! The `rivulet` binary: run with params, validate, inspect, and clear failures.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn rivulet() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rivulet"));
+    c.env("RIVULET_CACHE_DIR", std::env::temp_dir().join("rivulet-test-compile-cache"));
+    c
+}
+
+#[test]
+fn run_wordcount_with_params() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "Hello, hello world!\nWORLD hello\n").expect("write");
+    let out = dir.path().join("out.jsonl");
+    let status = rivulet()
+        .args(["run", "plugins-examples/wordcount/job.yaml", "--parallelism", "2", "--state-backend", "rocksdb", "--quiet"])
+        .arg("--param")
+        .arg(format!("input={}", input.display()))
+        .arg("--param")
+        .arg(format!("output={}", out.display()))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .current_dir(repo())
+        .output()
+        .expect("spawn");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let rows = read_jsonl(&out);
+    let hello_max = rows.iter().filter(|r| r["word"] == "hello").filter_map(|r| r["count"].as_u64()).max();
+    assert_eq!(hello_max, Some(3));
+}
+
+#[test]
+fn failures_exit_non_zero_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "name: x\nsources: []\nsinks: []\n").expect("write");
+    let out = rivulet().arg("validate").arg(&bad).output().expect("spawn");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least one source"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = rivulet().args(["run", "plugins-examples/wordcount/job.yaml"]).current_dir(repo()).output().expect("spawn");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--param input=VALUE"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = rivulet().args(["plugin", "inspect"]).arg(fixture("fixture_wrong_world")).output().expect("spawn");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the world"));
+}
+
+#[test]
+fn validate_and_inspect() {
+    let out = rivulet()
+        .args(["validate", "plugins-examples/fraud-detection/job.yaml", "--param", "input=x", "--param", "output=y"])
+        .current_dir(repo())
+        .output()
+        .expect("spawn");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
+    let out = rivulet().args(["plugin", "inspect"]).arg(wasm("plugins-examples/fraud-detection/fraud_detection.wasm")).output().expect("spawn");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("sha256:") && text.contains("rivulet:operator/operator@0.1.0"), "{text}");
+}

@@ -1,0 +1,95 @@
+//! Timers, keyed state, side outputs, generators and CSV, through the fixture guest.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn write(dir: &std::path::Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write");
+}
+
+#[test]
+fn event_and_processing_timers_fire_for_their_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "in.jsonl", "{\"k\":\"a\",\"t\":1000}\n{\"k\":\"b\",\"t\":1500}\n{\"k\":\"a\",\"t\":5000}\n");
+    let yaml = format!(
+        "name: timers\nsources:\n  - {{id: in, type: file, path: in.jsonl, format: jsonl, event_time: {{field: t, max_out_of_orderness_ms: 0}}}}\noperators:\n  - {{uid: t, plugin: {}, inputs: [in], key_by: {{field: k}}, config: {{mode: timers}}}}\nsinks:\n  - {{id: out, type: file, path: out.jsonl, inputs: [t]}}\n",
+        fixture("fixture_test_ops").display()
+    );
+    for backend in BACKENDS {
+        for p in [1, 2] {
+            run_spec(&yaml, dir.path(), &[], Some(p), backend).expect("run");
+            let rows = read_jsonl(&dir.path().join("out.jsonl"));
+            let mut event: Vec<(String, i64)> = rows
+                .iter()
+                .filter(|r| r["domain"] == "event")
+                .map(|r| (r["key"].as_str().expect("key").to_owned(), r["timer"].as_i64().expect("ts")))
+                .collect();
+            event.sort();
+            assert_eq!(event, vec![("a".into(), 2000), ("a".into(), 6000), ("b".into(), 2500)], "{backend:?} p={p}");
+            // Event timers fire once the watermark reaches them.
+            for r in rows.iter().filter(|r| r["domain"] == "event") {
+                assert!(r["watermark"].as_i64().expect("wm") >= r["timer"].as_i64().expect("ts"), "{r}");
+            }
+            let processing = rows.iter().filter(|r| r["domain"] == "processing").count();
+            assert_eq!(processing, 3, "one processing-time timer per record ({backend:?})");
+        }
+    }
+}
+
+#[test]
+fn keyed_state_value_list_map() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input: String = ["x", "y", "x", "x", "z", "y"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{{\"k\":\"{}\",\"v\":\"{v}\"}}\n", if i % 2 == 0 { "a" } else { "b" }))
+        .collect();
+    write(dir.path(), "in.jsonl", &input);
+    let yaml = format!(
+        "name: state\nsources:\n  - {{id: in, type: file, path: in.jsonl, format: jsonl}}\noperators:\n  - {{uid: s, plugin: {}, inputs: [in], key_by: {{field: k}}, config: {{mode: state}}}}\nsinks:\n  - {{id: out, type: file, path: out.jsonl, inputs: [s]}}\n",
+        fixture("fixture_test_ops").display()
+    );
+    for backend in BACKENDS {
+        run_spec(&yaml, dir.path(), &[], Some(3), backend).expect("run");
+        let rows = read_jsonl(&dir.path().join("out.jsonl"));
+        let last: BTreeMap<String, &Value> = rows.iter().map(|r| (r["key"].as_str().expect("key").to_owned(), r)).collect();
+        assert_eq!(rows.len(), 6);
+        // key a saw x, x, z; key b saw y, x, y.
+        assert_eq!(last["a"]["seen"].as_array().expect("seen").len(), 3, "{backend:?}");
+        assert_eq!(last["b"]["count_for_value"], 2, "{backend:?}: b saw y twice");
+        assert_eq!(last["a"]["count_for_value"], 1, "{backend:?}: a saw z once");
+    }
+}
+
+#[test]
+fn side_outputs_generator_fan_out_and_union() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "name: side\nsources:\n  - {{id: gen, type: generator, count: 1000, keys: 7, parallelism: 2}}\noperators:\n  - {{uid: a, plugin: {p}, inputs: [gen], key_by: {{field: key}}, parallelism: 3, config: {{mode: side}}}}\n  - {{uid: b, plugin: {p}, inputs: [gen], config: {{mode: side}}}}\nsinks:\n  - {{id: main, type: file, path: main.jsonl, inputs: [a, b]}}\n  - {{id: copies, type: file, path: copies.jsonl, inputs: [a.copy]}}\n",
+        p = fixture("fixture_test_ops").display()
+    );
+    run_spec(&yaml, dir.path(), &[], None, BACKENDS[0]).expect("run");
+    let main = read_jsonl(&dir.path().join("main.jsonl"));
+    let copies = read_jsonl(&dir.path().join("copies.jsonl"));
+    assert_eq!(main.len(), 2000, "union of both operators");
+    assert_eq!(copies.len(), 1000, "side output of a");
+    let mut ids: Vec<u64> = copies.iter().map(|r| r["id"].as_u64().expect("id")).collect();
+    ids.sort();
+    assert_eq!(ids, (0..1000).collect::<Vec<_>>(), "every generated record exactly once");
+}
+
+#[test]
+fn csv_source_feeds_json_objects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "in.csv", "k,v,n\na,x,1\nb,y,2.5\n");
+    let yaml = format!(
+        "name: csv\nsources:\n  - {{id: in, type: file, path: in.csv, format: csv}}\noperators:\n  - {{uid: s, plugin: {}, inputs: [in], config: {{mode: side}}}}\nsinks:\n  - {{id: out, type: file, path: out.jsonl, inputs: [s]}}\n",
+        fixture("fixture_test_ops").display()
+    );
+    run_spec(&yaml, dir.path(), &[], Some(1), BACKENDS[0]).expect("run");
+    let rows = read_jsonl(&dir.path().join("out.jsonl"));
+    assert_eq!(rows, vec![serde_json::json!({"k": "a", "v": "x", "n": 1}), serde_json::json!({"k": "b", "v": "y", "n": 2.5})]);
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the host: examples end to end against independent
+//! expectations, bad guests, timers/state/side outputs, and the CLI.
+//!
+//! They need the example plugins and fixture guests built (`make plugins`).
+
+mod bad_guests;
+mod cli;
+mod examples;
+mod features;
+mod support;

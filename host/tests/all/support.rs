@@ -1,0 +1,90 @@
+//! Shared helpers: paths, running a job in-process, reading JSON-lines output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rivulet::job::{JobGraph, JobSpec};
+use rivulet::plugin::{Limits, PluginEngine};
+use rivulet::runtime::{JobReport, RunOptions, run_job};
+use rivulet::state::BackendKind;
+use rivulet::JobError;
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+/// A built `.wasm`; panics with how to build it when missing.
+pub fn wasm(rel: &str) -> PathBuf {
+    let p = repo().join(rel);
+    assert!(p.exists(), "{} is missing: run `make plugins` first", p.display());
+    p
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    wasm(&format!("tests/fixtures/wasm/{name}.wasm"))
+}
+
+pub fn engine() -> Arc<PluginEngine> {
+    static ENGINE: OnceLock<Arc<PluginEngine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let cache = std::env::temp_dir().join("rivulet-test-compile-cache");
+            PluginEngine::new(Some(cache)).expect("engine")
+        })
+        .clone()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("runtime")
+}
+
+/// Run a spec (YAML text, relative paths against `base`) with params.
+pub fn run_spec(
+    yaml: &str,
+    base: &Path,
+    params: &[(&str, &str)],
+    parallelism: Option<u32>,
+    backend: BackendKind,
+) -> Result<JobReport, JobError> {
+    let params: BTreeMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let spec = JobSpec::parse(yaml, "test.yaml", &params)?;
+    let graph = JobGraph::build(&spec, base, parallelism)?;
+    let data = tempfile::tempdir().expect("tempdir");
+    let opts = RunOptions { state_backend: backend, data_dir: data.path().to_path_buf(), progress: false, limits: Limits::default() };
+    runtime().block_on(run_job(&graph, &engine(), &opts))
+}
+
+/// Run an example's own job.yaml.
+pub fn run_example(dir: &str, params: &[(&str, &str)], parallelism: u32, backend: BackendKind) -> JobReport {
+    let base = repo().join("plugins-examples").join(dir);
+    let yaml = std::fs::read_to_string(base.join("job.yaml")).expect("job.yaml");
+    run_spec(&yaml, &base, params, Some(parallelism), backend).unwrap_or_else(|e| panic!("{dir} failed: {e}"))
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}")))
+        .collect()
+}
+
+/// A small deterministic PRNG for generating test inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+pub const BACKENDS: [BackendKind; 2] = [BackendKind::Memory, BackendKind::Rocksdb];

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what building and testing Rivulet needs, skipping whatever is already there:
+#  - Debian packages: a C/C++ toolchain, clang's libclang (RocksDB's bindgen), cmake, pkg-config;
+#  - the Rust target wasm32-wasip2 (operators are built for it).
+# Idempotent and quiet when everything is present.
+set -euo pipefail
+
+need_pkgs=()
+for pkg in build-essential libclang-dev clang cmake pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_pkgs[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust from https://rustup.rs first" >&2
+  exit 1
+fi
+
+sysroot="$(rustc --print sysroot)"
+if [ ! -d "$sysroot/lib/rustlib/wasm32-wasip2" ]; then
+  echo "setup: adding the wasm32-wasip2 Rust target"
+  if ! rustup target add wasm32-wasip2; then
+    # Offline fallback shipped with the team's shared toolchain folder, if present.
+    here="$(cd "$(dirname "$0")/.." && pwd)"
+    fallback="$here/../shared/toolchain/install-wasm32-wasip2.sh"
+    if [ -x "$fallback" ] || [ -f "$fallback" ]; then
+      echo "setup: rustup failed; using $fallback"
+      bash "$fallback"
+    else
+      echo "setup: could not install the wasm32-wasip2 target" >&2
+      exit 1
+    fi
+  fi
+fi

@@ -1,0 +1,473 @@
+//! The operator API (built only for guests, feature `guest`).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::__private::rivulet::operator as wit;
+use crate::{Error, Record, RecordIter, Result, encode_record};
+
+/// Which clock a timer is set against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeDomain {
+    /// Fires when the watermark reaches the timer's time.
+    EventTime,
+    /// Fires when the host's wall clock reaches the timer's time.
+    ProcessingTime,
+}
+
+impl From<wit::types::TimeDomain> for TimeDomain {
+    fn from(d: wit::types::TimeDomain) -> Self {
+        match d {
+            wit::types::TimeDomain::EventTime => TimeDomain::EventTime,
+            wit::types::TimeDomain::ProcessingTime => TimeDomain::ProcessingTime,
+        }
+    }
+}
+
+impl From<TimeDomain> for wit::types::TimeDomain {
+    fn from(d: TimeDomain) -> Self {
+        match d {
+            TimeDomain::EventTime => wit::types::TimeDomain::EventTime,
+            TimeDomain::ProcessingTime => wit::types::TimeDomain::ProcessingTime,
+        }
+    }
+}
+
+/// An event-time window `[start, end)` in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Inclusive start.
+    pub start: i64,
+    /// Exclusive end.
+    pub end: i64,
+}
+
+/// The operator's `config` from the job spec.
+#[derive(Debug, Clone)]
+pub struct Config {
+    json: serde_json::Value,
+}
+
+impl Config {
+    /// The whole config as JSON (`null` when the spec gives none).
+    pub fn json(&self) -> &serde_json::Value {
+        &self.json
+    }
+    /// Deserialize the whole config into `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+        Ok(serde_json::from_value(self.json.clone())?)
+    }
+    /// One field, deserialized, or `None` when absent.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        match self.json.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => Ok(Some(serde_json::from_value(v.clone())?)),
+        }
+    }
+}
+
+/// What the operator can do while it runs: emit, read time, set timers, log.
+///
+/// Emitted records are buffered in the guest and handed to the host in one call when
+/// the current `process`, `on_timer` or `process_window` call returns.
+pub struct Context {
+    main: Vec<u8>,
+    side: BTreeMap<String, Vec<u8>>,
+}
+
+impl Context {
+    fn new() -> Self {
+        Context { main: Vec::new(), side: BTreeMap::new() }
+    }
+
+    /// Emit a record with an optional key, raw value bytes and event timestamp.
+    pub fn emit(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
+        encode_record(&mut self.main, key, value, timestamp);
+    }
+
+    /// Emit `value` serialized as JSON, without a key.
+    pub fn emit_json<T: Serialize + ?Sized>(&mut self, value: &T, timestamp: i64) -> Result<()> {
+        let bytes = serde_json::to_vec(value)?;
+        self.emit(None, &bytes, timestamp);
+        Ok(())
+    }
+
+    /// Emit a record to the side output `tag` (addressed as `uid.tag` in job specs).
+    pub fn emit_to(&mut self, tag: &str, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
+        let buf = self.side.entry(tag.to_owned()).or_default();
+        encode_record(buf, key, value, timestamp);
+    }
+
+    /// Emit `value` as JSON to the side output `tag`.
+    pub fn emit_json_to<T: Serialize + ?Sized>(&mut self, tag: &str, value: &T, timestamp: i64) -> Result<()> {
+        let bytes = serde_json::to_vec(value)?;
+        self.emit_to(tag, None, &bytes, timestamp);
+        Ok(())
+    }
+
+    /// The current key (of the record, timer or window being handled).
+    pub fn current_key(&self) -> Option<Vec<u8>> {
+        wit::context::current_key()
+    }
+
+    /// The current watermark in ms (`i64::MIN` before the first one).
+    pub fn current_watermark(&self) -> i64 {
+        wit::timers::current_watermark()
+    }
+
+    /// The host's processing time in ms since the Unix epoch.
+    pub fn current_processing_time(&self) -> i64 {
+        wit::timers::current_processing_time()
+    }
+
+    /// Register an event-time timer for the current key.
+    pub fn register_event_time_timer(&mut self, timestamp: i64) {
+        wit::timers::register(wit::types::TimeDomain::EventTime, timestamp);
+    }
+
+    /// Delete the current key's event-time timer at `timestamp`.
+    pub fn delete_event_time_timer(&mut self, timestamp: i64) {
+        wit::timers::delete(wit::types::TimeDomain::EventTime, timestamp);
+    }
+
+    /// Register a processing-time timer for the current key.
+    pub fn register_processing_time_timer(&mut self, timestamp: i64) {
+        wit::timers::register(wit::types::TimeDomain::ProcessingTime, timestamp);
+    }
+
+    /// Delete the current key's processing-time timer at `timestamp`.
+    pub fn delete_processing_time_timer(&mut self, timestamp: i64) {
+        wit::timers::delete(wit::types::TimeDomain::ProcessingTime, timestamp);
+    }
+
+    /// This instance's index among the operator's parallel instances.
+    pub fn subtask_index(&self) -> u32 {
+        wit::context::subtask_index()
+    }
+
+    /// How many parallel instances the operator has.
+    pub fn parallelism(&self) -> u32 {
+        wit::context::parallelism()
+    }
+
+    /// The operator's `uid` in the job spec.
+    pub fn operator_uid(&self) -> String {
+        wit::context::operator_uid()
+    }
+
+    /// Log at info level into the host's logs.
+    pub fn log_info(&self, message: &str) {
+        wit::context::log(wit::types::LogLevel::Info, message);
+    }
+
+    /// Log at warn level into the host's logs.
+    pub fn log_warn(&self, message: &str) {
+        wit::context::log(wit::types::LogLevel::Warn, message);
+    }
+
+    /// Log at debug level into the host's logs.
+    pub fn log_debug(&self, message: &str) {
+        wit::context::log(wit::types::LogLevel::Debug, message);
+    }
+
+    fn flush(&mut self) {
+        if !self.main.is_empty() {
+            wit::collector::emit(&self.main);
+            self.main.clear();
+        }
+        for (tag, buf) in self.side.iter_mut() {
+            if !buf.is_empty() {
+                wit::collector::emit_to(tag, buf);
+                buf.clear();
+            }
+        }
+    }
+}
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    // Serializing plain data types to JSON cannot fail; a type whose `Serialize`
+    // errors is a bug in the operator, and trapping surfaces it with the message.
+    serde_json::to_vec(value).unwrap_or_else(|e| panic!("rivulet-sdk: cannot encode state: {e}"))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> T {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("rivulet-sdk: cannot decode {what}: {e}"))
+}
+
+/// Optional time-to-live for state entries (processing time since the last write).
+#[derive(Debug, Clone, Copy)]
+pub struct Ttl(pub std::time::Duration);
+
+fn ttl_ms(ttl: Option<Ttl>) -> Option<u64> {
+    ttl.map(|t| t.0.as_millis().min(u64::MAX as u128) as u64)
+}
+
+/// One value of type `T` per key, stored by the host (JSON-encoded).
+pub struct ValueState<T> {
+    handle: wit::keyed_state::ValueState,
+    _t: PhantomData<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ValueState<T> {
+    /// Declare the value state `name`.
+    pub fn new(name: &str) -> Self {
+        Self::with_ttl(name, None)
+    }
+    /// Declare the value state `name` with an optional TTL.
+    pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
+        ValueState { handle: wit::keyed_state::ValueState::new(name, ttl_ms(ttl)), _t: PhantomData }
+    }
+    /// The current key's value.
+    pub fn get(&self) -> Option<T> {
+        self.handle.get().map(|b| decode(&b, "value state"))
+    }
+    /// Set the current key's value.
+    pub fn set(&self, value: &T) {
+        self.handle.set(&encode(value));
+    }
+    /// Clear the current key's value.
+    pub fn clear(&self) {
+        self.handle.clear();
+    }
+}
+
+/// A list of `T` per key, stored by the host (JSON-encoded elements).
+pub struct ListState<T> {
+    handle: wit::keyed_state::ListState,
+    _t: PhantomData<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ListState<T> {
+    /// Declare the list state `name`.
+    pub fn new(name: &str) -> Self {
+        Self::with_ttl(name, None)
+    }
+    /// Declare the list state `name` with an optional TTL.
+    pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
+        ListState { handle: wit::keyed_state::ListState::new(name, ttl_ms(ttl)), _t: PhantomData }
+    }
+    /// The current key's elements, in insertion order.
+    pub fn get(&self) -> Vec<T> {
+        self.handle.get().iter().map(|b| decode(b, "list state element")).collect()
+    }
+    /// Append an element to the current key's list.
+    pub fn add(&self, value: &T) {
+        self.handle.add(&encode(value));
+    }
+    /// Replace the current key's list.
+    pub fn update(&self, values: &[T]) {
+        let encoded: Vec<Vec<u8>> = values.iter().map(|v| encode(v)).collect();
+        self.handle.update(&encoded);
+    }
+    /// Clear the current key's list.
+    pub fn clear(&self) {
+        self.handle.clear();
+    }
+}
+
+/// A map from `K` to `V` per key, stored by the host (JSON-encoded keys and values).
+pub struct MapState<K, V> {
+    handle: wit::keyed_state::MapState,
+    _t: PhantomData<(K, V)>,
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<K, V> {
+    /// Declare the map state `name`.
+    pub fn new(name: &str) -> Self {
+        Self::with_ttl(name, None)
+    }
+    /// Declare the map state `name` with an optional TTL.
+    pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
+        MapState { handle: wit::keyed_state::MapState::new(name, ttl_ms(ttl)), _t: PhantomData }
+    }
+    /// The value under `key` in the current key's map.
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.handle.get(&encode(key)).map(|b| decode(&b, "map state value"))
+    }
+    /// Insert or replace `key`.
+    pub fn put(&self, key: &K, value: &V) {
+        self.handle.put(&encode(key), &encode(value));
+    }
+    /// Remove `key`.
+    pub fn remove(&self, key: &K) {
+        self.handle.remove(&encode(key));
+    }
+    /// Whether the map holds `key`.
+    pub fn contains(&self, key: &K) -> bool {
+        self.handle.contains(&encode(key))
+    }
+    /// All keys of the current key's map.
+    pub fn keys(&self) -> Vec<K> {
+        self.handle.keys().iter().map(|b| decode(b, "map state key")).collect()
+    }
+    /// All entries of the current key's map.
+    pub fn entries(&self) -> Vec<(K, V)> {
+        self.handle
+            .entries()
+            .iter()
+            .map(|(k, v)| (decode(k, "map state key"), decode(v, "map state value")))
+            .collect()
+    }
+    /// Clear the current key's map.
+    pub fn clear(&self) {
+        self.handle.clear();
+    }
+}
+
+/// A stream operator. Implement this trait and call [`export_operator!`].
+///
+/// Only [`Operator::open`] and [`Operator::process`] are required; the rest default to
+/// doing nothing (or, for `process_window`, to an error: only windowed operators get it).
+pub trait Operator: Sized + 'static {
+    /// The version of this operator's state format.
+    const STATE_VERSION: u32 = 1;
+
+    /// Create the operator; declare state handles here.
+    fn open(ctx: &mut Context, config: &Config) -> Result<Self>;
+
+    /// Handle one record. For keyed inputs, state and timers are scoped to its key.
+    fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<()>;
+
+    /// Handle the records of one fired window of the current key.
+    fn process_window(&mut self, ctx: &mut Context, window: Window, records: Vec<Record<'_>>) -> Result<()> {
+        let _ = (ctx, window, records);
+        Err(Error::msg("this operator does not implement process_window"))
+    }
+
+    /// A timer of the current key fired.
+    fn on_timer(&mut self, ctx: &mut Context, timestamp: i64, domain: TimeDomain) -> Result<()> {
+        let _ = (ctx, timestamp, domain);
+        Ok(())
+    }
+
+    /// The watermark advanced.
+    fn on_watermark(&mut self, ctx: &mut Context, watermark: i64) -> Result<()> {
+        let _ = (ctx, watermark);
+        Ok(())
+    }
+
+    /// The input ended or the job stops.
+    fn close(&mut self, ctx: &mut Context) -> Result<()> {
+        let _ = ctx;
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub mod __runtime {
+    //! Glue between the generated export trait and [`Operator`]; used by [`export_operator!`].
+    use super::*;
+    use std::thread::LocalKey;
+
+    /// Per-instance storage the export macro declares.
+    pub type Slot<O> = LocalKey<RefCell<Option<(O, Context)>>>;
+
+    fn with<O: Operator>(slot: &'static Slot<O>, f: impl FnOnce(&mut O, &mut Context) -> Result<()>) -> std::result::Result<(), String> {
+        slot.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let Some((op, ctx)) = guard.as_mut() else {
+                return Err("operator called before open".to_owned());
+            };
+            let result = f(op, ctx);
+            ctx.flush();
+            result.map_err(|e| e.0)
+        })
+    }
+
+    pub fn open<O: Operator>(slot: &'static Slot<O>, config: String) -> std::result::Result<(), String> {
+        let json = if config.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&config).map_err(|e| format!("invalid operator config: {e}"))?
+        };
+        let mut ctx = Context::new();
+        let op = O::open(&mut ctx, &Config { json }).map_err(|e| e.0)?;
+        ctx.flush();
+        slot.with(|cell| *cell.borrow_mut() = Some((op, ctx)));
+        Ok(())
+    }
+
+    pub fn process<O: Operator>(slot: &'static Slot<O>, batch: Vec<u8>) -> std::result::Result<(), String> {
+        with(slot, |op, ctx| {
+            for (i, record) in RecordIter::new(&batch).enumerate() {
+                let record = record?;
+                if record.key.is_some() {
+                    wit::context::set_current_record(i as u32);
+                }
+                op.process(ctx, record)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn process_window<O: Operator>(slot: &'static Slot<O>, start: i64, end: i64, batch: Vec<u8>) -> std::result::Result<(), String> {
+        with(slot, |op, ctx| {
+            let records = RecordIter::new(&batch).collect::<std::result::Result<Vec<_>, _>>()?;
+            op.process_window(ctx, Window { start, end }, records)
+        })
+    }
+
+    pub fn on_timer<O: Operator>(slot: &'static Slot<O>, timestamp: i64, domain: wit::types::TimeDomain) -> std::result::Result<(), String> {
+        with(slot, |op, ctx| op.on_timer(ctx, timestamp, domain.into()))
+    }
+
+    pub fn on_watermark<O: Operator>(slot: &'static Slot<O>, watermark: i64) -> std::result::Result<(), String> {
+        with(slot, |op, ctx| op.on_watermark(ctx, watermark))
+    }
+
+    pub fn close<O: Operator>(slot: &'static Slot<O>) -> std::result::Result<(), String> {
+        with(slot, |op, ctx| op.close(ctx))
+    }
+}
+
+/// Export a type implementing [`Operator`] as this component's operator.
+///
+/// Call it once, at the crate root of a `cdylib` built for `wasm32-wasip2`.
+#[macro_export]
+macro_rules! export_operator {
+    ($op:ty) => {
+        #[doc(hidden)]
+        pub struct __RivuletExport;
+
+        ::std::thread_local! {
+            static __RIVULET_INSTANCE: ::std::cell::RefCell<::std::option::Option<($op, $crate::Context)>> =
+                const { ::std::cell::RefCell::new(::std::option::Option::None) };
+        }
+
+        impl $crate::__private::exports::rivulet::operator::operator::Guest for __RivuletExport {
+            fn open(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__runtime::open::<$op>(&__RIVULET_INSTANCE, config)
+            }
+            fn process(batch: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__runtime::process::<$op>(&__RIVULET_INSTANCE, batch)
+            }
+            fn process_window(
+                window: $crate::__private::rivulet::operator::types::Window,
+                batch: ::std::vec::Vec<u8>,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__runtime::process_window::<$op>(&__RIVULET_INSTANCE, window.start, window.end, batch)
+            }
+            fn on_timer(
+                timestamp: i64,
+                domain: $crate::__private::rivulet::operator::types::TimeDomain,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__runtime::on_timer::<$op>(&__RIVULET_INSTANCE, timestamp, domain)
+            }
+            fn on_watermark(watermark: i64) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__runtime::on_watermark::<$op>(&__RIVULET_INSTANCE, watermark)
+            }
+            fn close() -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__runtime::close::<$op>(&__RIVULET_INSTANCE)
+            }
+            fn state_version() -> u32 {
+                <$op as $crate::Operator>::STATE_VERSION
+            }
+        }
+
+        $crate::__private::__export_rivulet_operator!(__RivuletExport with_types_in $crate::__private);
+    };
+}
