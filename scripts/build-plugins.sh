@@ -1,24 +1,52 @@
 #!/usr/bin/env bash
-# Builds the example operators and the test fixture guests for wasm32-wasip2, then puts
-# each component where jobs and tests look for it:
-#   plugins-examples/<dir>/<crate>.wasm   and   tests/fixtures/wasm/<crate>.wasm
+# Builds the example operators and the test fixture guests for wasm32-wasip2 (release),
+# then puts each component where jobs and tests look for it:
+#   plugins-examples/<dir>/<crate>.wasm   (next to the example's job.yaml)
+#   tests/fixtures/wasm/<crate>.wasm
+# Uses the host's cargo target directory, so one directory holds every build's cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+root="$PWD"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rivulet/target}"
 out="$CARGO_TARGET_DIR/wasm32-wasip2/release"
 
-(cd plugins-examples && cargo build --release --quiet)
-for dir in plugins-examples/*/; do
-  [ -f "$dir/Cargo.toml" ] || continue
-  crate=$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n1)
-  cp -f "$out/$crate.wasm" "$dir/$crate.wasm"
-done
+# The crate name of the package whose manifest is $1.
+crate_name() {
+  sed -n 's/^name *= *"\(.*\)"/\1/p' "$1" | head -n1
+}
 
-(cd tests/fixtures/guests && cargo build --release --quiet)
-mkdir -p tests/fixtures/wasm
-for dir in tests/fixtures/guests/*/; do
-  [ -f "$dir/Cargo.toml" ] || continue
-  crate=$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n1)
-  cp -f "$out/$crate.wasm" "tests/fixtures/wasm/$crate.wasm"
-done
-echo "plugins: built $(ls plugins-examples/*/*.wasm tests/fixtures/wasm/*.wasm | wc -l) components"
+# Copy $1 to $2 after checking it is a WebAssembly component (not a core module).
+install_component() {
+  local src="$1" dst="$2" header
+  if [ ! -f "$src" ]; then
+    echo "build-plugins: $src was not built" >&2
+    exit 1
+  fi
+  header="$(od -An -tx1 -N8 "$src" | tr -d ' \n')"
+  if [ "$header" != "0061736d0d000100" ]; then
+    echo "build-plugins: $src is not a WebAssembly component (header $header)" >&2
+    exit 1
+  fi
+  cp -f "$src" "$dst"
+}
+
+# build_workspace <workspace dir> <destination dir, or "" for next to each crate>
+build_workspace() {
+  local ws="$1" dest="$2" dir crate n=0
+  (cd "$ws" && cargo build --release --target wasm32-wasip2)
+  for dir in "$ws"/*/; do
+    [ -f "$dir/Cargo.toml" ] || continue
+    crate="$(crate_name "$dir/Cargo.toml")"
+    if [ -n "$dest" ]; then
+      mkdir -p "$dest"
+      install_component "$out/$crate.wasm" "$dest/$crate.wasm"
+    else
+      install_component "$out/$crate.wasm" "${dir%/}/$crate.wasm"
+    fi
+    n=$((n + 1))
+  done
+  echo "build-plugins: $n components from $ws"
+}
+
+build_workspace "$root/plugins-examples" ""
+build_workspace "$root/tests/fixtures/guests" "$root/tests/fixtures/wasm"

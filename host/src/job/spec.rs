@@ -288,8 +288,20 @@ impl SinkSpec {
 }
 
 /// Replace every `${NAME}` in `text` by `params[NAME]`.
+/// Whole-line YAML comments are left alone, so a comment may mention `${NAME}`.
 pub fn substitute_params(text: &str, params: &BTreeMap<String, String>) -> Result<String, SpecError> {
     let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+        } else {
+            substitute_line(line, params, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn substitute_line(text: &str, params: &BTreeMap<String, String>, out: &mut String) -> Result<(), SpecError> {
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
@@ -305,7 +317,7 @@ pub fn substitute_params(text: &str, params: &BTreeMap<String, String>) -> Resul
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(())
 }
 
 impl JobSpec {

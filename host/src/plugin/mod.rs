@@ -135,7 +135,6 @@ impl PluginEngine {
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>, PluginError> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
-        config.async_support(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = wasmtime::Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;

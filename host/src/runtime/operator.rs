@@ -146,6 +146,7 @@ impl ChainTask {
     /// Route what operator `k` emitted: side outputs to their edges, the main output to
     /// the next operator of the chain or to the chain's output edges.
     async fn emit(&mut self, mut k: usize, mut output: Output) -> Result<(), JobError> {
+        let chain_len = self.ops.len();
         loop {
             let op = &mut self.ops[k];
             let n = count(&output.main) + output.side.iter().map(|(_, b)| count(b)).sum::<u64>();
@@ -158,7 +159,7 @@ impl ChainTask {
             if output.main.is_empty() {
                 return Ok(());
             }
-            if k + 1 < self.ops.len() {
+            if k + 1 < chain_len {
                 let main = std::mem::take(&mut output.main);
                 let next = &mut self.ops[k + 1];
                 next.metrics.records_in.fetch_add(count(&main), Ordering::Relaxed);

@@ -137,7 +137,6 @@ pub struct StateDescriptor {
     pub kind: StateKind,
     /// Time-to-live in ms of processing time, if any.
     pub ttl_ms: Option<u64>,
-    id: u16,
 }
 
 /// Typed keyed state over a [`StateBackend`], for one operator subtask.
@@ -199,7 +198,7 @@ impl KeyedStateStore {
             return Ok(id);
         }
         let id = u16::try_from(self.states.len()).map_err(|_| DeclareError::TooMany)?;
-        self.states.push(StateDescriptor { name: name.to_owned(), kind, ttl_ms, id });
+        self.states.push(StateDescriptor { name: name.to_owned(), kind, ttl_ms });
         self.by_name.insert(name.to_owned(), id);
         Ok(id)
     }

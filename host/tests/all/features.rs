@@ -33,8 +33,11 @@ fn event_and_processing_timers_fire_for_their_key() {
             for r in rows.iter().filter(|r| r["domain"] == "event") {
                 assert!(r["watermark"].as_i64().expect("wm") >= r["timer"].as_i64().expect("ts"), "{r}");
             }
-            let processing = rows.iter().filter(|r| r["domain"] == "processing").count();
-            assert_eq!(processing, 3, "one processing-time timer per record ({backend:?})");
+            // One processing-time timer per record, except that registering the same
+            // (key, time) twice yields one firing: key a's two may coincide.
+            let mut processing: Vec<&str> = rows.iter().filter(|r| r["domain"] == "processing").filter_map(|r| r["key"].as_str()).collect();
+            processing.sort();
+            assert!(processing == ["a", "a", "b"] || processing == ["a", "b"], "{backend:?}: {processing:?}");
         }
     }
 }

@@ -5,6 +5,8 @@
 //! Build: `cargo build --release` in `plugins-examples/`; run: see `job.yaml`.
 
 use rivulet_sdk::{Config, Context, Operator, Record, Result, TimeDomain, ValueState, export_operator};
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 const SMALL: f64 = 1.00;
@@ -18,8 +20,12 @@ struct FraudDetector {
 
 #[derive(Deserialize)]
 struct Transaction<'a> {
-    account_id: &'a str,
+    /// Borrowed from the record unless the JSON string has escapes.
+    #[serde(borrow)]
+    account_id: Cow<'a, str>,
     amount: f64,
+    /// Event time in ms; the job's `event_time.field`, so equal to the record's timestamp.
+    timestamp: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -46,11 +52,11 @@ impl Operator for FraudDetector {
 
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<()> {
         let tx: Transaction<'_> = record.json()?;
-        let ts = record.timestamp;
+        let ts = tx.timestamp.unwrap_or(record.timestamp);
         if let Some(small) = self.small_ts.get() {
             let gap = ts - small;
             if tx.amount > LARGE && (0..=WINDOW_MS).contains(&gap) {
-                ctx.emit_json(&Alert { account_id: tx.account_id, small_timestamp: small, large_timestamp: ts }, ts)?;
+                ctx.emit_json(&Alert { account_id: &tx.account_id, small_timestamp: small, large_timestamp: ts }, ts)?;
             }
             // Any next transaction clears the flag.
             self.clear(ctx);

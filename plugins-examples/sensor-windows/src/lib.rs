@@ -5,13 +5,17 @@
 //! Build: `cargo build --release` in `plugins-examples/`; run: see `job.yaml`.
 
 use rivulet_sdk::{Config, Context, Error, Operator, Record, Result, Window, export_operator};
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 struct SensorWindows;
 
 #[derive(Deserialize)]
 struct Reading<'a> {
-    sensor: &'a str,
+    /// Borrowed from the record unless the JSON string has escapes.
+    #[serde(borrow)]
+    sensor: Cow<'a, str>,
     value: f64,
 }
 
@@ -37,7 +41,7 @@ impl Operator for SensorWindows {
 
     fn process_window(&mut self, ctx: &mut Context, window: Window, records: Vec<Record<'_>>) -> Result<()> {
         let Some(first) = records.first() else { return Ok(()) };
-        let sensor: &str = first.json::<Reading<'_>>()?.sensor;
+        let sensor = first.json::<Reading<'_>>()?.sensor;
         let (mut count, mut sum, mut min, mut max) = (0u64, 0.0f64, f64::INFINITY, f64::NEG_INFINITY);
         for r in &records {
             let v = r.json::<Reading<'_>>()?.value;
@@ -46,7 +50,7 @@ impl Operator for SensorWindows {
             min = min.min(v);
             max = max.max(v);
         }
-        let summary = Summary { sensor, window_start: window.start, window_end: window.end, count, avg: sum / count as f64, min, max };
+        let summary = Summary { sensor: &sensor, window_start: window.start, window_end: window.end, count, avg: sum / count as f64, min, max };
         ctx.emit_json(&summary, window.end - 1)
     }
 }
