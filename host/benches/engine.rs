@@ -125,6 +125,29 @@ fn main() {
             1e3 / wasm
         );
     }
+
+    // Whole pipeline: generator → passthrough (Wasm) → file sink, parallelism 1.
+    println!();
+    println!("| pipeline (generator → Wasm passthrough → file sink, p=1) | records | seconds | events/s |");
+    println!("|---|---|---|---|");
+    let count = if quick { 200_000 } else { 2_000_000 };
+    let yaml = format!(
+        "name: bench\nsources:\n  - {{id: gen, type: generator, count: {count}}}\noperators:\n  - {{uid: p, plugin: {}, inputs: [gen]}}\nsinks:\n  - {{id: out, type: file, path: out.jsonl, inputs: [p]}}\n",
+        passthrough.display()
+    );
+    let spec = rivulet::job::JobSpec::parse(&yaml, "bench", &Default::default()).expect("spec");
+    let graph = rivulet::job::JobGraph::build(&spec, tmp.path(), None).expect("graph");
+    let opts = rivulet::runtime::RunOptions {
+        state_backend: BackendKind::Memory,
+        data_dir: tmp.path().join("data"),
+        progress: false,
+        limits: Limits::default(),
+    };
+    let mt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("rt");
+    let report = mt.block_on(rivulet::runtime::run_job(&graph, &engine, &opts)).expect("pipeline");
+    let secs = report.elapsed.as_secs_f64();
+    println!("| generator → passthrough → file | {count} | {secs:.2} | {:.0} |", count as f64 / secs);
+
     println!();
     println!("Machine: {} cores; one core used per measurement.", std::thread::available_parallelism().map_or(0, |n| n.get()));
 }

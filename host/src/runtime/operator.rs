@@ -164,15 +164,8 @@ impl ChainTask {
                 let next = &mut self.ops[k + 1];
                 next.metrics.records_in.fetch_add(count(&main), Ordering::Relaxed);
                 k += 1;
-                let next = &mut self.ops[k];
-                output = if let Some(window) = next.window.as_mut() {
-                    // Windowed operators are never chained (they need a keyed input);
-                    // keep the path total anyway.
-                    let (late, _) = window.process(next.instance.state(), &main, next.watermark).map_err(state_err(&next.uid))?;
-                    Output { main: Vec::new(), side: vec![(window.late_tag.clone(), late)] }
-                } else {
-                    next.instance.process(main).await?
-                };
+                // Windowed operators need a keyed input, so they always head a chain.
+                output = self.ops[k].instance.process(main).await?;
                 continue;
             }
             for out in op.outputs.iter_mut().filter(|o| o.tag.is_none()) {

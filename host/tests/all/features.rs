@@ -96,3 +96,51 @@ fn csv_source_feeds_json_objects() {
     let rows = read_jsonl(&dir.path().join("out.jsonl"));
     assert_eq!(rows, vec![serde_json::json!({"k": "a", "v": "x", "n": 1}), serde_json::json!({"k": "b", "v": "y", "n": 2.5})]);
 }
+
+#[test]
+fn forward_edges_chain_and_keep_every_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // gen (p=2) → a (p=2, rebalance-free forward) → b (p=2, chained into a) → sink.
+    let yaml = format!(
+        "name: chain\nsources:\n  - {{id: gen, type: generator, count: 5000, parallelism: 2}}\noperators:\n  - {{uid: a, plugin: {p}, inputs: [gen], parallelism: 2, config: {{mode: side}}}}\n  - {{uid: b, plugin: {p}, inputs: [a], parallelism: 2, config: {{mode: side}}}}\nsinks:\n  - {{id: out, type: file, path: out.jsonl, inputs: [b]}}\n",
+        p = fixture("fixture_test_ops").display()
+    );
+    let report = run_spec(&yaml, dir.path(), &[], None, BACKENDS[1]).expect("run");
+    let rows = read_jsonl(&dir.path().join("out.jsonl"));
+    let mut ids: Vec<u64> = rows.iter().map(|r| r["id"].as_u64().expect("id")).collect();
+    ids.sort();
+    assert_eq!(ids, (0..5000).collect::<Vec<_>>());
+    let b = report.nodes.iter().find(|n| n.0 == "b").expect("b");
+    assert_eq!(b.1, 5000, "records into the chained operator");
+}
+
+#[test]
+fn wasi_is_sandboxed_and_deterministic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "in.jsonl", "{\"k\":1}\n{\"k\":2}\n");
+    let yaml = format!(
+        "name: wasi\nsources:\n  - {{id: in, type: file, path: in.jsonl, format: jsonl}}\noperators:\n  - {{uid: w, plugin: {}, inputs: [in], config: {{mode: wasi}}}}\nsinks:\n  - {{id: out, type: file, path: out.jsonl, inputs: [w]}}\n",
+        fixture("fixture_test_ops").display()
+    );
+    run_spec(&yaml, dir.path(), &[], Some(1), BACKENDS[0]).expect("first run");
+    let first = read_jsonl(&dir.path().join("out.jsonl"));
+    run_spec(&yaml, dir.path(), &[], Some(1), BACKENDS[0]).expect("second run");
+    let second = read_jsonl(&dir.path().join("out.jsonl"));
+    assert_eq!(first, second, "clocks and randomness are replayed identically");
+    assert_eq!(first[0]["wall_ms"], 0, "no real wall clock");
+}
+
+#[test]
+fn compiled_components_are_cached_by_digest() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let wasm = fixture("fixture_test_ops");
+    let a = rivulet::plugin::PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
+    let p1 = a.load_file(&wasm).expect("load");
+    let entries = || std::fs::read_dir(cache.path()).expect("dir").filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count();
+    assert_eq!(entries(), 1);
+    let b = rivulet::plugin::PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
+    let p2 = b.load_file(&wasm).expect("load from cache");
+    assert_eq!(p1.digest, p2.digest);
+    assert!(p1.digest.starts_with("sha256:"));
+    assert_eq!(entries(), 1, "the second engine reused the artifact");
+}
