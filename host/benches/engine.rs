@@ -150,6 +150,10 @@ fn main() {
 
     println!();
     println!("Machine: {} cores; one core used per measurement.", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    // Peak resident memory of this whole benchmark process (engine, instances, state).
+    if let Some(hwm) = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(str::to_owned)) {
+        println!("Peak memory (VmHWM): {}", hwm.trim_start_matches("VmHWM:").trim());
+    }
 }
 
 fn serde_json_u64(v: &[u8]) -> u64 {

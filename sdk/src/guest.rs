@@ -111,6 +111,7 @@ impl Context {
 
     /// The current key (of the record, timer or window being handled).
     pub fn current_key(&self) -> Option<Vec<u8>> {
+        sync_current_record();
         wit::context::current_key()
     }
 
@@ -126,21 +127,25 @@ impl Context {
 
     /// Register an event-time timer for the current key.
     pub fn register_event_time_timer(&mut self, timestamp: i64) {
+        sync_current_record();
         wit::timers::register(wit::types::TimeDomain::EventTime, timestamp);
     }
 
     /// Delete the current key's event-time timer at `timestamp`.
     pub fn delete_event_time_timer(&mut self, timestamp: i64) {
+        sync_current_record();
         wit::timers::delete(wit::types::TimeDomain::EventTime, timestamp);
     }
 
     /// Register a processing-time timer for the current key.
     pub fn register_processing_time_timer(&mut self, timestamp: i64) {
+        sync_current_record();
         wit::timers::register(wit::types::TimeDomain::ProcessingTime, timestamp);
     }
 
     /// Delete the current key's processing-time timer at `timestamp`.
     pub fn delete_processing_time_timer(&mut self, timestamp: i64) {
+        sync_current_record();
         wit::timers::delete(wit::types::TimeDomain::ProcessingTime, timestamp);
     }
 
@@ -188,6 +193,19 @@ impl Context {
     }
 }
 
+thread_local! {
+    /// The batch index of the record being processed, not yet announced to the host.
+    static PENDING_RECORD: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Tell the host which record is current, once, and only when keyed state, timers or
+/// the key are actually used: a stateless operator pays no host call per record.
+fn sync_current_record() {
+    if let Some(i) = PENDING_RECORD.with(|p| p.take()) {
+        wit::context::set_current_record(i);
+    }
+}
+
 fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     // Serializing plain data types to JSON cannot fail; a type whose `Serialize`
     // errors is a bug in the operator, and trapping surfaces it with the message.
@@ -223,14 +241,17 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
     }
     /// The current key's value.
     pub fn get(&self) -> Option<T> {
+        sync_current_record();
         self.handle.get().map(|b| decode(&b, "value state"))
     }
     /// Set the current key's value.
     pub fn set(&self, value: &T) {
+        sync_current_record();
         self.handle.set(&encode(value));
     }
     /// Clear the current key's value.
     pub fn clear(&self) {
+        sync_current_record();
         self.handle.clear();
     }
 }
@@ -252,19 +273,23 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     }
     /// The current key's elements, in insertion order.
     pub fn get(&self) -> Vec<T> {
+        sync_current_record();
         self.handle.get().iter().map(|b| decode(b, "list state element")).collect()
     }
     /// Append an element to the current key's list.
     pub fn add(&self, value: &T) {
+        sync_current_record();
         self.handle.add(&encode(value));
     }
     /// Replace the current key's list.
     pub fn update(&self, values: &[T]) {
         let encoded: Vec<Vec<u8>> = values.iter().map(|v| encode(v)).collect();
+        sync_current_record();
         self.handle.update(&encoded);
     }
     /// Clear the current key's list.
     pub fn clear(&self) {
+        sync_current_record();
         self.handle.clear();
     }
 }
@@ -286,26 +311,32 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     }
     /// The value under `key` in the current key's map.
     pub fn get(&self, key: &K) -> Option<V> {
+        sync_current_record();
         self.handle.get(&encode(key)).map(|b| decode(&b, "map state value"))
     }
     /// Insert or replace `key`.
     pub fn put(&self, key: &K, value: &V) {
+        sync_current_record();
         self.handle.put(&encode(key), &encode(value));
     }
     /// Remove `key`.
     pub fn remove(&self, key: &K) {
+        sync_current_record();
         self.handle.remove(&encode(key));
     }
     /// Whether the map holds `key`.
     pub fn contains(&self, key: &K) -> bool {
+        sync_current_record();
         self.handle.contains(&encode(key))
     }
     /// All keys of the current key's map.
     pub fn keys(&self) -> Vec<K> {
+        sync_current_record();
         self.handle.keys().iter().map(|b| decode(b, "map state key")).collect()
     }
     /// All entries of the current key's map.
     pub fn entries(&self) -> Vec<(K, V)> {
+        sync_current_record();
         self.handle
             .entries()
             .iter()
@@ -314,6 +345,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     }
     /// Clear the current key's map.
     pub fn clear(&self) {
+        sync_current_record();
         self.handle.clear();
     }
 }
@@ -367,6 +399,7 @@ pub mod __runtime {
     pub type Slot<O> = LocalKey<RefCell<Option<(O, Context)>>>;
 
     fn with<O: Operator>(slot: &'static Slot<O>, f: impl FnOnce(&mut O, &mut Context) -> Result<()>) -> std::result::Result<(), String> {
+        PENDING_RECORD.with(|p| p.set(None));
         slot.with(|cell| {
             let mut guard = cell.borrow_mut();
             let Some((op, ctx)) = guard.as_mut() else {
@@ -395,11 +428,10 @@ pub mod __runtime {
         with(slot, |op, ctx| {
             for (i, record) in RecordIter::new(&batch).enumerate() {
                 let record = record?;
-                if record.key.is_some() {
-                    wit::context::set_current_record(i as u32);
-                }
+                PENDING_RECORD.with(|p| p.set(Some(i as u32)));
                 op.process(ctx, record)?;
             }
+            PENDING_RECORD.with(|p| p.set(None));
             Ok(())
         })
     }

@@ -78,6 +78,8 @@ pub struct GuestIo {
     pub(crate) batch: std::sync::Arc<Vec<u8>>,
     pub(crate) timers: TimerService,
     pub(crate) watermark: i64,
+    /// Processing time at the start of the current call (TTL and `current-processing-time`).
+    pub(crate) now: i64,
     pub(crate) main_out: Vec<u8>,
     pub(crate) side_out: Vec<(String, Vec<u8>)>,
 }
@@ -88,6 +90,18 @@ impl GuestIo {
             wasmtime::bail!("keyed state and timers need a keyed input (set `key_by` on operator '{}')", self.uid);
         }
         Ok(&self.current)
+    }
+
+    /// Record where each key of the current batch lies (done once per batch, on demand).
+    fn index_batch_keys(&mut self) {
+        let base = self.batch.as_ptr() as usize;
+        for r in rivulet_sdk::RecordIter::new(&self.batch) {
+            let Ok(r) = r else { break };
+            self.batch_keys.push(r.key.map(|k| {
+                let start = k.as_ptr() as usize - base;
+                (start, start + k.len())
+            }));
+        }
     }
 
     /// Select the current key directly (timers and windows).
@@ -105,7 +119,8 @@ impl GuestIo {
     }
 }
 
-fn now_ms() -> i64 {
+/// Processing time in ms since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -127,11 +142,11 @@ impl keyed_state::HostValueState for GuestIo {
         self.declare(&name, StateKind::Value, ttl_ms)
     }
     fn get(&mut self, s: Resource<StateHandle>) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.state.get(sid(&s), self.key()?, now_ms()).map_err(trap)
+        self.state.get(sid(&s), self.key()?, self.now).map_err(trap)
     }
     fn set(&mut self, s: Resource<StateHandle>, value: Vec<u8>) -> wasmtime::Result<()> {
-        let key = self.key()?.clone();
-        self.state.put(sid(&s), &key, &value, now_ms()).map_err(trap)
+        self.key()?;
+        self.state.put(sid(&s), &self.current, &value, self.now).map_err(trap)
     }
     fn clear(&mut self, s: Resource<StateHandle>) -> wasmtime::Result<()> {
         let key = self.key()?.clone();
@@ -147,15 +162,15 @@ impl keyed_state::HostListState for GuestIo {
         self.declare(&name, StateKind::List, ttl_ms)
     }
     fn get(&mut self, s: Resource<StateHandle>) -> wasmtime::Result<Vec<Vec<u8>>> {
-        self.state.list_get(sid(&s), self.key()?, now_ms()).map_err(trap)
+        self.state.list_get(sid(&s), self.key()?, self.now).map_err(trap)
     }
     fn add(&mut self, s: Resource<StateHandle>, value: Vec<u8>) -> wasmtime::Result<()> {
-        let key = self.key()?.clone();
-        self.state.list_add(sid(&s), &key, &value, now_ms()).map_err(trap)
+        self.key()?;
+        self.state.list_add(sid(&s), &self.current, &value, self.now).map_err(trap)
     }
     fn update(&mut self, s: Resource<StateHandle>, values: Vec<Vec<u8>>) -> wasmtime::Result<()> {
-        let key = self.key()?.clone();
-        self.state.list_update(sid(&s), &key, &values, now_ms()).map_err(trap)
+        self.key()?;
+        self.state.list_update(sid(&s), &self.current, &values, self.now).map_err(trap)
     }
     fn clear(&mut self, s: Resource<StateHandle>) -> wasmtime::Result<()> {
         let key = self.key()?.clone();
@@ -171,24 +186,24 @@ impl keyed_state::HostMapState for GuestIo {
         self.declare(&name, StateKind::Map, ttl_ms)
     }
     fn get(&mut self, s: Resource<StateHandle>, user_key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.state.map_get(sid(&s), self.key()?, &user_key, now_ms()).map_err(trap)
+        self.state.map_get(sid(&s), self.key()?, &user_key, self.now).map_err(trap)
     }
     fn put(&mut self, s: Resource<StateHandle>, user_key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
-        let key = self.key()?.clone();
-        self.state.map_put(sid(&s), &key, &user_key, &value, now_ms()).map_err(trap)
+        self.key()?;
+        self.state.map_put(sid(&s), &self.current, &user_key, &value, self.now).map_err(trap)
     }
     fn remove(&mut self, s: Resource<StateHandle>, user_key: Vec<u8>) -> wasmtime::Result<()> {
-        let key = self.key()?.clone();
-        self.state.map_remove(sid(&s), &key, &user_key).map_err(trap)
+        self.key()?;
+        self.state.map_remove(sid(&s), &self.current, &user_key).map_err(trap)
     }
     fn contains(&mut self, s: Resource<StateHandle>, user_key: Vec<u8>) -> wasmtime::Result<bool> {
-        Ok(self.state.map_get(sid(&s), self.key()?, &user_key, now_ms()).map_err(trap)?.is_some())
+        Ok(self.state.map_get(sid(&s), self.key()?, &user_key, self.now).map_err(trap)?.is_some())
     }
     fn keys(&mut self, s: Resource<StateHandle>) -> wasmtime::Result<Vec<Vec<u8>>> {
-        Ok(self.state.map_entries(sid(&s), self.key()?, now_ms()).map_err(trap)?.into_iter().map(|(k, _)| k).collect())
+        Ok(self.state.map_entries(sid(&s), self.key()?, self.now).map_err(trap)?.into_iter().map(|(k, _)| k).collect())
     }
     fn entries(&mut self, s: Resource<StateHandle>) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.state.map_entries(sid(&s), self.key()?, now_ms()).map_err(trap)
+        self.state.map_entries(sid(&s), self.key()?, self.now).map_err(trap)
     }
     fn clear(&mut self, s: Resource<StateHandle>) -> wasmtime::Result<()> {
         let key = self.key()?.clone();
@@ -214,7 +229,7 @@ impl timers::Host for GuestIo {
         Ok(self.watermark)
     }
     fn current_processing_time(&mut self) -> wasmtime::Result<i64> {
-        Ok(now_ms())
+        Ok(self.now)
     }
 }
 
@@ -238,6 +253,9 @@ impl collector::Host for GuestIo {
 
 impl context::Host for GuestIo {
     fn set_current_record(&mut self, index: u32) -> wasmtime::Result<()> {
+        if self.batch_keys.is_empty() {
+            self.index_batch_keys();
+        }
         let Some(entry) = self.batch_keys.get(index as usize) else {
             wasmtime::bail!("set-current-record({index}) but the batch has {} records", self.batch_keys.len());
         };

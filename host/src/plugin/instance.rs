@@ -172,6 +172,7 @@ impl OperatorInstance {
             batch: Arc::new(Vec::new()),
             timers: TimerService::default(),
             watermark: i64::MIN,
+            now: super::guest_io::now_ms(),
             main_out: Vec::new(),
             side_out: Vec::new(),
         };
@@ -224,6 +225,7 @@ impl OperatorInstance {
         if let Ok(mut s) = self.call_started.lock() {
             *s = Instant::now();
         }
+        self.store.data_mut().io.now = super::guest_io::now_ms();
         self.store.set_epoch_deadline(1);
     }
 
@@ -274,15 +276,10 @@ impl OperatorInstance {
     pub async fn process(&mut self, batch: Vec<u8>) -> Result<Output, GuestFailure> {
         let batch = Arc::new(batch);
         {
+            // Keys are indexed lazily, on the first `set-current-record`: a stateless
+            // operator never pays for it.
             let io = &mut self.store.data_mut().io;
             io.batch_keys.clear();
-            for r in rivulet_sdk::RecordIter::new(&batch) {
-                let Ok(r) = r else { break };
-                io.batch_keys.push(r.key.map(|k| {
-                    let start = k.as_ptr() as usize - batch.as_ptr() as usize;
-                    (start, start + k.len())
-                }));
-            }
             io.batch = batch.clone();
             io.set_current_key(None);
         }

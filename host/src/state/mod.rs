@@ -238,7 +238,9 @@ impl KeyedStateStore {
         if i64::from_be_bytes(e) <= now_ms {
             return Ok(None);
         }
-        Ok(Some(stored[8..].to_vec()))
+        let mut value = stored;
+        value.drain(..8);
+        Ok(Some(value))
     }
 
     /// Read the current key's entry of `state` (value state, or a whole list).
