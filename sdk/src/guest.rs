@@ -426,6 +426,8 @@ pub mod __runtime {
 
     pub fn process<O: Operator>(slot: &'static Slot<O>, batch: Vec<u8>) -> std::result::Result<(), String> {
         with(slot, |op, ctx| {
+            // Most operators emit about what they read: size the buffer once.
+            ctx.main.reserve(batch.len());
             for (i, record) in RecordIter::new(&batch).enumerate() {
                 let record = record?;
                 PENDING_RECORD.with(|p| p.set(Some(i as u32)));
