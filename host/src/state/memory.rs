@@ -1,52 +1,58 @@
-//! The in-memory backend: a `BTreeMap`, so prefix scans are range scans.
+//! The in-memory backend: a hash map for point reads and writes (the per-record path),
+//! plus an ordered index of the keys for prefix scans (key groups, map state, clear).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::{StateBackend, StateError};
 
-/// State kept in a sorted in-memory map.
+/// State kept in memory.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    values: HashMap<Vec<u8>, Vec<u8>>,
+    order: BTreeSet<Vec<u8>>,
+}
+
+impl MemoryBackend {
+    fn prefixed<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = &'a Vec<u8>> + 'a {
+        self.order.range(prefix.to_vec()..).take_while(move |k| k.starts_with(prefix))
+    }
 }
 
 impl StateBackend for MemoryBackend {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self.map.get(key).cloned())
+        Ok(self.values.get(key).cloned())
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
-        match self.map.get_mut(key) {
+        match self.values.get_mut(key) {
             Some(v) => {
                 v.clear();
                 v.extend_from_slice(value);
             }
             None => {
-                self.map.insert(key.to_vec(), value.to_vec());
+                self.values.insert(key.to_vec(), value.to_vec());
+                self.order.insert(key.to_vec());
             }
         }
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StateError> {
-        self.map.remove(key);
+        if self.values.remove(key).is_some() {
+            self.order.remove(key);
+        }
         Ok(())
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
-        Ok(self
-            .map
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(self.prefixed(prefix).filter_map(|k| self.values.get(k).map(|v| (k.clone(), v.clone()))).collect())
     }
 
     fn delete_prefix(&mut self, prefix: &[u8]) -> Result<(), StateError> {
-        let doomed: Vec<Vec<u8>> =
-            self.map.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.clone()).collect();
+        let doomed: Vec<Vec<u8>> = self.prefixed(prefix).cloned().collect();
         for k in doomed {
-            self.map.remove(&k);
+            self.values.remove(&k);
+            self.order.remove(&k);
         }
         Ok(())
     }
