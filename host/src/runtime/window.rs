@@ -164,8 +164,8 @@ impl WindowOperator {
             let mut assigned = false;
             if self.kind == WindowKind::Session {
                 let new = self.assign(r.timestamp)[0];
-                if !self.is_late(new, watermark) {
-                    let merged = self.merge_sessions(store, &ck, new)?;
+                // As in Flink, lateness is judged on the session the record would merge into.
+                if let Some(merged) = self.merge_sessions(store, &ck, new, watermark)? {
                     self.add(store, &ck, merged, r.value, r.timestamp)?;
                     if merged.max_timestamp() <= watermark {
                         refire.push((key.to_vec(), merged));
@@ -200,8 +200,9 @@ impl WindowOperator {
     }
 
     /// Merge `new` with the key's overlapping sessions; moves their contents into the
-    /// merged session and returns it (with timers registered).
-    fn merge_sessions(&mut self, store: &mut KeyedStateStore, ck: &CurrentKey, new: Span) -> Result<Span, StateError> {
+    /// merged session and returns it (with timers registered). Returns `None`, changing
+    /// nothing, when even the merged session is past the allowed lateness.
+    fn merge_sessions(&mut self, store: &mut KeyedStateStore, ck: &CurrentKey, new: Span, watermark: i64) -> Result<Option<Span>, StateError> {
         let id = self.state(store)?;
         let entries = store.map_entries(id, ck, 0)?;
         let mut merged = new;
@@ -222,6 +223,9 @@ impl WindowOperator {
                 break;
             }
         }
+        if self.is_late(merged, watermark) {
+            return Ok(None);
+        }
         let key = ck.key.clone().unwrap_or_default();
         for s in &absorbed {
             self.unregister(&key, *s);
@@ -236,7 +240,7 @@ impl WindowOperator {
             }
         }
         self.register(&key, merged);
-        Ok(merged)
+        Ok(Some(merged))
     }
 
     fn collect(&mut self, store: &mut KeyedStateStore, key: &[u8], span: Span) -> Result<Firing, StateError> {
@@ -346,7 +350,11 @@ mod tests {
         let (late, refire) = w.process(&mut s, &batch(&[("a", 1)]), 20).expect("process");
         assert_eq!(RecordIter::new(&late).count(), 1);
         assert!(refire.is_empty());
-        assert_eq!(fire_all(&mut w, &mut s, i64::MAX), vec![("a".into(), 25, 35, 1)]);
+        // Late on its own ([15,25) ended by watermark 30) but it joins the live session
+        // [25,35): judged on the merged session, it is kept.
+        let (late, _) = w.process(&mut s, &batch(&[("a", 15)]), 30).expect("process");
+        assert!(late.is_empty());
+        assert_eq!(fire_all(&mut w, &mut s, i64::MAX), vec![("a".into(), 15, 35, 2)]);
     }
 
     #[test]
