@@ -140,8 +140,13 @@ impl WindowOperator {
         store.map_put(id, ck, &ukey, &rec, 0)
     }
 
-    fn register(&mut self, key: &[u8], span: Span) {
-        self.timers.insert((span.max_timestamp(), TimerKind::Fire, key.to_vec(), span));
+    /// Timers for a window that got a record at `watermark`: its firing (unless the
+    /// watermark has passed it: then the caller fires it at once, like Flink's
+    /// `EventTimeTrigger`, and no timer would fire it twice) and its cleanup.
+    fn register(&mut self, key: &[u8], span: Span, watermark: i64) {
+        if span.max_timestamp() > watermark {
+            self.timers.insert((span.max_timestamp(), TimerKind::Fire, key.to_vec(), span));
+        }
         if self.lateness > 0 {
             self.timers.insert((span.max_timestamp().saturating_add(self.lateness), TimerKind::Cleanup, key.to_vec(), span));
         }
@@ -178,7 +183,7 @@ impl WindowOperator {
                         continue;
                     }
                     self.add(store, &ck, span, r.value, r.timestamp)?;
-                    self.register(key, span);
+                    self.register(key, span, watermark);
                     if span.max_timestamp() <= watermark {
                         refire.push((key.to_vec(), span));
                     }
@@ -239,7 +244,7 @@ impl WindowOperator {
                 store.map_remove(id, ck, k)?;
             }
         }
-        self.register(&key, merged);
+        self.register(&key, merged, watermark);
         Ok(Some(merged))
     }
 
@@ -367,7 +372,7 @@ mod tests {
         assert!(late.is_empty());
         assert_eq!(refire.len(), 1);
         assert_eq!(RecordIter::new(&refire[0].records).count(), 2);
-        fire_all(&mut w, &mut s, 14);
+        assert!(fire_all(&mut w, &mut s, 14).is_empty(), "a re-fired window does not fire again by timer");
         let (late, _) = w.process(&mut s, &batch(&[("a", 3)]), 14).expect("process");
         assert_eq!(RecordIter::new(&late).count(), 1, "past the allowed lateness");
     }
