@@ -64,12 +64,12 @@ pub enum JobError {
     #[error(transparent)]
     Guest(#[from] GuestFailure),
     /// A state backend failed.
-    #[error("operator '{operator}': {source}")]
+    #[error("operator '{operator}': {error}")]
     State {
         /// Operator uid.
         operator: String,
         /// Backend error.
-        source: crate::state::StateError,
+        error: crate::state::StateError,
     },
     /// A source or sink failed.
     #[error("{node} '{id}': {message}")]

@@ -15,12 +15,12 @@ pub(crate) use spec::resolve as spec_resolve;
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// The file could not be read.
-    #[error("cannot read job spec {path}: {source}")]
+    #[error("cannot read job spec {path}: {error}")]
     Read {
         /// Path.
         path: String,
         /// I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The YAML does not parse into a spec.
     #[error("job spec {path}: {message}")]

@@ -329,7 +329,7 @@ impl JobSpec {
 
     /// Read and parse a spec file.
     pub fn from_file(path: &Path, params: &BTreeMap<String, String>) -> Result<JobSpec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.display().to_string(), error: source })?;
         Self::parse(&text, &path.display().to_string(), params)
     }
 }

@@ -32,14 +32,14 @@ pub const WORLD: &str = "rivulet:operator/rivulet-operator@0.1.0";
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     /// The file could not be read.
-    #[error("plugin '{name}': cannot read {path}: {source}")]
+    #[error("plugin '{name}': cannot read {path}: {error}")]
     Read {
         /// Plugin name.
         name: String,
         /// The path.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bytes are not WebAssembly at all.
     #[error("plugin '{name}' is not a WebAssembly file (no `\\0asm` header)")]
@@ -182,7 +182,7 @@ impl PluginEngine {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
             name: name.clone(),
             path: path.display().to_string(),
-            source,
+            error: source,
         })?;
         self.load_bytes(&name, &bytes)
     }

@@ -201,7 +201,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                         let backend = opts
                             .state_backend
                             .open(&run_dir.join(&spec.uid).join(t.to_string()))
-                            .map_err(|source| JobError::State { operator: spec.uid.clone(), source })?;
+                            .map_err(|source| JobError::State { operator: spec.uid.clone(), error: source })?;
                         let mut limits = opts.limits;
                         if let Some(l) = &spec.limits {
                             if let Some(mb) = l.memory_mb {

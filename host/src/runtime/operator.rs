@@ -48,7 +48,7 @@ pub struct ChainTask {
 }
 
 fn state_err(uid: &str) -> impl Fn(crate::state::StateError) -> JobError + '_ {
-    move |source| JobError::State { operator: uid.to_owned(), source }
+    move |source| JobError::State { operator: uid.to_owned(), error: source }
 }
 
 fn exchange_err(uid: &str, e: ExchangeError) -> JobError {

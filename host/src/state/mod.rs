@@ -42,12 +42,12 @@ pub enum StateError {
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
     /// The backend's directory could not be prepared.
-    #[error("state directory {path}: {source}")]
+    #[error("state directory {path}: {error}")]
     Dir {
         /// The directory.
         path: String,
         /// What went wrong.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A stored value does not have the layout the host wrote.
     #[error("corrupt state entry: {0}")]

@@ -15,7 +15,7 @@ pub struct RocksDbBackend {
 impl RocksDbBackend {
     /// Open (creating if needed) a database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), error: source })?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
