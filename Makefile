@@ -21,11 +21,11 @@ build: plugins
 
 ## Set up, build, and run the fraud-detection example on its bundled sample.
 demo: build
-	@rm -f $(CURDIR)/target/demo-alerts.jsonl
 	$(RIVULET_RELEASE) run plugins-examples/fraud-detection/job.yaml \
-	  --param input=sample.jsonl --param output=$(CURDIR)/target/demo-alerts.jsonl
-	@echo "--- fraud alerts ---"
-	@cat $(CURDIR)/target/demo-alerts.jsonl
+	  --param input=sample.jsonl --param output=$(CURDIR)/target/demo-alerts \
+	  --checkpoint-dir $(CURDIR)/target/demo-checkpoints --checkpoint-interval 1s
+	@echo "--- fraud alerts (committed part files of target/demo-alerts/) ---"
+	@cat $(CURDIR)/target/demo-alerts/part-*
 
 ## Set up, build plugins and fixtures, run every test.
 test: plugins

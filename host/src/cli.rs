@@ -1,4 +1,4 @@
-//! The `rivulet` command line: `run`, `validate`, `plugin inspect`.
+//! The `rivulet` command line: `run`, `validate`, `plugin inspect`, `savepoint inspect`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,9 +8,10 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::job::{JobGraph, JobSpec, NodeKind};
+use crate::checkpoint::{CheckpointConfig, CheckpointStorage};
+use crate::job::{JobGraph, JobSpec, NodeKind, RestartSpec};
 use crate::plugin::{Limits, PluginEngine, WORLD};
-use crate::runtime::{RunOptions, run_job};
+use crate::runtime::{RestoreFrom, RunOptions, run_job_with_restarts};
 use crate::state::BackendKind;
 
 /// Rivulet: stateful stream processing with WebAssembly operators.
@@ -34,6 +35,26 @@ pub enum Command {
         /// Plugin subcommand.
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Work with savepoints and checkpoints.
+    Savepoint {
+        /// Savepoint subcommand.
+        #[command(subcommand)]
+        command: SavepointCommand,
+    },
+}
+
+/// Savepoint subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SavepointCommand {
+    /// Print what a savepoint or checkpoint holds: operators, plugins, state names and
+    /// versions, key groups, timers, source positions, pending sink files.
+    Inspect {
+        /// The snapshot directory (`…/savepoints/sp-…` or `…/chk-…`, local or `s3://`).
+        path: String,
+        /// Also print every state entry.
+        #[arg(long)]
+        entries: bool,
     },
 }
 
@@ -75,6 +96,65 @@ pub struct RunArgs {
     /// Don't print progress on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Checkpoint location: a directory or `s3://bucket/prefix` (AWS_* variables for S3).
+    /// Snapshots of the job go below `<location>/<job name>/`.
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub checkpoint_dir: Option<String>,
+    /// Take a checkpoint this often (`200ms`, `5s`, `1m`).
+    #[arg(long, value_parser = parse_duration)]
+    pub checkpoint_interval: Option<std::time::Duration>,
+    /// Abort a checkpoint that is not complete after this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub checkpoint_timeout: Option<std::time::Duration>,
+    /// Complete checkpoints to keep.
+    #[arg(long)]
+    pub checkpoints_retained: Option<usize>,
+    /// Consecutive failed checkpoints tolerated before the job fails.
+    #[arg(long)]
+    pub tolerable_checkpoint_failures: Option<u32>,
+    /// Upload whole RocksDB state at every checkpoint instead of only new SST files.
+    #[arg(long)]
+    pub full_checkpoints: bool,
+    /// Start from `latest` (the newest complete checkpoint or savepoint under
+    /// --checkpoint-dir; fresh when there is none) or a snapshot directory.
+    #[arg(long, value_name = "latest|PATH")]
+    pub restore: Option<String>,
+    /// Drop state of operators the job no longer has instead of refusing to start.
+    #[arg(long)]
+    pub allow_non_restored_state: bool,
+    /// Stop with a savepoint once the sources have emitted this many records.
+    #[arg(long, value_name = "N")]
+    pub stop_with_savepoint_after_records: Option<u64>,
+    /// Take a savepoint whenever this file appears (it is removed); SIGUSR1 does too.
+    #[arg(long, value_name = "FILE")]
+    pub savepoint_trigger_file: Option<PathBuf>,
+    /// Restarts after a task failure (default: 3 with checkpointing, else 0).
+    #[arg(long)]
+    pub restart_attempts: Option<u32>,
+    /// Delay before a restart (default 1s).
+    #[arg(long, value_parser = parse_duration)]
+    pub restart_delay: Option<std::time::Duration>,
+}
+
+/// Parse `200ms`, `5s`, `2m`, or a bare number of milliseconds.
+fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "ms"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (try 200ms, 5s, 1m)"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1e3,
+        "m" | "min" => n * 60e3,
+        "h" => n * 3600e3,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m, h)")),
+    };
+    if !(ms > 0.0) {
+        return Err(format!("'{s}' must be positive"));
+    }
+    Ok(std::time::Duration::from_micros((ms * 1e3) as u64))
 }
 
 fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>> {
@@ -103,22 +183,107 @@ fn engine() -> Result<Arc<PluginEngine>> {
 
 fn run(args: RunArgs) -> Result<()> {
     let (spec, graph) = load_graph(&args.spec)?;
-    let opts = RunOptions {
-        state_backend: args.state_backend.or(spec.state_backend).unwrap_or(BackendKind::Memory),
-        data_dir: args.data_dir.unwrap_or_else(|| std::env::temp_dir().join("rivulet-data")),
-        progress: !args.quiet,
-        limits: Limits::default(),
+    let ck = spec.checkpoint.clone().unwrap_or_default();
+    let location = args.checkpoint_dir.clone().or(ck.dir.clone());
+    let checkpoint = match &location {
+        Some(loc) => {
+            let storage = CheckpointStorage::open(loc)?.child(&job_dir_name(&graph.name));
+            let mut c = CheckpointConfig::new(storage);
+            c.interval = args.checkpoint_interval.or(ck.interval_ms.map(std::time::Duration::from_millis));
+            if let Some(t) = args.checkpoint_timeout.or(ck.timeout_ms.map(std::time::Duration::from_millis)) {
+                c.timeout = t;
+            }
+            if let Some(r) = args.checkpoints_retained.or(ck.retain) {
+                c.retain = r.max(1);
+            }
+            if let Some(t) = args.tolerable_checkpoint_failures.or(ck.tolerable_failures) {
+                c.tolerable_failures = t;
+            }
+            c.incremental = !args.full_checkpoints && ck.incremental.unwrap_or(true);
+            Some(c)
+        }
+        None => {
+            if args.checkpoint_interval.is_some() {
+                bail!("--checkpoint-interval needs a checkpoint location (--checkpoint-dir)");
+            }
+            None
+        }
+    };
+    let restore = match args.restore.as_deref() {
+        None => RestoreFrom::Nothing,
+        Some("latest") => {
+            if checkpoint.is_none() {
+                bail!("--restore latest needs --checkpoint-dir");
+            }
+            RestoreFrom::Latest
+        }
+        Some(p) => RestoreFrom::Path(p.to_owned()),
+    };
+    if args.stop_with_savepoint_after_records.is_some() && checkpoint.is_none() {
+        bail!("--stop-with-savepoint-after-records needs --checkpoint-dir (savepoints go below it)");
+    }
+    let mut opts = RunOptions::new(
+        args.state_backend.or(spec.state_backend).unwrap_or(BackendKind::Memory),
+        args.data_dir.unwrap_or_else(|| std::env::temp_dir().join("rivulet-data")),
+    );
+    opts.progress = !args.quiet;
+    opts.limits = Limits::default();
+    opts.restore = restore;
+    opts.allow_non_restored_state = args.allow_non_restored_state;
+    opts.stop_with_savepoint_after_records = args.stop_with_savepoint_after_records;
+    opts.savepoint_trigger_file = args.savepoint_trigger_file;
+    opts.savepoint_on_signal = checkpoint.is_some();
+    let default_attempts = if checkpoint.is_some() { 3 } else { 0 };
+    opts.checkpoint = checkpoint;
+    let restart = RestartSpec {
+        attempts: args.restart_attempts.or(spec.restart.as_ref().map(|r| r.attempts)).unwrap_or(default_attempts),
+        delay_ms: args
+            .restart_delay
+            .map(|d| d.as_millis() as u64)
+            .or(spec.restart.as_ref().map(|r| r.delay_ms))
+            .unwrap_or(1000),
     };
     let engine = engine()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-worker").build()?;
-    let report = runtime.block_on(run_job(&graph, &engine, &opts)).with_context(|| format!("job '{}' failed", graph.name))?;
+    let report = runtime
+        .block_on(run_job_with_restarts(&graph, &engine, &opts, Some(&restart)))
+        .with_context(|| format!("job '{}' failed", graph.name))?;
     if !args.quiet {
-        eprintln!("[rivulet] job '{}' finished in {:.2}s", graph.name, report.elapsed.as_secs_f64());
+        for f in &report.failures {
+            eprintln!(
+                "[rivulet] failure on attempt {}: operator {} plugin {}: {}",
+                f.attempt,
+                f.operator.as_deref().unwrap_or("-"),
+                f.plugin.as_deref().unwrap_or("-"),
+                f.reason
+            );
+        }
+        let checkpoints = report.snapshots.len();
+        if let Some(sp) = &report.stopped_with_savepoint {
+            eprintln!("[rivulet] job '{}' stopped with savepoint {sp}", graph.name);
+        } else {
+            eprintln!("[rivulet] job '{}' finished in {:.2}s ({checkpoints} snapshots)", graph.name, report.elapsed.as_secs_f64());
+        }
         for (id, r_in, r_out, late) in &report.nodes {
             let late = if *late > 0 { format!(", {late} late") } else { String::new() };
             eprintln!("[rivulet]   {id}: {r_in} in, {r_out} out{late}");
         }
     }
+    if let Some(sp) = &report.stopped_with_savepoint {
+        println!("{sp}");
+    }
+    Ok(())
+}
+
+/// The folder a job's snapshots go in below the checkpoint location.
+pub fn job_dir_name(job: &str) -> String {
+    job.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn savepoint_inspect(path: &str, entries: bool) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let text = runtime.block_on(crate::checkpoint::inspect(path, entries))?;
+    print!("{text}");
     Ok(())
 }
 
@@ -163,6 +328,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Validate(args) => validate(args),
         Command::Plugin { command: PluginCommand::Inspect { file } } => inspect(&file),
+        Command::Savepoint { command: SavepointCommand::Inspect { path, entries } } => savepoint_inspect(&path, entries),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

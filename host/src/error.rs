@@ -81,7 +81,48 @@ pub enum JobError {
         /// What went wrong.
         message: String,
     },
+    /// Checkpointing or restoring failed.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// An internal error (a bug).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl JobError {
+    /// Whether restarting the job from its last checkpoint can help (a failing task),
+    /// as opposed to a job that can never start (bad spec, plugin, snapshot).
+    pub fn is_restartable(&self) -> bool {
+        match self {
+            JobError::Spec(_) | JobError::Plugin(_) => false,
+            JobError::Guest(g) => g.kind != FailureKind::Instantiate,
+            JobError::Checkpoint(e) => matches!(e, crate::checkpoint::CheckpointError::Storage { .. }),
+            _ => true,
+        }
+    }
+
+    /// (operator, plugin) the failure is attributed to, when known.
+    pub fn culprit(&self) -> (Option<String>, Option<String>) {
+        match self {
+            JobError::Guest(g) => (Some(g.operator.clone()), Some(g.plugin.clone())),
+            JobError::State { operator, .. } => (Some(operator.clone()), None),
+            JobError::Connector { id, .. } => (Some(id.clone()), None),
+            _ => (None, None),
+        }
+    }
+}
+
+/// One failure of a job run, as recorded for the user.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailureRecord {
+    /// Attempt number (0 = first).
+    pub attempt: u32,
+    /// Operator (or connector) it is attributed to.
+    pub operator: Option<String>,
+    /// Plugin label.
+    pub plugin: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
 }

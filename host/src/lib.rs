@@ -1,5 +1,5 @@
 //! Rivulet's host: runs stream-processing jobs whose operators are WebAssembly
-//! components of the `rivulet:operator@0.1.0` world.
+//! components of the `rivulet:operator@0.2.0` world.
 //!
 //! - [`plugin`]: the wasmtime engine, compile cache, world checks, limits, host imports.
 //! - [`job`]: job specs and their validation into a dataflow graph.
@@ -8,6 +8,7 @@
 //! - [`connectors`]: built-in sources and sinks.
 //! - [`cli`]: the `rivulet` command line.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod connectors;
 pub mod error;

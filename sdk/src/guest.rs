@@ -159,6 +159,11 @@ impl Context {
         wit::context::parallelism()
     }
 
+    /// How many times the job restarted after a failure in this run (0 at first).
+    pub fn attempt_number(&self) -> u32 {
+        wit::context::attempt_number()
+    }
+
     /// The operator's `uid` in the job spec.
     pub fn operator_uid(&self) -> String {
         wit::context::operator_uid()
@@ -350,6 +355,44 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     }
 }
 
+/// The stored form of one state entry, by kind of state (see [`StateEntry`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateValue {
+    /// A [`ValueState`]'s value (JSON bytes as the SDK wrote them).
+    Value(Vec<u8>),
+    /// A [`ListState`]'s elements.
+    List(Vec<Vec<u8>>),
+    /// One entry of a [`MapState`]: (user key, value).
+    MapEntry(Vec<u8>, Vec<u8>),
+}
+
+/// One entry of keyed state written by an older version of an operator, handed to
+/// [`Operator::migrate_state`] when a job starts from a savepoint with a new version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    /// The state's name.
+    pub state: String,
+    /// The key the entry belongs to.
+    pub key: Vec<u8>,
+    /// What is stored.
+    pub value: StateValue,
+}
+
+impl StateEntry {
+    /// A value state's entry, decoded from the SDK's JSON (`None` for other kinds).
+    pub fn value_json<T: DeserializeOwned>(&self) -> Option<Result<T>> {
+        match &self.value {
+            StateValue::Value(v) => Some(serde_json::from_slice(v).map_err(Error::from)),
+            _ => None,
+        }
+    }
+
+    /// A value-state entry holding `value` as JSON.
+    pub fn new_value<T: Serialize + ?Sized>(state: &str, key: Vec<u8>, value: &T) -> Result<StateEntry> {
+        Ok(StateEntry { state: state.to_owned(), key, value: StateValue::Value(serde_json::to_vec(value)?) })
+    }
+}
+
 /// A stream operator. Implement this trait and call [`export_operator!`].
 ///
 /// Only [`Operator::open`] and [`Operator::process`] are required; the rest default to
@@ -386,6 +429,14 @@ pub trait Operator: Sized + 'static {
     fn close(&mut self, ctx: &mut Context) -> Result<()> {
         let _ = ctx;
         Ok(())
+    }
+
+    /// Upgrade one state entry written under state format `from_version` (a job started
+    /// from a savepoint of an older version). Return the entries to keep instead: the
+    /// default keeps the entry as it is; an empty vector drops it.
+    fn migrate_state(from_version: u32, entry: StateEntry) -> Result<Vec<StateEntry>> {
+        let _ = from_version;
+        Ok(vec![entry])
     }
 }
 
@@ -456,6 +507,29 @@ pub mod __runtime {
     pub fn close<O: Operator>(slot: &'static Slot<O>) -> std::result::Result<(), String> {
         with(slot, |op, ctx| op.close(ctx))
     }
+
+    pub fn migrate_state<O: Operator>(
+        from_version: u32,
+        entries: Vec<wit::types::StateEntry>,
+    ) -> std::result::Result<Vec<wit::types::StateEntry>, String> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let value = match e.value {
+                wit::types::StateValue::Value(v) => StateValue::Value(v),
+                wit::types::StateValue::List(l) => StateValue::List(l),
+                wit::types::StateValue::MapEntry((k, v)) => StateValue::MapEntry(k, v),
+            };
+            for m in O::migrate_state(from_version, StateEntry { state: e.state, key: e.key, value }).map_err(|e| e.0)? {
+                let value = match m.value {
+                    StateValue::Value(v) => wit::types::StateValue::Value(v),
+                    StateValue::List(l) => wit::types::StateValue::List(l),
+                    StateValue::MapEntry(k, v) => wit::types::StateValue::MapEntry((k, v)),
+                };
+                out.push(wit::types::StateEntry { state: m.state, key: m.key, value });
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Export a type implementing [`Operator`] as this component's operator.
@@ -499,6 +573,12 @@ macro_rules! export_operator {
             }
             fn state_version() -> u32 {
                 <$op as $crate::Operator>::STATE_VERSION
+            }
+            fn migrate_state(
+                from_version: u32,
+                entries: ::std::vec::Vec<$crate::__private::rivulet::operator::types::StateEntry>,
+            ) -> ::std::result::Result<::std::vec::Vec<$crate::__private::rivulet::operator::types::StateEntry>, ::std::string::String> {
+                $crate::__runtime::migrate_state::<$op>(from_version, entries)
             }
         }
 

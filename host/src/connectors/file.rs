@@ -1,9 +1,10 @@
 //! The bounded file source: JSON lines, CSV (rows become JSON objects) or text lines.
 
-use std::io::BufRead;
+use std::io::{BufRead, Seek};
 use std::path::PathBuf;
 
 use super::SourceOutput;
+use crate::checkpoint::manifest::SourcePosition;
 use crate::error::JobError;
 use crate::job::FileFormat;
 
@@ -19,6 +20,8 @@ pub struct FileSource {
     pub delimiter: u8,
     /// JSON field with the event time (ms), if the source has event time.
     pub time_field: Option<String>,
+    /// Where to resume (from a checkpoint).
+    pub start: Option<SourcePosition>,
 }
 
 impl FileSource {
@@ -41,16 +44,34 @@ impl FileSource {
         }
     }
 
-    /// Read the whole file into `out`, then finish it (final watermark, End).
+    /// Read the file (from the restored position) into `out`, then finish it (final
+    /// watermark, End). Between records it answers checkpoint barriers with its position.
     pub async fn run(self, mut out: SourceOutput) -> Result<(), JobError> {
-        let file = std::fs::File::open(&self.path).map_err(|e| self.err(format!("cannot open {}: {e}", self.path.display())))?;
+        let (mut offset, mut records) = match &self.start {
+            Some(SourcePosition::Finished) => return out.finish_restored().await,
+            Some(SourcePosition::File { offset, records, max_ts }) => {
+                out.restore_max_ts(*max_ts);
+                (*offset, *records)
+            }
+            Some(other) => return Err(self.err(format!("cannot resume a file source from {other:?}"))),
+            None => (0, 0),
+        };
+        let mut file = std::fs::File::open(&self.path).map_err(|e| self.err(format!("cannot open {}: {e}", self.path.display())))?;
         match self.format {
             FileFormat::Text | FileFormat::Jsonl => {
-                let reader = std::io::BufReader::with_capacity(1 << 16, file);
-                for (i, line) in reader.lines().enumerate() {
-                    let line_no = i + 1;
-                    let line = line.map_err(|e| self.err(format!("{}:{line_no}: {e}", self.path.display())))?;
-                    let line = line.trim_end_matches('\r');
+                file.seek(std::io::SeekFrom::Start(offset)).map_err(|e| self.err(format!("{}: seek to {offset}: {e}", self.path.display())))?;
+                let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+                let mut line_no = records as usize;
+                let mut buf = String::new();
+                loop {
+                    buf.clear();
+                    let n = reader.read_line(&mut buf).map_err(|e| self.err(format!("{}:{}: {e}", self.path.display(), line_no + 1)))?;
+                    if n == 0 {
+                        break;
+                    }
+                    offset += n as u64;
+                    line_no += 1;
+                    let line = buf.trim_end_matches('\n').trim_end_matches('\r');
                     if self.format == FileFormat::Jsonl {
                         if line.trim().is_empty() {
                             continue;
@@ -71,6 +92,13 @@ impl FileSource {
                     } else {
                         out.push(None, line.as_bytes(), 0).await?;
                     }
+                    records += 1;
+                    if let Some(b) = out.poll_barrier() {
+                        out.barrier(b, SourcePosition::File { offset, records, max_ts: out.max_ts() }).await?;
+                        if b.stop {
+                            return Ok(());
+                        }
+                    }
                 }
             }
             FileFormat::Csv => {
@@ -78,6 +106,9 @@ impl FileSource {
                 let headers = reader.headers().map_err(|e| self.err(format!("{}: header: {e}", self.path.display())))?.clone();
                 for (i, row) in reader.records().enumerate() {
                     let line_no = i + 2;
+                    if (i as u64) < records {
+                        continue;
+                    }
                     let row = row.map_err(|e| self.err(format!("{}:{line_no}: {e}", self.path.display())))?;
                     let mut obj = serde_json::Map::new();
                     for (h, v) in headers.iter().zip(row.iter()) {
@@ -87,6 +118,13 @@ impl FileSource {
                     let ts = self.timestamp(line_no, &doc)?;
                     let bytes = serde_json::to_vec(&doc).map_err(|e| self.err(e.to_string()))?;
                     out.push(None, &bytes, ts).await?;
+                    records += 1;
+                    if let Some(b) = out.poll_barrier() {
+                        out.barrier(b, SourcePosition::File { offset: 0, records, max_ts: out.max_ts() }).await?;
+                        if b.stop {
+                            return Ok(());
+                        }
+                    }
                 }
             }
         }

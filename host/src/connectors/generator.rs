@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::SourceOutput;
+use crate::checkpoint::manifest::SourcePosition;
 use crate::error::JobError;
 use crate::job::GeneratorKind;
 
@@ -26,6 +27,8 @@ pub struct Generator {
     pub parallelism: u32,
     /// Idle after this long without output (rate-limited sources).
     pub idle_timeout: Option<Duration>,
+    /// Where to resume (from a checkpoint).
+    pub start: Option<SourcePosition>,
 }
 
 /// SplitMix64: a tiny, well-mixed, seedable generator (deterministic across platforms).
@@ -39,10 +42,21 @@ fn splitmix(x: u64) -> u64 {
 impl Generator {
     /// Produce every record of this subtask into `out`.
     pub async fn run(self, mut out: SourceOutput) -> Result<(), JobError> {
-        let started = Instant::now();
         let per_subtask_rate = self.rate.map(|r| r / f64::from(self.parallelism.max(1)));
         let mut produced: u64 = 0;
         let mut id = u64::from(self.subtask);
+        match &self.start {
+            Some(SourcePosition::Finished) => return out.finish_restored().await,
+            Some(SourcePosition::Generator { next_id, produced: p, max_ts }) => {
+                id = *next_id;
+                produced = *p;
+                out.restore_max_ts(*max_ts);
+            }
+            Some(other) => return Err(JobError::Internal(format!("cannot resume a generator from {other:?}"))),
+            None => {}
+        }
+        // The rate applies from (re)start: as if the restored records were produced on time.
+        let started = Instant::now() - per_subtask_rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(produced as f64 / r));
         let step = u64::from(self.parallelism.max(1));
         let mut value = Vec::with_capacity(96);
         loop {
@@ -61,7 +75,18 @@ impl Generator {
                             out.idle().await?;
                         }
                     }
-                    tokio::time::sleep_until(due.into()).await;
+                    tokio::select! {
+                        () = tokio::time::sleep_until(due.into()) => {}
+                        b = out.next_barrier() => {
+                            if let Some(b) = b {
+                                out.barrier(b, SourcePosition::Generator { next_id: id, produced, max_ts: out.max_ts() }).await?;
+                                if b.stop {
+                                    return Ok(());
+                                }
+                            }
+                            continue;
+                        }
+                    }
                 }
             }
             let (key, v) = match self.kind {
@@ -78,6 +103,12 @@ impl Generator {
             out.push(None, &value, ts).await?;
             produced += 1;
             id += step;
+            if let Some(b) = out.poll_barrier() {
+                out.barrier(b, SourcePosition::Generator { next_id: id, produced, max_ts: out.max_ts() }).await?;
+                if b.stop {
+                    return Ok(());
+                }
+            }
         }
         out.finish().await
     }

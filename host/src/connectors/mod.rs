@@ -10,13 +10,29 @@ mod sink;
 
 pub use file::FileSource;
 pub use generator::Generator;
-pub use sink::{LineSink, SinkTarget};
+pub use sink::{LineSink, SinkTarget, prepare_sink_dir};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use tokio::sync::mpsc;
+
+use crate::checkpoint::manifest::{SourceEntry, SourcePosition};
+use crate::checkpoint::{Barrier, SnapshotPart, TaskCheckpointing, TaskReport};
 use crate::error::JobError;
 use crate::runtime::{ExchangeError, Message, NodeMetrics, OutputEdge};
+
+/// A source subtask's part in checkpoints: where barriers come from and acks go.
+pub struct SourceCheckpointing {
+    /// Barriers the coordinator injects.
+    pub barriers: mpsc::UnboundedReceiver<Barrier>,
+    /// Reports to the coordinator.
+    pub ctx: TaskCheckpointing,
+    /// Subtask index.
+    pub subtask: u32,
+    /// Parallelism.
+    pub parallelism: u32,
+}
 
 /// Most records between two watermarks (and per batch) a source emits.
 pub const WATERMARK_EVERY: usize = 1000;
@@ -33,6 +49,7 @@ pub struct SourceOutput {
     max_ts: i64,
     last_wm: i64,
     metrics: Arc<NodeMetrics>,
+    checkpointing: Option<SourceCheckpointing>,
 }
 
 impl SourceOutput {
@@ -48,7 +65,63 @@ impl SourceOutput {
             max_ts: i64::MIN,
             last_wm: i64::MIN,
             metrics,
+            checkpointing: None,
         }
+    }
+
+    /// Take part in checkpoints.
+    pub fn with_checkpointing(mut self, c: Option<SourceCheckpointing>) -> Self {
+        self.checkpointing = c;
+        self
+    }
+
+    /// Continue watermark generation from a restored position.
+    pub fn restore_max_ts(&mut self, max_ts: i64) {
+        self.max_ts = max_ts;
+        if let Some(bound) = self.out_of_orderness {
+            if max_ts != i64::MIN {
+                self.last_wm = max_ts.saturating_sub(bound).saturating_sub(1);
+            }
+        }
+    }
+
+    /// The largest event time seen (for the source's position).
+    pub fn max_ts(&self) -> i64 {
+        self.max_ts
+    }
+
+    /// A barrier the coordinator asked for, if any (checked between records).
+    pub fn poll_barrier(&mut self) -> Option<Barrier> {
+        self.checkpointing.as_mut().and_then(|c| c.barriers.try_recv().ok())
+    }
+
+    /// Wait for a barrier (for sources that sleep); never resolves without checkpointing.
+    pub async fn next_barrier(&mut self) -> Option<Barrier> {
+        match self.checkpointing.as_mut() {
+            Some(c) => match c.barriers.recv().await {
+                Some(b) => Some(b),
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    fn report(&self, position: SourcePosition, id: Option<u64>) {
+        if let Some(c) = &self.checkpointing {
+            let part = SnapshotPart::Source(SourceEntry { id: self.id.clone(), subtask: c.subtask, parallelism: c.parallelism, position });
+            let _ = c.ctx.reports.send(match id {
+                Some(id) => TaskReport::Ack { id, part },
+                None => TaskReport::Finished(part),
+            });
+        }
+    }
+
+    /// Emit `barrier` after everything pushed so far, recording `position`.
+    pub async fn barrier(&mut self, barrier: Barrier, position: SourcePosition) -> Result<(), JobError> {
+        self.flush().await?;
+        self.send_control(Message::Barrier(barrier)).await?;
+        self.report(position, Some(barrier.id));
+        Ok(())
     }
 
     fn err(&self, e: ExchangeError) -> JobError {
@@ -115,6 +188,14 @@ impl SourceOutput {
         self.flush().await?;
         self.send_control(Message::Watermark(i64::MAX)).await?;
         self.metrics.watermark.store(i64::MAX, Ordering::Relaxed);
+        // The coordinator hears of the end before anyone downstream can.
+        self.report(SourcePosition::Finished, None);
+        self.send_control(Message::End).await
+    }
+
+    /// A source restored as finished: downstream only needs to hear it has ended.
+    pub async fn finish_restored(&mut self) -> Result<(), JobError> {
+        self.report(SourcePosition::Finished, None);
         self.send_control(Message::End).await
     }
 }

@@ -1,21 +1,31 @@
-//! Line sinks: each record's value becomes one line of a file or of stdout.
+//! Line sinks: each record's value becomes one line, in part files of a directory or on
+//! stdout.
+//!
+//! The file sink is exactly-once by two-phase commit. It writes into a hidden part file
+//! (`.part-<subtask>-<seq>.inprogress`); at a checkpoint barrier it closes and syncs that
+//! file and reports it *pending*; the coordinator renames it to its visible name
+//! (`part-<subtask>-<seq>.jsonl`) once the checkpoint is complete. On recovery, pending
+//! files of the restored checkpoint are committed and every other hidden file discarded.
+//! The committed output is the set of visible files. Without checkpointing, files are
+//! committed when the input ends.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rivulet_sdk::RecordIter;
-use tokio::sync::mpsc;
 
+use crate::checkpoint::manifest::{PendingFile, SinkEntry};
+use crate::checkpoint::{Barrier, SnapshotPart, TaskCheckpointing, TaskReport};
 use crate::error::JobError;
-use crate::runtime::{Envelope, InputWatermarks, Message, NodeMetrics};
+use crate::runtime::{GateEvent, InputGate, InputWatermarks, Message, NodeMetrics};
 
 /// Where a line sink writes.
 #[derive(Debug, Clone)]
 pub enum SinkTarget {
-    /// A file, created or truncated when the job starts.
-    File(PathBuf),
+    /// A directory of part files.
+    Dir(PathBuf),
     /// The process's stdout.
     Stdout,
 }
@@ -24,14 +34,83 @@ pub enum SinkTarget {
 pub struct LineSink {
     /// Sink id.
     pub id: String,
+    /// Subtask index.
+    pub subtask: u32,
     /// Destination.
     pub target: SinkTarget,
-    /// Input queue.
-    pub rx: mpsc::Receiver<Envelope>,
+    /// Input, with barrier alignment.
+    pub input: InputGate,
     /// Input channels (to know when all have ended).
     pub inputs: InputWatermarks,
     /// Counters.
     pub metrics: Arc<NodeMetrics>,
+    /// Checkpointing, if the job checkpoints.
+    pub checkpointing: Option<TaskCheckpointing>,
+    /// Next part-file number (restored from a checkpoint).
+    pub next_seq: u64,
+}
+
+/// Get a sink directory ready for a run: on a fresh start, remove part files of earlier
+/// runs (a job owns its output directory); always discard hidden in-progress files,
+/// which no complete checkpoint needs (the restored one's were committed before).
+pub fn prepare_sink_dir(dir: &Path, fresh: bool) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let hidden = name.starts_with(".part-");
+        let visible = name.starts_with("part-");
+        if hidden || (fresh && visible) {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    Ok(())
+}
+
+struct PartWriter {
+    dir: PathBuf,
+    subtask: u32,
+    current: Option<(String, std::io::BufWriter<std::fs::File>)>,
+    /// Closed files not known to be committed: (file, barrier id that closed it).
+    pending: Vec<(PendingFile, u64)>,
+    next_seq: u64,
+}
+
+impl PartWriter {
+    fn writer(&mut self) -> std::io::Result<&mut std::io::BufWriter<std::fs::File>> {
+        if self.current.is_none() {
+            let hidden = format!(".part-{}-{:06}.inprogress", self.subtask, self.next_seq);
+            let f = std::fs::File::create(self.dir.join(&hidden))?;
+            self.current = Some((hidden, std::io::BufWriter::with_capacity(1 << 16, f)));
+        }
+        match self.current.as_mut() {
+            Some((_, w)) => Ok(w),
+            None => Err(std::io::Error::other("no part file")),
+        }
+    }
+
+    /// Close the in-progress file (flushed and synced) and make it pending.
+    fn close(&mut self, barrier_id: u64) -> std::io::Result<()> {
+        if let Some((hidden, mut w)) = self.current.take() {
+            w.flush()?;
+            w.get_ref().sync_all()?;
+            let visible = format!("part-{}-{:06}.jsonl", self.subtask, self.next_seq);
+            self.next_seq += 1;
+            self.pending.push((PendingFile { hidden, visible }, barrier_id));
+        }
+        Ok(())
+    }
+
+    fn entry(&self, id: &str, finished: bool) -> SinkEntry {
+        SinkEntry {
+            id: id.to_owned(),
+            subtask: self.subtask,
+            dir: self.dir.display().to_string(),
+            pending: self.pending.iter().map(|(p, _)| p.clone()).collect(),
+            next_seq: self.next_seq,
+            finished,
+        }
+    }
 }
 
 impl LineSink {
@@ -39,25 +118,39 @@ impl LineSink {
         JobError::Connector { node: "sink", id: self.id.clone(), message }
     }
 
-    /// Write until every input has ended; then flush and sync.
+    /// Write until every input has ended (or a stop barrier); commit as described above.
     pub async fn run(mut self) -> Result<(), JobError> {
-        let mut writer: Box<dyn Write + Send> = match &self.target {
-            SinkTarget::File(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| self.err(format!("cannot create {}: {e}", dir.display())))?;
-                }
-                let f = std::fs::File::create(path).map_err(|e| self.err(format!("cannot create {}: {e}", path.display())))?;
-                Box::new(std::io::BufWriter::with_capacity(1 << 16, f))
+        let mut parts = match &self.target {
+            SinkTarget::Dir(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| self.err(format!("cannot create {}: {e}", dir.display())))?;
+                Some(PartWriter { dir: dir.clone(), subtask: self.subtask, current: None, pending: Vec::new(), next_seq: self.next_seq })
             }
-            SinkTarget::Stdout => Box::new(std::io::LineWriter::new(std::io::stdout())),
+            SinkTarget::Stdout => None,
         };
-        while let Some(env) = self.rx.recv().await {
+        let mut stdout = std::io::LineWriter::new(std::io::stdout());
+        while let Some(ev) = self.input.next().await {
+            let env = match ev {
+                GateEvent::Aligned(b) => {
+                    self.on_barrier(b, parts.as_mut())?;
+                    if b.stop {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                GateEvent::Message(env) => env,
+            };
             match env.msg {
                 Message::Batch(batch) => {
                     let mut n = 0;
+                    let w: &mut dyn Write = match parts.as_mut() {
+                        Some(p) => p.writer().map_err(|e| self.err(format!("cannot create a part file: {e}")))?,
+                        None => &mut stdout,
+                    };
                     for r in RecordIter::new(&batch) {
-                        let r = r.map_err(|e| self.err(e.to_string()))?;
-                        writer.write_all(r.value).and_then(|()| writer.write_all(b"\n")).map_err(|e| self.err(format!("write failed: {e}")))?;
+                        let r = r.map_err(|e| JobError::Connector { node: "sink", id: self.id.clone(), message: e.to_string() })?;
+                        w.write_all(r.value)
+                            .and_then(|()| w.write_all(b"\n"))
+                            .map_err(|e| JobError::Connector { node: "sink", id: self.id.clone(), message: format!("write failed: {e}") })?;
                         n += 1;
                     }
                     self.metrics.records_in.fetch_add(n, Ordering::Relaxed);
@@ -69,21 +162,58 @@ impl LineSink {
                 Message::Idle => {
                     self.inputs.idle(env.channel);
                 }
+                Message::Barrier(_) => {}
                 Message::End => {
                     self.inputs.end(env.channel);
                     if self.inputs.all_ended() {
-                        writer.flush().map_err(|e| self.err(format!("flush failed: {e}")))?;
-                        drop(writer);
-                        if let SinkTarget::File(path) = &self.target {
-                            if let Ok(f) = std::fs::File::open(path) {
-                                let _ = f.sync_all();
-                            }
-                        }
-                        return Ok(());
+                        stdout.flush().map_err(|e| self.err(format!("flush failed: {e}")))?;
+                        return self.finish(parts);
                     }
                 }
             }
         }
         Err(JobError::Internal(format!("sink '{}': input closed before end of input", self.id)))
+    }
+
+    fn on_barrier(&mut self, b: Barrier, parts: Option<&mut PartWriter>) -> Result<(), JobError> {
+        let Some(ctx) = &self.checkpointing else { return Ok(()) };
+        let entry = match parts {
+            Some(p) => {
+                // Files closed at a barrier whose (or a later) checkpoint completed are committed.
+                if let Some(done) = ctx.ledger.max_complete() {
+                    p.pending.retain(|(_, id)| *id > done);
+                }
+                p.close(b.id).map_err(|e| self.err(format!("cannot close part file: {e}")))?;
+                p.entry(&self.id, false)
+            }
+            None => SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: false },
+        };
+        let _ = ctx.reports.send(TaskReport::Ack { id: b.id, part: SnapshotPart::Sink(entry) });
+        Ok(())
+    }
+
+    fn finish(&mut self, parts: Option<PartWriter>) -> Result<(), JobError> {
+        let Some(mut p) = parts else {
+            if let Some(ctx) = &self.checkpointing {
+                let entry = SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: true };
+                let _ = ctx.reports.send(TaskReport::Finished(SnapshotPart::Sink(entry)));
+            }
+            return Ok(());
+        };
+        p.close(u64::MAX).map_err(|e| self.err(format!("cannot close part file: {e}")))?;
+        match &self.checkpointing {
+            // The final checkpoint commits (so a crash now cannot duplicate output).
+            Some(ctx) => {
+                if let Some(done) = ctx.ledger.max_complete() {
+                    p.pending.retain(|(_, id)| *id > done);
+                }
+                let _ = ctx.reports.send(TaskReport::Finished(SnapshotPart::Sink(p.entry(&self.id, true))));
+            }
+            None => {
+                let entry = p.entry(&self.id, true);
+                crate::checkpoint::commit_pending(&[entry]).map_err(|e| self.err(e.to_string()))?;
+            }
+        }
+        Ok(())
     }
 }

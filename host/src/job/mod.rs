@@ -6,7 +6,8 @@ mod spec;
 
 pub use graph::{Edge, JobGraph, Node, NodeKind, Partition};
 pub use spec::{
-    CsvOptions, EventTimeSpec, FileFormat, GeneratorKind, JobSpec, KeyBy, LimitsSpec, OperatorSpec, SinkSpec, SourceSpec, WindowKind,
+    CheckpointSpec, CsvOptions, EventTimeSpec, FileFormat, GeneratorKind, JobSpec, KeyBy, LimitsSpec, OperatorSpec, RestartSpec, SinkSpec,
+    SourceSpec, WindowKind,
     WindowSpec, substitute_params,
 };
 pub(crate) use spec::resolve as spec_resolve;

@@ -33,6 +33,47 @@ pub struct JobSpec {
     pub operators: Vec<OperatorSpec>,
     /// Sinks.
     pub sinks: Vec<SinkSpec>,
+    /// Checkpointing (the command line may override it).
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSpec>,
+    /// What to do when a task fails.
+    #[serde(default)]
+    pub restart: Option<RestartSpec>,
+}
+
+/// Checkpoint settings in a job spec.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// Checkpoint location: a directory or `s3://bucket/prefix`.
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Interval between checkpoints in ms.
+    #[serde(default)]
+    pub interval_ms: Option<u64>,
+    /// Abort a checkpoint not complete after this long (default 600000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Complete checkpoints to keep (default 3).
+    #[serde(default)]
+    pub retain: Option<usize>,
+    /// Consecutive failed checkpoints tolerated (default 3).
+    #[serde(default)]
+    pub tolerable_failures: Option<u32>,
+    /// RocksDB uploads only new SST files (default true).
+    #[serde(default)]
+    pub incremental: Option<bool>,
+}
+
+/// Restart strategy: fixed delay, bounded attempts (Flink's `fixed-delay`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    /// Restarts allowed (0: fail at once).
+    pub attempts: u32,
+    /// Delay before each restart in ms.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 fn default_max_parallelism() -> u16 {
@@ -260,7 +301,9 @@ pub enum SinkSpec {
         id: String,
         /// Upstream ids.
         inputs: Vec<String>,
-        /// Output file (relative to the spec's directory); replaced at job start.
+        /// Output directory of part files (relative to the spec's directory). Part files
+        /// become visible when the checkpoint covering them completes (exactly-once);
+        /// a fresh (not restored) run clears earlier part files.
         path: String,
     },
     /// Prints each record's value as one line on stdout.

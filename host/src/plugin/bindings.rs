@@ -20,7 +20,7 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use self::rivulet::operator::types::{LogLevel, TimeDomain, Window};
+pub use self::rivulet::operator::types::{LogLevel, StateEntry, StateValue, TimeDomain, Window};
 
 /// Everything a store holds: WASI, its resources, limits, and the operator's I/O.
 pub struct HostState {

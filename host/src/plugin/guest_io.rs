@@ -54,6 +54,20 @@ impl TimerService {
         self.processing.first().map(|(t, _)| *t)
     }
 
+    /// Every timer: (event time?, time, key).
+    pub fn iter(&self) -> impl Iterator<Item = (bool, i64, &[u8])> {
+        self.event
+            .iter()
+            .map(|(t, k)| (true, *t, k.as_slice()))
+            .chain(self.processing.iter().map(|(t, k)| (false, *t, k.as_slice())))
+    }
+
+    /// Register a timer (restore).
+    pub fn insert(&mut self, event_time: bool, timestamp: i64, key: Vec<u8>) {
+        let set = if event_time { &mut self.event } else { &mut self.processing };
+        set.insert((timestamp, key));
+    }
+
     /// Number of registered timers (both domains).
     pub fn len(&self) -> usize {
         self.event.len() + self.processing.len()
@@ -71,6 +85,7 @@ pub struct GuestIo {
     pub(crate) plugin: String,
     pub(crate) subtask: u32,
     pub(crate) parallelism: u32,
+    pub(crate) attempt: u32,
     pub(crate) state: KeyedStateStore,
     pub(crate) current: CurrentKey,
     /// Byte ranges of the keys of the batch being processed (`None`: no key).
@@ -274,6 +289,9 @@ impl context::Host for GuestIo {
     }
     fn parallelism(&mut self) -> wasmtime::Result<u32> {
         Ok(self.parallelism)
+    }
+    fn attempt_number(&mut self) -> wasmtime::Result<u32> {
+        Ok(self.attempt)
     }
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         let (uid, plugin, subtask) = (&self.uid, &self.plugin, self.subtask);

@@ -13,7 +13,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 
-use super::bindings::{HostState, RivuletOperator, TimeDomain, Window};
+use super::bindings::{HostState, RivuletOperator, StateEntry, TimeDomain, Window};
 use super::guest_io::{GuestIo, TimerService};
 use super::{Limits, Plugin, PluginEngine};
 use crate::error::{FailureKind, GuestFailure};
@@ -115,6 +115,8 @@ pub struct InstanceSetup {
     pub subtask: u32,
     /// Operator parallelism.
     pub parallelism: u32,
+    /// Restarts of the job so far in this run.
+    pub attempt: u32,
     /// The subtask's keyed state.
     pub state: KeyedStateStore,
     /// Limits.
@@ -166,6 +168,7 @@ impl OperatorInstance {
             plugin: plugin.label(),
             subtask: setup.subtask,
             parallelism: setup.parallelism,
+            attempt: setup.attempt,
             state: setup.state,
             current: Default::default(),
             batch_keys: Vec::new(),
@@ -343,6 +346,27 @@ impl OperatorInstance {
         }
     }
 
+    /// Hand old state entries to the guest's `migrate-state`; returns what it keeps.
+    pub async fn migrate_state(&mut self, from_version: u32, entries: Vec<StateEntry>) -> Result<Vec<StateEntry>, GuestFailure> {
+        self.store.data_mut().io.set_current_key(None);
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_migrate_state(&mut self.store, from_version, &entries).await;
+        let label = self.plugin.label();
+        match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(msg)) => Err(GuestFailure::new(&self.uid, &label, FailureKind::GuestError, format!("migrate-state from version {from_version}: {msg}"))),
+            Err(e) => {
+                let r: wasmtime::Result<Result<(), String>> = Err(e);
+                self.fail("migrate-state", r).map(|()| Vec::new())
+            }
+        }
+    }
+
+    /// The plugin this instance runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
     /// Set the watermark the guest sees.
     pub fn set_watermark(&mut self, watermark: i64) {
         self.store.data_mut().io.watermark = watermark;
@@ -351,6 +375,12 @@ impl OperatorInstance {
     /// The instance's timers.
     pub fn timers(&mut self) -> &mut TimerService {
         &mut self.store.data_mut().io.timers
+    }
+
+    /// State and timers together (snapshots).
+    pub fn state_and_timers(&mut self) -> (&mut KeyedStateStore, &mut TimerService) {
+        let io = &mut self.store.data_mut().io;
+        (&mut io.state, &mut io.timers)
     }
 
     /// The instance's keyed state.

@@ -12,6 +12,7 @@ mod guest_io;
 mod instance;
 
 pub use guest_io::TimerService;
+pub use bindings::{StateEntry, StateValue};
 pub use instance::{InstanceSetup, OperatorInstance, Output};
 
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use bindings::{HostState, RivuletOperatorPre};
 
 /// The world every operator component must implement.
-pub const WORLD: &str = "rivulet:operator/rivulet-operator@0.1.0";
+pub const WORLD: &str = "rivulet:operator/rivulet-operator@0.2.0";
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -274,7 +275,7 @@ fn describe_link_error(e: &wasmtime::Error) -> String {
     // wasmtime says e.g. "component imports instance `x:y/z`, but a matching
     // implementation was not found in the linker"; make the fix obvious.
     if text.contains("not found in the linker") || text.contains("matching implementation") {
-        format!("{text} (Rivulet provides only the rivulet:operator@0.1.0 interfaces and sandboxed WASI 0.2)")
+        format!("{text} (Rivulet provides only the rivulet:operator@0.2.0 interfaces and sandboxed WASI 0.2)")
     } else {
         text
     }

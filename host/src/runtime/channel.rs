@@ -1,6 +1,10 @@
 //! What flows between tasks, and the per-input bookkeeping of watermarks.
 
+use std::collections::VecDeque;
+
 use tokio::sync::mpsc;
+
+use crate::checkpoint::Barrier;
 
 /// One message on a channel. Records, watermarks and end-of-input travel in one
 /// ordered stream per channel, so a watermark never overtakes the records before it.
@@ -14,6 +18,8 @@ pub enum Message {
     Idle,
     /// The channel's producer has finished.
     End,
+    /// Checkpoint or savepoint barrier: everything before it belongs to the snapshot.
+    Barrier(Barrier),
 }
 
 /// A message tagged with the input channel it arrived on.
@@ -70,6 +76,11 @@ impl InputWatermarks {
     /// `n` channels, none seen yet.
     pub fn new(n: usize) -> Self {
         InputWatermarks { wms: vec![i64::MIN; n], idle: vec![false; n], ended: vec![false; n], current: i64::MIN }
+    }
+
+    /// Start from a restored watermark: it only advances past it.
+    pub fn restore(&mut self, watermark: i64) {
+        self.current = self.current.max(watermark);
     }
 
     /// The combined watermark.
@@ -129,6 +140,84 @@ impl InputWatermarks {
     }
 }
 
+/// What a task's input yields next.
+#[derive(Debug)]
+pub enum GateEvent {
+    /// A message (never a barrier).
+    Message(Envelope),
+    /// Every open input channel has delivered this barrier: snapshot now.
+    Aligned(Barrier),
+}
+
+/// A task's input with barrier alignment: after a channel delivers a barrier, its later
+/// messages are held back until every channel that has not ended delivered it too.
+#[derive(Debug)]
+pub struct InputGate {
+    rx: mpsc::Receiver<Envelope>,
+    blocked: Vec<bool>,
+    ended: Vec<bool>,
+    held: VecDeque<Envelope>,
+    replay: VecDeque<Envelope>,
+    pending: Option<Barrier>,
+}
+
+impl InputGate {
+    /// A gate over `rx`, which carries `n` channels.
+    pub fn new(rx: mpsc::Receiver<Envelope>, n: usize) -> Self {
+        InputGate { rx, blocked: vec![false; n], ended: vec![false; n], held: VecDeque::new(), replay: VecDeque::new(), pending: None }
+    }
+
+    fn aligned(&mut self) -> Option<Barrier> {
+        let b = self.pending?;
+        if (0..self.blocked.len()).all(|c| self.blocked[c] || self.ended[c]) {
+            self.pending = None;
+            self.blocked.iter_mut().for_each(|b| *b = false);
+            // Held messages go first, in arrival order, ahead of any older replay.
+            while let Some(e) = self.held.pop_back() {
+                self.replay.push_front(e);
+            }
+            return Some(b);
+        }
+        None
+    }
+
+    /// The next event; `None` once every producer is gone. Cancel-safe (the only await
+    /// is the channel receive).
+    pub async fn next(&mut self) -> Option<GateEvent> {
+        loop {
+            if let Some(b) = self.aligned() {
+                return Some(GateEvent::Aligned(b));
+            }
+            let env = match self.replay.pop_front() {
+                Some(e) => e,
+                None => self.rx.recv().await?,
+            };
+            let c = env.channel;
+            if self.blocked.get(c).copied().unwrap_or(false) {
+                self.held.push_back(env);
+                continue;
+            }
+            match env.msg {
+                Message::Barrier(b) => {
+                    if let Some(x) = self.blocked.get_mut(c) {
+                        *x = true;
+                    }
+                    if self.pending.is_none_or(|p| p.id < b.id) {
+                        self.pending = Some(b);
+                    }
+                }
+                Message::End => {
+                    if let Some(x) = self.ended.get_mut(c) {
+                        *x = true;
+                    }
+                    return Some(GateEvent::Message(env));
+                }
+                _ => return Some(GateEvent::Message(env)),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +232,31 @@ mod tests {
         assert_eq!(w.end(1), WatermarkChange::None);
         assert_eq!(w.idle(0), WatermarkChange::Idle);
         assert_eq!(w.end(0), WatermarkChange::Advanced(i64::MAX));
+    }
+
+    #[tokio::test]
+    async fn barriers_align_and_hold_back_early_channels() {
+        use crate::checkpoint::SnapshotKind;
+        let (tx, rx) = mpsc::channel(16);
+        let mut gate = InputGate::new(rx, 2);
+        let b = Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false };
+        let send = |c, msg| tx.try_send(Envelope { channel: c, msg }).expect("room");
+        send(0, Message::Batch(vec![1]));
+        send(0, Message::Barrier(b));
+        send(0, Message::Batch(vec![2])); // after the barrier: held back
+        send(1, Message::Batch(vec![3]));
+        send(1, Message::Barrier(b));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            match gate.next().await.expect("event") {
+                GateEvent::Message(Envelope { msg: Message::Batch(v), .. }) => seen.push(v[0]),
+                GateEvent::Aligned(a) => {
+                    assert_eq!(a, b);
+                    seen.push(0);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(seen, vec![1, 3, 0, 2]);
     }
 }

@@ -11,11 +11,12 @@ mod metrics;
 mod operator;
 pub mod window;
 
-pub use channel::{DownstreamGone, Envelope, InputWatermarks, Message, Target, WatermarkChange};
+pub use channel::{DownstreamGone, Envelope, GateEvent, InputGate, InputWatermarks, Message, Target, WatermarkChange};
+pub(crate) use operator::now_ms;
 pub use exchange::{ExchangeError, OutputEdge};
 pub use metrics::NodeMetrics;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,16 +25,34 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::connectors::{FileSource, Generator, LineSink, SinkTarget, SourceOutput};
-use crate::error::JobError;
-use crate::job::{JobGraph, NodeKind, Partition, SinkSpec, SourceSpec, spec_resolve};
+use crate::checkpoint::subtask::{SubtaskMeta, UploadedFiles};
+use crate::checkpoint::{
+    CheckpointConfig, CheckpointError, Coordinator, CoordinatorOutcome, Ledger, RestorePoint, SnapshotKind, TaskCheckpointing, TaskKey, TaskReport,
+    apply, commit_pending, find_restore_point, native_fast_path, open_snapshot, write_db_files, write_entries,
+};
+use crate::connectors::{FileSource, Generator, LineSink, SinkTarget, SourceCheckpointing, SourceOutput, prepare_sink_dir};
+use crate::error::{FailureRecord, GuestFailure, JobError};
+use crate::job::{JobGraph, NodeKind, Partition, RestartSpec, SinkSpec, SourceSpec, spec_resolve};
 use crate::plugin::{InstanceSetup, Limits, OperatorInstance, Plugin, PluginEngine};
-use crate::state::{BackendKind, KeyedStateStore};
+use crate::state::{BackendKind, KeyGroupRange, KeyedStateStore};
 use operator::{ChainTask, ChainedOperator};
 use window::WindowOperator;
 
 /// Batches a channel holds before its sender waits.
 const CHANNEL_CAPACITY: usize = 16;
+
+/// Where a run starts from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// Fresh.
+    #[default]
+    Nothing,
+    /// The newest complete checkpoint or savepoint under the checkpoint location (fresh
+    /// when there is none).
+    Latest,
+    /// A given checkpoint or savepoint directory.
+    Path(String),
+}
 
 /// How to run a job.
 #[derive(Debug, Clone)]
@@ -46,21 +65,137 @@ pub struct RunOptions {
     pub progress: bool,
     /// Default limits for guests (operators may override in the spec).
     pub limits: Limits,
+    /// Checkpointing (`None`: none; sinks commit at end of input).
+    pub checkpoint: Option<CheckpointConfig>,
+    /// Where to start from.
+    pub restore: RestoreFrom,
+    /// Drop state of operators the job no longer has instead of failing.
+    pub allow_non_restored_state: bool,
+    /// Restarts so far (guests see it as `attempt-number`).
+    pub attempt: u32,
+    /// Stop with a savepoint once the sources have emitted this many records.
+    pub stop_with_savepoint_after_records: Option<u64>,
+    /// A savepoint is taken whenever this file appears (it is then removed).
+    pub savepoint_trigger_file: Option<PathBuf>,
+    /// Take a savepoint on SIGUSR1.
+    pub savepoint_on_signal: bool,
+}
+
+impl RunOptions {
+    /// Defaults: memory backend, no checkpoints, fresh start.
+    pub fn new(state_backend: BackendKind, data_dir: PathBuf) -> Self {
+        RunOptions {
+            state_backend,
+            data_dir,
+            progress: false,
+            limits: Limits::default(),
+            checkpoint: None,
+            restore: RestoreFrom::Nothing,
+            allow_non_restored_state: false,
+            attempt: 0,
+            stop_with_savepoint_after_records: None,
+            savepoint_trigger_file: None,
+            savepoint_on_signal: false,
+        }
+    }
 }
 
 /// What a finished job did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct JobReport {
     /// Per node: (id, records in, records out, late records).
     pub nodes: Vec<(String, u64, u64, u64)>,
     /// Wall time.
     pub elapsed: Duration,
+    /// Snapshots completed in this run.
+    pub snapshots: Vec<CoordinatorOutcome>,
+    /// Snapshots that failed in this run: (id, reason).
+    pub snapshot_failures: Vec<(u64, String)>,
+    /// Where the run started from.
+    pub restored_from: Option<String>,
+    /// Newer snapshots skipped on restore because they did not verify.
+    pub restore_skipped: Vec<String>,
+    /// The job stopped with this savepoint.
+    pub stopped_with_savepoint: Option<String>,
+    /// Savepoints taken while running.
+    pub savepoints: Vec<String>,
+    /// Failures the job restarted from.
+    pub failures: Vec<FailureRecord>,
 }
 
-/// Run `graph` to completion (bounded inputs) or until it fails.
+/// Run `graph`, restarting from the latest checkpoint after a task failure as `restart`
+/// allows (attempts, fixed delay). Every failure is recorded in the report.
+pub async fn run_job_with_restarts(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOptions, restart: Option<&RestartSpec>) -> Result<JobReport, JobError> {
+    let mut failures = Vec::new();
+    let mut opts = opts.clone();
+    let max = restart.map_or(0, |r| r.attempts);
+    loop {
+        match run_job(graph, engine, &opts).await {
+            Ok(mut report) => {
+                report.failures = failures;
+                return Ok(report);
+            }
+            Err(e) => {
+                let (operator, plugin) = e.culprit();
+                tracing::error!(attempt = opts.attempt, error = %e, "job failed");
+                failures.push(FailureRecord { attempt: opts.attempt, operator, plugin, reason: e.to_string(), at_ms: operator::now_ms() });
+                if !e.is_restartable() || opts.attempt >= max {
+                    return Err(e);
+                }
+                let delay = Duration::from_millis(restart.map_or(0, |r| r.delay_ms));
+                eprintln!("[rivulet] attempt {} failed: {e}; restarting in {} ms from the latest checkpoint ({} of {max} restarts)", opts.attempt, delay.as_millis(), opts.attempt + 1);
+                tokio::time::sleep(delay).await;
+                opts.attempt += 1;
+                if opts.checkpoint.is_some() && opts.restore == RestoreFrom::Nothing {
+                    opts.restore = RestoreFrom::Latest;
+                }
+            }
+        }
+    }
+}
+
+/// Find and verify the snapshot a run starts from.
+async fn restore_point(graph: &JobGraph, opts: &RunOptions) -> Result<Option<RestorePoint>, JobError> {
+    let point = match &opts.restore {
+        RestoreFrom::Nothing => None,
+        RestoreFrom::Latest => match &opts.checkpoint {
+            Some(c) => find_restore_point(&c.storage, &graph.name).await?,
+            None => return Err(CheckpointError::Mismatch("--restore latest needs a checkpoint location (--checkpoint-dir)".into()).into()),
+        },
+        RestoreFrom::Path(p) => Some(open_snapshot(p, &graph.name).await?.1),
+    };
+    let Some(point) = point else { return Ok(None) };
+    if point.manifest.max_parallelism != graph.max_parallelism {
+        return Err(CheckpointError::Mismatch(format!(
+            "the snapshot has {} key groups (max_parallelism) and the job {}; key groups cannot change",
+            point.manifest.max_parallelism, graph.max_parallelism
+        ))
+        .into());
+    }
+    let uids: Vec<&str> = graph.nodes.iter().filter_map(|n| if let NodeKind::Operator { spec, .. } = &n.kind { Some(spec.uid.as_str()) } else { None }).collect();
+    for uid in point.operator_uids() {
+        if !uids.contains(&uid) {
+            if opts.allow_non_restored_state {
+                tracing::warn!(operator = uid, "dropping state of an operator the job no longer has");
+                eprintln!("[rivulet] dropping the state of operator '{uid}' (not in the job; --allow-non-restored-state)");
+            } else {
+                return Err(CheckpointError::Mismatch(format!(
+                    "{} holds state for operator uid '{uid}', which the job does not have; pass --allow-non-restored-state to drop it",
+                    point.location
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(Some(point))
+}
+
+/// Run `graph` to completion (bounded inputs), until it stops with a savepoint, or until
+/// it fails.
 pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOptions) -> Result<JobReport, JobError> {
     let started = Instant::now();
     let n = graph.nodes.len();
+    let mut report = JobReport::default();
 
     // Load every plugin first: a bad component fails the job before anything runs.
     let mut plugins: HashMap<usize, Arc<Plugin>> = HashMap::new();
@@ -78,6 +213,42 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
             plugins.insert(i, plugin);
         }
     }
+
+    let point = restore_point(graph, opts).await?;
+    if let Some(p) = &point {
+        report.restored_from = Some(p.location.clone());
+        report.restore_skipped = p.skipped.clone();
+        eprintln!("[rivulet] restoring from {}", p.location);
+        // Transactions of the restored snapshot are committed; the rest is discarded.
+        commit_pending(&p.manifest.sinks)?;
+        if p.manifest.finished {
+            eprintln!("[rivulet] the job had already finished at {}; its output is committed", p.location);
+            report.elapsed = started.elapsed();
+            return Ok(report);
+        }
+    }
+    for node in &graph.nodes {
+        if let NodeKind::Sink(SinkSpec::File { path, .. }) = &node.kind {
+            let dir = spec_resolve(&graph.base_dir, path);
+            prepare_sink_dir(&dir, point.is_none())
+                .map_err(|e| JobError::Connector { node: "sink", id: node.id.clone(), message: format!("cannot prepare {}: {e}", dir.display()) })?;
+        }
+    }
+
+    // Checkpointing: reports from tasks, barrier channels into sources.
+    let ledger = Arc::new(Ledger::default());
+    if let Some(p) = &point {
+        ledger.complete(p.manifest.id);
+    }
+    let (report_tx, mut report_rx) = mpsc::unbounded_channel::<TaskReport>();
+    let task_ckpt = opts.checkpoint.as_ref().map(|c| TaskCheckpointing {
+        storage: c.storage.clone(),
+        reports: report_tx.clone(),
+        ledger: ledger.clone(),
+        incremental: c.incremental && opts.state_backend == BackendKind::Rocksdb,
+    });
+    let mut barrier_senders = Vec::new();
+    let mut expected: BTreeSet<TaskKey> = BTreeSet::new();
 
     // Chaining: an operator joins its producer's task when the producer's only output
     // is a forward edge into it and it has no other input.
@@ -150,7 +321,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
     };
 
     let metrics: Vec<Arc<NodeMetrics>> = graph.nodes.iter().map(|nd| Arc::new(NodeMetrics::new(&nd.id))).collect();
-    let run_dir = opts.data_dir.join(format!("{}-{}-{}", sanitize(&graph.name), std::process::id(), operator::now_ms()));
+    let run_dir = opts.data_dir.join(format!("{}-{}-{}-{}", sanitize(&graph.name), std::process::id(), operator::now_ms(), opts.attempt));
     let mut tasks: JoinSet<Result<(), JobError>> = JoinSet::new();
 
     for (i, node) in graph.nodes.iter().enumerate() {
@@ -159,7 +330,18 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                 for s in 0..node.parallelism {
                     let ooo = spec.event_time().map(|et| et.max_out_of_orderness_ms as i64);
                     let every = spec.event_time().and_then(|et| et.watermark_every).unwrap_or(graph.batch_size);
-                    let out = SourceOutput::new(&node.id, outputs_of(i, s), graph.batch_size.min(every), ooo, metrics[i].clone());
+                    let checkpointing = task_ckpt.as_ref().map(|ctx| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        barrier_senders.push(tx);
+                        SourceCheckpointing { barriers: rx, ctx: ctx.clone(), subtask: s, parallelism: node.parallelism }
+                    });
+                    expected.insert(TaskKey { kind: 0, id: node.id.clone(), subtask: s });
+                    let start = match &point {
+                        Some(p) => p.source(&node.id, s, node.parallelism)?.map(|e| e.position.clone()),
+                        None => None,
+                    };
+                    let out = SourceOutput::new(&node.id, outputs_of(i, s), graph.batch_size.min(every), ooo, metrics[i].clone())
+                        .with_checkpointing(checkpointing);
                     match spec {
                         SourceSpec::File { id, path, format, csv, event_time } => {
                             let src = FileSource {
@@ -168,6 +350,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                                 format: *format,
                                 delimiter: csv.as_ref().and_then(|c| c.delimiter).map_or(b',', |c| c as u8),
                                 time_field: event_time.as_ref().map(|et| et.field.clone().unwrap_or_else(|| "timestamp".into())),
+                                start,
                             };
                             tasks.spawn(src.run(out));
                         }
@@ -182,6 +365,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                                 subtask: s,
                                 parallelism: node.parallelism,
                                 idle_timeout: event_time.as_ref().and_then(|et| et.idle_timeout_ms).map(Duration::from_millis),
+                                start,
                             };
                             tasks.spawn(g.run(out));
                         }
@@ -196,75 +380,191 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                 }
                 for t in 0..node.parallelism {
                     let mut ops = Vec::new();
+                    let mut all_finished = true;
                     for &m in &members {
                         let NodeKind::Operator { spec, .. } = &graph.nodes[m].kind else { continue };
-                        let backend = opts
-                            .state_backend
-                            .open(&run_dir.join(&spec.uid).join(t.to_string()))
-                            .map_err(|source| JobError::State { operator: spec.uid.clone(), error: source })?;
-                        let mut limits = opts.limits;
-                        if let Some(l) = &spec.limits {
-                            if let Some(mb) = l.memory_mb {
-                                limits.memory_bytes = (mb as usize).saturating_mul(1 << 20);
-                            }
-                            if let Some(ms) = l.call_timeout_ms {
-                                limits.call_timeout = Duration::from_millis(ms);
-                            }
-                        }
-                        let setup = InstanceSetup {
-                            uid: spec.uid.clone(),
-                            subtask: t,
-                            parallelism: graph.nodes[m].parallelism,
-                            state: KeyedStateStore::new(backend, graph.max_parallelism),
-                            limits,
-                            config: spec.config.to_string(),
-                        };
+                        let par = graph.nodes[m].parallelism;
+                        expected.insert(TaskKey { kind: 1, id: spec.uid.clone(), subtask: t });
                         let plugin = plugins.get(&m).cloned().ok_or_else(|| JobError::Internal("plugin not loaded".into()))?;
-                        let mut instance = OperatorInstance::new(engine, plugin, setup).await?;
-                        instance.open().await?;
-                        let window = spec.window.as_ref().map(WindowOperator::new);
-                        ops.push(ChainedOperator::new(spec.uid.clone(), instance, window, outputs_of(m, t), metrics[m].clone()));
+                        let op = start_operator(graph, engine, opts, point.as_ref(), &run_dir, spec, plugin, t, par, outputs_of(m, t), metrics[m].clone()).await?;
+                        all_finished &= op.1;
+                        ops.push(op.0);
                     }
                     let rx = receivers.remove(&(i, t)).ok_or_else(|| JobError::Internal("missing input queue".into()))?;
-                    let inputs = InputWatermarks::new(channel_count.get(&(i, t)).copied().unwrap_or(0));
-                    tasks.spawn(ChainTask { ops, rx, inputs }.run());
+                    let channels = channel_count.get(&(i, t)).copied().unwrap_or(0);
+                    let mut inputs = InputWatermarks::new(channels);
+                    if let Some(head) = ops.first() {
+                        inputs.restore(head.restored_watermark());
+                    }
+                    tasks.spawn(
+                        ChainTask {
+                            ops,
+                            input: InputGate::new(rx, channels),
+                            inputs,
+                            checkpointing: task_ckpt.clone(),
+                            restored_finished: point.is_some() && all_finished,
+                        }
+                        .run(),
+                    );
                 }
             }
             NodeKind::Operator { .. } => {}
             NodeKind::Sink(spec) => {
                 let target = match spec {
-                    SinkSpec::File { path, .. } => SinkTarget::File(spec_resolve(&graph.base_dir, path)),
+                    SinkSpec::File { path, .. } => SinkTarget::Dir(spec_resolve(&graph.base_dir, path)),
                     SinkSpec::Stdout { .. } => SinkTarget::Stdout,
                 };
+                expected.insert(TaskKey { kind: 2, id: node.id.clone(), subtask: 0 });
+                let next_seq = point.as_ref().and_then(|p| p.sink(&node.id, 0)).map_or(0, |e| e.next_seq);
                 let rx = receivers.remove(&(i, 0)).ok_or_else(|| JobError::Internal("missing input queue".into()))?;
-                let inputs = InputWatermarks::new(channel_count.get(&(i, 0)).copied().unwrap_or(0));
-                tasks.spawn(LineSink { id: node.id.clone(), target, rx, inputs, metrics: metrics[i].clone() }.run());
+                let channels = channel_count.get(&(i, 0)).copied().unwrap_or(0);
+                tasks.spawn(
+                    LineSink {
+                        id: node.id.clone(),
+                        subtask: 0,
+                        target,
+                        input: InputGate::new(rx, channels),
+                        inputs: InputWatermarks::new(channels),
+                        metrics: metrics[i].clone(),
+                        checkpointing: task_ckpt.clone(),
+                        next_seq,
+                    }
+                    .run(),
+                );
             }
         }
     }
     // Only tasks hold senders now: a queue closes when its producers are gone.
     drop(senders);
+    drop(report_tx);
+    drop(task_ckpt);
+
+    let mut coordinator = match &opts.checkpoint {
+        Some(cfg) => Some(Coordinator::start(cfg.clone(), &graph.name, graph.max_parallelism, barrier_senders, expected, ledger.clone()).await?),
+        None => None,
+    };
+    let interval = opts.checkpoint.as_ref().and_then(|c| c.interval);
+    let mut next_checkpoint = interval.map(|i| Instant::now() + i);
+    let mut stop_requested = false;
+    let mut savepoint_requested = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    #[cfg(unix)]
+    let mut usr1 = if opts.savepoint_on_signal {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok()
+    } else {
+        None
+    };
+    let source_ids: Vec<usize> = (0..n).filter(|&i| matches!(graph.nodes[i].kind, NodeKind::Source(_))).collect();
 
     let progress = opts.progress.then(|| tokio::spawn(report_progress(metrics.clone(), graph.clone())));
     let mut first_error: Option<JobError> = None;
-    while let Some(joined) = tasks.join_next().await {
-        let result = joined.unwrap_or_else(|e| Err(JobError::Internal(format!("task panicked: {e}"))));
-        if let Err(e) = result {
-            let secondary = matches!(&e, JobError::Internal(m) if m.contains("stopped") || m.contains("closed"));
-            if first_error.is_none() || (!secondary && matches!(first_error, Some(JobError::Internal(_)))) {
-                first_error = Some(e);
+    let mut reports_open = true;
+    loop {
+        #[cfg(unix)]
+        let signal = async {
+            match usr1.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
             }
-            tasks.abort_all();
+        };
+        #[cfg(not(unix))]
+        let signal = std::future::pending::<Option<()>>();
+        tokio::select! {
+            joined = tasks.join_next() => {
+                let Some(joined) = joined else { break };
+                let result = joined.unwrap_or_else(|e| Err(JobError::Internal(format!("task panicked: {e}"))));
+                if let Err(e) = result {
+                    let secondary = matches!(&e, JobError::Internal(m) if m.contains("stopped") || m.contains("closed"));
+                    if first_error.is_none() || (!secondary && matches!(first_error, Some(JobError::Internal(_)))) {
+                        first_error = Some(e);
+                    }
+                    tasks.abort_all();
+                }
+            }
+            rep = report_rx.recv(), if reports_open => {
+                match (rep, coordinator.as_mut()) {
+                    (Some(rep), Some(c)) => match c.on_report(rep).await {
+                        Ok(Some(done)) => note_snapshot(&mut report, &done),
+                        Ok(None) => {}
+                        Err(e) => {
+                            first_error.get_or_insert(e.into());
+                            tasks.abort_all();
+                        }
+                    },
+                    (None, _) => reports_open = false,
+                    _ => {}
+                }
+            }
+            _ = signal => savepoint_requested = true,
+            _ = tick.tick() => {
+                let Some(c) = coordinator.as_mut() else { continue };
+                if let Err(e) = c.check_timeout().await {
+                    first_error.get_or_insert(e.into());
+                    tasks.abort_all();
+                    continue;
+                }
+                if let Some(f) = &opts.savepoint_trigger_file {
+                    if f.exists() {
+                        let _ = std::fs::remove_file(f);
+                        savepoint_requested = true;
+                    }
+                }
+                if let Some(limit) = opts.stop_with_savepoint_after_records {
+                    let emitted: u64 = source_ids.iter().map(|&i| metrics[i].records_out.load(Ordering::Relaxed)).sum();
+                    if emitted >= limit && !stop_requested && !c.busy() && c.trigger(SnapshotKind::Savepoint, true).is_some() {
+                        stop_requested = true;
+                    }
+                }
+                if savepoint_requested && !c.busy() && !stop_requested && c.trigger(SnapshotKind::Savepoint, false).is_some() {
+                    savepoint_requested = false;
+                }
+                if let Some(due) = next_checkpoint {
+                    if Instant::now() >= due && !c.busy() && !stop_requested {
+                        c.trigger(SnapshotKind::Checkpoint, false);
+                        next_checkpoint = interval.map(|i| Instant::now() + i);
+                    }
+                }
+            }
+        }
+    }
+    // Every task is done: the remaining reports (uploads still finishing) complete the
+    // snapshot in progress; then the final checkpoint commits what the sinks hold.
+    if let (None, Some(c)) = (&first_error, coordinator.as_mut()) {
+        while let Some(rep) = report_rx.recv().await {
+            match c.on_report(rep).await {
+                Ok(Some(done)) => note_snapshot(&mut report, &done),
+                Ok(None) => {}
+                Err(e) => {
+                    first_error = Some(e.into());
+                    break;
+                }
+            }
+        }
+        if first_error.is_none() {
+            if stop_requested {
+                if report.stopped_with_savepoint.is_none() {
+                    first_error = Some(JobError::Internal("the job stopped but its savepoint did not complete".into()));
+                }
+            } else if c.all_finished() {
+                match c.finish().await {
+                    Ok(done) => note_snapshot(&mut report, &done),
+                    Err(e) => first_error = Some(e.into()),
+                }
+            }
         }
     }
     if let Some(p) = progress {
         p.abort();
     }
     let _ = std::fs::remove_dir_all(&run_dir);
+    if let Some(c) = &coordinator {
+        report.snapshot_failures = c.failures.clone();
+    }
     if let Some(e) = first_error {
         return Err(e);
     }
-    let nodes = metrics
+    report.nodes = metrics
         .iter()
         .map(|m| {
             (
@@ -275,7 +575,136 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
             )
         })
         .collect();
-    Ok(JobReport { nodes, elapsed: started.elapsed() })
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn note_snapshot(report: &mut JobReport, done: &CoordinatorOutcome) {
+    if done.kind == SnapshotKind::Savepoint {
+        eprintln!("[rivulet] savepoint {} complete: {}", done.id, done.location);
+        if done.stop {
+            report.stopped_with_savepoint = Some(done.location.clone());
+        } else {
+            report.savepoints.push(done.location.clone());
+        }
+    }
+    report.snapshots.push(done.clone());
+}
+
+/// Create, restore and open one operator subtask. Returns it and whether it had finished
+/// in the restored snapshot.
+#[allow(clippy::too_many_arguments)]
+async fn start_operator(
+    graph: &JobGraph,
+    engine: &Arc<PluginEngine>,
+    opts: &RunOptions,
+    point: Option<&RestorePoint>,
+    run_dir: &std::path::Path,
+    spec: &crate::job::OperatorSpec,
+    plugin: Arc<Plugin>,
+    t: u32,
+    par: u32,
+    outputs: Vec<OutputEdge>,
+    metrics: Arc<NodeMetrics>,
+) -> Result<(ChainedOperator, bool), JobError> {
+    let state_err = |e| JobError::State { operator: spec.uid.clone(), error: e };
+    let range = KeyGroupRange::for_subtask(t, par, graph.max_parallelism);
+    let restore = match point {
+        Some(p) => p.operator(&spec.uid, t, par)?,
+        None => None,
+    };
+    let db_dir = run_dir.join(&spec.uid).join(t.to_string());
+    let mut limits = opts.limits;
+    if let Some(l) = &spec.limits {
+        if let Some(mb) = l.memory_mb {
+            limits.memory_bytes = (mb as usize).saturating_mul(1 << 20);
+        }
+        if let Some(ms) = l.call_timeout_ms {
+            limits.call_timeout = Duration::from_millis(ms);
+        }
+    }
+    // The state version decides between carrying state over and migrating it; ask a
+    // throwaway instance, before any state exists.
+    let probe = InstanceSetup {
+        uid: spec.uid.clone(),
+        subtask: t,
+        parallelism: par,
+        attempt: opts.attempt,
+        state: KeyedStateStore::new(Box::new(crate::state::MemoryBackend::default()), graph.max_parallelism),
+        limits,
+        config: spec.config.to_string(),
+    };
+    let state_version = OperatorInstance::new(engine, plugin.clone(), probe).await?.state_version().await?;
+    let fast = restore.as_ref().is_some_and(|r| {
+        opts.state_backend == BackendKind::Rocksdb
+            && native_fast_path(&r.parts, range)
+            && r.parts.iter().all(|(p, _)| p.header.state_version == state_version)
+    });
+    if let (true, Some(r)) = (fast, &restore) {
+        write_db_files(&db_dir, &r.parts[0].1)?;
+    }
+    let backend = opts.state_backend.open(&db_dir).map_err(state_err)?;
+    let mut store = KeyedStateStore::new(backend, graph.max_parallelism);
+    let mut timers = crate::plugin::TimerService::default();
+    let mut window = spec.window.as_ref().map(WindowOperator::new);
+    let mut watermark = i64::MIN;
+    let mut migrate = Vec::new();
+    let mut finished = false;
+    if let Some(r) = &restore {
+        finished = r.finished;
+        let (wm, m) = apply(r, range, &mut store, fast, &mut timers, window.as_mut(), state_version, run_dir)?;
+        watermark = wm;
+        migrate = m;
+    }
+    let setup = InstanceSetup { uid: spec.uid.clone(), subtask: t, parallelism: par, attempt: opts.attempt, state: store, limits, config: spec.config.to_string() };
+    let mut instance = OperatorInstance::new(engine, plugin.clone(), setup).await?;
+    for (from, entries) in migrate {
+        let count = entries.len();
+        let mut migrated = Vec::new();
+        for chunk in entries.chunks(1024) {
+            migrated.extend(instance.migrate_state(from, chunk.to_vec()).await?);
+        }
+        write_entries(instance.state(), migrated, operator::now_ms())
+            .map_err(|m| GuestFailure::new(&spec.uid, &plugin.label(), crate::FailureKind::GuestError, format!("migrate-state: {m}")))?;
+        tracing::info!(operator = %spec.uid, from, to = state_version, entries = count, "state migrated");
+    }
+    {
+        let (_, tm) = instance.state_and_timers();
+        *tm = timers;
+    }
+    if watermark != i64::MIN {
+        instance.set_watermark(watermark);
+    }
+    if !finished {
+        instance.open().await?;
+    }
+    let meta = SubtaskMeta {
+        uid: spec.uid.clone(),
+        plugin: plugin.label(),
+        plugin_digest: plugin.digest.clone(),
+        subtask: t,
+        parallelism: par,
+        max_parallelism: graph.max_parallelism,
+        range,
+        state_version,
+        instance: format!("{}-{}-{}", std::process::id(), operator::now_ms(), crate::checkpoint::storage::UNIQUE.fetch_add(1, Ordering::Relaxed)),
+    };
+    let uploaded: UploadedFiles = Default::default();
+    if let (true, Some(r), Some(p)) = (fast, &restore, point) {
+        // Files of the restored checkpoint are already stored: later checkpoints reuse them.
+        if let Some(op) = p.manifest.operators.iter().find(|o| o.uid == spec.uid) {
+            if let (Some(st), Ok(mut m)) = (op.subtasks.iter().find(|s| s.key_groups == (range.start, range.end)), uploaded.lock()) {
+                for d in &st.db {
+                    if d.file.path.starts_with("shared/") {
+                        m.insert(d.name.clone(), (d.clone(), p.manifest.id));
+                    }
+                }
+            }
+        }
+        let _ = r;
+    }
+    let op = ChainedOperator::new(instance, window, outputs, metrics, meta, run_dir.join("staging").join(&spec.uid).join(t.to_string()), uploaded, watermark);
+    Ok((op, finished))
 }
 
 fn sanitize(name: &str) -> String {

@@ -1,14 +1,17 @@
 //! A chain of Wasm operators running as one task: input handling, watermarks, timers,
 //! windows, and routing of what the guests emit.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rivulet_sdk::RecordIter;
-use tokio::sync::mpsc;
 
-use super::channel::{Envelope, InputWatermarks, Message, WatermarkChange};
+use super::channel::{GateEvent, InputGate, InputWatermarks, Message, WatermarkChange};
+use crate::checkpoint::manifest::SubtaskState;
+use crate::checkpoint::subtask::{SubtaskMeta, UploadedFiles, capture, upload};
+use crate::checkpoint::{Barrier, SnapshotKind, SnapshotPart, TaskCheckpointing, TaskReport};
 use super::exchange::{ExchangeError, OutputEdge};
 use super::metrics::NodeMetrics;
 use super::window::WindowOperator;
@@ -27,13 +30,44 @@ pub struct ChainedOperator {
     pub outputs: Vec<OutputEdge>,
     /// Counters.
     pub metrics: Arc<NodeMetrics>,
+    /// Who it is in snapshots.
+    pub meta: SubtaskMeta,
+    /// Where RocksDB checkpoints are staged before upload.
+    pub staging: PathBuf,
+    /// RocksDB files already uploaded.
+    pub uploaded: UploadedFiles,
     watermark: i64,
 }
 
 impl ChainedOperator {
     /// Wrap an opened instance.
-    pub fn new(uid: String, instance: OperatorInstance, window: Option<WindowOperator>, outputs: Vec<OutputEdge>, metrics: Arc<NodeMetrics>) -> Self {
-        ChainedOperator { uid, instance, window, outputs, metrics, watermark: i64::MIN }
+    pub fn new(
+        instance: OperatorInstance,
+        window: Option<WindowOperator>,
+        outputs: Vec<OutputEdge>,
+        metrics: Arc<NodeMetrics>,
+        meta: SubtaskMeta,
+        staging: PathBuf,
+        uploaded: UploadedFiles,
+        watermark: i64,
+    ) -> Self {
+        ChainedOperator { uid: meta.uid.clone(), instance, window, outputs, metrics, meta, staging, uploaded, watermark }
+    }
+
+    /// The watermark it was restored with (`i64::MIN` when fresh).
+    pub fn restored_watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    fn part(&self, state: SubtaskState) -> SnapshotPart {
+        SnapshotPart::Operator {
+            uid: self.uid.clone(),
+            plugin: self.meta.plugin.clone(),
+            plugin_digest: self.meta.plugin_digest.clone(),
+            parallelism: self.meta.parallelism,
+            state_version: self.meta.state_version,
+            state,
+        }
     }
 }
 
@@ -41,10 +75,14 @@ impl ChainedOperator {
 pub struct ChainTask {
     /// The chain, head first; each operator's main output feeds the next.
     pub ops: Vec<ChainedOperator>,
-    /// The task's input queue.
-    pub rx: mpsc::Receiver<Envelope>,
+    /// The task's input, with barrier alignment.
+    pub input: InputGate,
     /// Its input watermarks.
     pub inputs: InputWatermarks,
+    /// Checkpointing, if the job checkpoints.
+    pub checkpointing: Option<TaskCheckpointing>,
+    /// The chain had finished in the restored snapshot: it only forwards End.
+    pub restored_finished: bool,
 }
 
 fn state_err(uid: &str) -> impl Fn(crate::state::StateError) -> JobError + '_ {
@@ -67,23 +105,32 @@ impl ChainTask {
     pub async fn run(mut self) -> Result<(), JobError> {
         loop {
             let next_proc = self.ops.iter_mut().filter_map(|o| o.instance.timers().next_processing()).min();
-            let env = match next_proc {
+            let ev = match next_proc {
                 Some(t) => {
                     let wait = Duration::from_millis(t.saturating_sub(now_ms()).max(0) as u64);
                     tokio::select! {
-                        env = self.rx.recv() => env,
+                        ev = self.input.next() => ev,
                         () = tokio::time::sleep(wait) => {
                             self.fire_processing_timers(now_ms()).await?;
                             continue;
                         }
                     }
                 }
-                None => self.rx.recv().await,
+                None => self.input.next().await,
             };
-            let Some(env) = env else {
-                return Err(JobError::Internal("input channel closed before end of input".into()));
+            let env = match ev {
+                None => return Err(JobError::Internal("input channel closed before end of input".into())),
+                Some(GateEvent::Aligned(b)) => {
+                    self.on_barrier(b).await?;
+                    if b.stop {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Some(GateEvent::Message(env)) => env,
             };
             match env.msg {
+                Message::Barrier(_) => {}
                 Message::Batch(batch) => {
                     let n = count(&batch);
                     self.ops[0].metrics.records_in.fetch_add(n, Ordering::Relaxed);
@@ -106,6 +153,49 @@ impl ChainTask {
                 }
             }
         }
+    }
+
+    /// Every input delivered barrier `b`: capture each operator's state (the only part
+    /// the pipeline waits for), forward the barrier, upload in the background.
+    async fn on_barrier(&mut self, b: Barrier) -> Result<(), JobError> {
+        if let Some(ctx) = &self.checkpointing {
+            for op in &mut self.ops {
+                let native = (b.kind == SnapshotKind::Checkpoint && ctx.incremental)
+                    .then(|| op.staging.join(format!("chk-{}-{}", b.id, crate::checkpoint::storage::UNIQUE.fetch_add(1, Ordering::Relaxed))));
+                let window = op.window.as_ref().map(WindowOperator::snapshot_timers);
+                let watermark = op.watermark;
+                let (store, timers) = op.instance.state_and_timers();
+                let task = format!("{}[{}]", op.uid, op.meta.subtask);
+                match capture(&op.meta, store, timers, window, watermark, native.as_deref()) {
+                    Ok(captured) => {
+                        let ctx = ctx.clone();
+                        let meta = op.meta.clone();
+                        let uploaded = op.uploaded.clone();
+                        let part = op.part(SubtaskState { subtask: 0, key_groups: (0, 0), finished: false, state: None, db: Vec::new() });
+                        tokio::spawn(async move {
+                            let report = match upload(&ctx, b, &meta, captured, &uploaded).await {
+                                Ok(state) => {
+                                    let SnapshotPart::Operator { uid, plugin, plugin_digest, parallelism, state_version, .. } = part else { return };
+                                    TaskReport::Ack { id: b.id, part: SnapshotPart::Operator { uid, plugin, plugin_digest, parallelism, state_version, state } }
+                                }
+                                Err(e) => TaskReport::Decline { id: b.id, task, reason: e.to_string() },
+                            };
+                            let _ = ctx.reports.send(report);
+                        });
+                    }
+                    Err(e) => {
+                        let _ = ctx.reports.send(TaskReport::Decline { id: b.id, task, reason: format!("capturing state: {e}") });
+                    }
+                }
+            }
+        }
+        for op in &mut self.ops {
+            let uid = op.uid.clone();
+            for out in &mut op.outputs {
+                out.broadcast(&Message::Barrier(b)).await.map_err(|e| exchange_err(&uid, e))?;
+            }
+        }
+        Ok(())
     }
 
     async fn on_change(&mut self, change: WatermarkChange) -> Result<(), JobError> {
@@ -230,11 +320,21 @@ impl ChainTask {
     /// End of input: the final watermark has fired event time; fire the remaining
     /// processing-time timers (as Flink does in batch mode), close, forward End.
     async fn finish(&mut self) -> Result<(), JobError> {
-        self.fire_processing_timers(i64::MAX).await?;
+        if !self.restored_finished {
+            self.fire_processing_timers(i64::MAX).await?;
+        }
         for k in 0..self.ops.len() {
-            let output = self.ops[k].instance.close().await?;
-            self.emit(k, output).await?;
+            if !self.restored_finished {
+                let output = self.ops[k].instance.close().await?;
+                self.emit(k, output).await?;
+            }
             let op = &mut self.ops[k];
+            if let Some(ctx) = &self.checkpointing {
+                // Before End goes out: the coordinator hears of it before anyone downstream.
+                let range = op.meta.range;
+                let state = SubtaskState { subtask: op.meta.subtask, key_groups: (range.start, range.end), finished: true, state: None, db: Vec::new() };
+                let _ = ctx.reports.send(TaskReport::Finished(op.part(state)));
+            }
             let uid = op.uid.clone();
             for out in &mut op.outputs {
                 out.broadcast(&Message::End).await.map_err(|e| exchange_err(&uid, e))?;

@@ -157,6 +157,28 @@ impl WindowOperator {
         self.timers.remove(&(span.max_timestamp().saturating_add(self.lateness), TimerKind::Cleanup, key.to_vec(), span));
     }
 
+    /// The window timers and record counter, for a snapshot: (time, kind 0 fire / 1
+    /// cleanup, key, window start, window end).
+    pub fn snapshot_timers(&self) -> (Vec<crate::checkpoint::snapshot::WindowTimer>, u64) {
+        let timers = self
+            .timers
+            .iter()
+            .map(|(ts, kind, key, span)| (*ts, if *kind == TimerKind::Fire { 0 } else { 1 }, key.clone(), span.start, span.end))
+            .collect();
+        (timers, self.seq)
+    }
+
+    /// Take back timers from a snapshot (only those of the subtask's key groups are given).
+    pub fn restore_timer(&mut self, t: &crate::checkpoint::snapshot::WindowTimer) {
+        let kind = if t.1 == 0 { TimerKind::Fire } else { TimerKind::Cleanup };
+        self.timers.insert((t.0, kind, t.2.clone(), Span { start: t.3, end: t.4 }));
+    }
+
+    /// Continue the record counter after a restore (never reuse a sequence number).
+    pub fn restore_seq(&mut self, seq: u64) {
+        self.seq = self.seq.max(seq);
+    }
+
     /// Assign a batch of keyed records. Returns the encoded records too late for every
     /// window, and the windows to re-fire now (late records within the allowed lateness).
     pub fn process(&mut self, store: &mut KeyedStateStore, batch: &[u8], watermark: i64) -> Result<(Vec<u8>, Vec<Firing>), StateError> {

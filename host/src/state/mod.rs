@@ -64,6 +64,12 @@ pub trait StateBackend: Send {
     fn delete(&mut self, key: &[u8]) -> Result<(), StateError>;
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    /// Write a consistent native checkpoint of the whole database into `dir` (a new
+    /// directory). Returns `false` when the backend has no native format (memory).
+    fn native_checkpoint(&self, dir: &Path) -> Result<bool, StateError> {
+        let _ = dir;
+        Ok(false)
+    }
     /// Remove every entry whose key starts with `prefix`.
     fn delete_prefix(&mut self, prefix: &[u8]) -> Result<(), StateError> {
         for (k, _) in self.scan_prefix(prefix)? {
@@ -341,6 +347,21 @@ impl KeyedStateStore {
             }
         }
         Ok(out)
+    }
+
+    /// Every raw entry, in key order (grouped by key group).
+    pub fn scan_all(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        self.backend.scan_prefix(&[])
+    }
+
+    /// Write a raw entry (restore).
+    pub fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+        self.backend.put(key, value)
+    }
+
+    /// A native checkpoint of the backend into `dir`, if it has one.
+    pub fn native_checkpoint(&self, dir: &Path) -> Result<bool, StateError> {
+        self.backend.native_checkpoint(dir)
     }
 
     /// Every raw entry of one key group (for snapshots and rescaling).

@@ -51,7 +51,8 @@ pub fn run_spec(
     let spec = JobSpec::parse(yaml, "test.yaml", &params)?;
     let graph = JobGraph::build(&spec, base, parallelism)?;
     let data = tempfile::tempdir().expect("tempdir");
-    let opts = RunOptions { state_backend: backend, data_dir: data.path().to_path_buf(), progress: false, limits: Limits::default() };
+    let mut opts = RunOptions::new(backend, data.path().to_path_buf());
+    opts.limits = Limits::default();
     runtime().block_on(run_job(&graph, &engine(), &opts))
 }
 
@@ -62,9 +63,24 @@ pub fn run_example(dir: &str, params: &[(&str, &str)], parallelism: u32, backend
     run_spec(&yaml, &base, params, Some(parallelism), backend).unwrap_or_else(|e| panic!("{dir} failed: {e}"))
 }
 
+/// The committed output of a file sink: every visible part file of the directory (in
+/// name order), or a plain file.
+pub fn read_output(path: &Path) -> String {
+    if path.is_dir() {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| !n.starts_with('.')))
+            .collect();
+        names.sort();
+        names.iter().map(|p| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).collect()
+    } else {
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+}
+
 pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    read_output(path)
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad output line {l:?}: {e}")))

@@ -1,0 +1,326 @@
+//! The checkpoint coordinator: triggers barriers at the sources, collects acks, writes
+//! the manifest last, commits sinks, keeps N checkpoints and deletes what no retained
+//! checkpoint references.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::manifest::{FORMAT, MANIFEST, Manifest, OperatorEntry, SnapshotKind, VERSION};
+use super::restore::{commit_pending, complete_snapshots, load_manifest};
+use super::{Barrier, CheckpointConfig, CheckpointError, Ledger, SnapshotPart, TaskKey, TaskReport, snapshot_dir};
+
+/// A snapshot in progress.
+#[derive(Debug)]
+struct Pending {
+    barrier: Barrier,
+    started: Instant,
+    acks: BTreeMap<TaskKey, SnapshotPart>,
+}
+
+/// What finishing a snapshot produced.
+#[derive(Debug, Clone)]
+pub struct CoordinatorOutcome {
+    /// Its id.
+    pub id: u64,
+    /// Checkpoint or savepoint.
+    pub kind: SnapshotKind,
+    /// Where it is.
+    pub location: String,
+    /// The job stops after it.
+    pub stop: bool,
+    /// Bytes written for it (new files only).
+    pub bytes: u64,
+    /// Time from trigger to completion.
+    pub duration_ms: u64,
+}
+
+/// Coordinates the snapshots of one job run.
+pub struct Coordinator {
+    cfg: CheckpointConfig,
+    job: String,
+    max_parallelism: u16,
+    sources: Vec<mpsc::UnboundedSender<Barrier>>,
+    expected: BTreeSet<TaskKey>,
+    finished: BTreeMap<TaskKey, SnapshotPart>,
+    pending: Option<Pending>,
+    next_id: u64,
+    consecutive_failures: u32,
+    ledger: Arc<Ledger>,
+    retained: Vec<Manifest>,
+    /// Completed snapshots of this run, in order.
+    pub completed: Vec<CoordinatorOutcome>,
+    /// Failed snapshot attempts of this run: (id, reason).
+    pub failures: Vec<(u64, String)>,
+}
+
+impl Coordinator {
+    /// A coordinator for a job whose tasks are `expected`, continuing ids after anything
+    /// already under the root, cleaning up incomplete snapshots left by a crash.
+    pub async fn start(
+        cfg: CheckpointConfig,
+        job: &str,
+        max_parallelism: u16,
+        sources: Vec<mpsc::UnboundedSender<Barrier>>,
+        expected: BTreeSet<TaskKey>,
+        ledger: Arc<Ledger>,
+    ) -> Result<Coordinator, CheckpointError> {
+        let root = &cfg.storage;
+        let mut max_id = 0;
+        let mut dirs: BTreeSet<String> = BTreeSet::new();
+        for (p, _) in root.list("").await? {
+            let mut parts = p.split('/');
+            let first = parts.next().unwrap_or_default();
+            let dir = if first == "savepoints" { format!("savepoints/{}", parts.next().unwrap_or_default()) } else { first.to_owned() };
+            let name = dir.rsplit('/').next().unwrap_or_default();
+            if let Some(id) = name.strip_prefix("chk-").or_else(|| name.strip_prefix("sp-")).and_then(|n| n.parse::<u64>().ok()) {
+                max_id = max_id.max(id);
+                dirs.insert(dir);
+            }
+        }
+        let complete: HashSet<String> = complete_snapshots(root).await?.into_iter().map(|(_, d)| d).collect();
+        let mut retained = Vec::new();
+        for dir in &dirs {
+            if !complete.contains(dir) {
+                // A crash between upload and manifest: never complete, never used.
+                tracing::info!(dir = %dir, "deleting an incomplete snapshot");
+                let _ = root.delete_prefix(dir).await;
+            } else if dir.starts_with("chk-") {
+                match load_manifest(root, dir).await {
+                    Ok(m) => retained.push(m),
+                    Err(e) => tracing::warn!(dir = %dir, error = %e, "unreadable manifest kept aside"),
+                }
+            }
+        }
+        retained.sort_by_key(|m| m.id);
+        for m in &retained {
+            ledger.complete(m.id);
+        }
+        let mut c = Coordinator {
+            cfg,
+            job: job.to_owned(),
+            max_parallelism,
+            sources,
+            expected,
+            finished: BTreeMap::new(),
+            pending: None,
+            next_id: max_id + 1,
+            consecutive_failures: 0,
+            ledger,
+            retained,
+            completed: Vec::new(),
+            failures: Vec::new(),
+        };
+        c.collect_garbage().await;
+        Ok(c)
+    }
+
+    /// Whether a snapshot is in progress.
+    pub fn busy(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether every task has finished.
+    pub fn all_finished(&self) -> bool {
+        self.expected.iter().all(|k| self.finished.contains_key(k))
+    }
+
+    /// Start a snapshot; `None` if one is already running.
+    pub fn trigger(&mut self, kind: SnapshotKind, stop: bool) -> Option<u64> {
+        if self.pending.is_some() || self.all_finished() {
+            return None;
+        }
+        let barrier = Barrier { id: self.next_id, kind, stop };
+        self.next_id += 1;
+        tracing::debug!(id = barrier.id, ?kind, "triggering snapshot");
+        for s in &self.sources {
+            // A finished source is gone: its final part stands in.
+            let _ = s.send(barrier);
+        }
+        self.pending = Some(Pending { barrier, started: Instant::now(), acks: BTreeMap::new() });
+        Some(barrier.id)
+    }
+
+    /// Handle a task's report; returns a completed snapshot, if this completed one.
+    pub async fn on_report(&mut self, report: TaskReport) -> Result<Option<CoordinatorOutcome>, CheckpointError> {
+        match report {
+            TaskReport::Ack { id, part } => {
+                if let Some(p) = self.pending.as_mut().filter(|p| p.barrier.id == id) {
+                    p.acks.insert(part.task(), part);
+                }
+            }
+            TaskReport::Finished(part) => {
+                self.finished.insert(part.task(), part);
+            }
+            TaskReport::Decline { id, task, reason } => {
+                if self.pending.as_ref().is_some_and(|p| p.barrier.id == id) {
+                    self.abort(format!("task {task}: {reason}")).await?;
+                }
+                return Ok(None);
+            }
+        }
+        self.try_complete().await
+    }
+
+    /// Abort the pending snapshot if it ran past the timeout.
+    pub async fn check_timeout(&mut self) -> Result<(), CheckpointError> {
+        if let Some(p) = &self.pending {
+            if p.started.elapsed() > self.cfg.timeout {
+                let missing: Vec<String> = self
+                    .expected
+                    .iter()
+                    .filter(|k| !p.acks.contains_key(k) && !self.finished.contains_key(k))
+                    .map(|k| format!("{}[{}]", k.id, k.subtask))
+                    .collect();
+                self.abort(format!("timed out after {} ms waiting for {}", self.cfg.timeout.as_millis(), missing.join(", "))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The failure count went past the tolerance: the job must fail.
+    fn tolerance_error(&self, reason: &str) -> CheckpointError {
+        CheckpointError::Storage {
+            path: self.cfg.storage.url.clone(),
+            message: format!("{} consecutive checkpoints failed (tolerable: {}); last: {reason}", self.consecutive_failures, self.cfg.tolerable_failures),
+        }
+    }
+
+    async fn abort(&mut self, reason: String) -> Result<(), CheckpointError> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        tracing::warn!(id = p.barrier.id, %reason, "snapshot aborted");
+        eprintln!("[rivulet] checkpoint {} aborted: {reason}", p.barrier.id);
+        self.failures.push((p.barrier.id, reason.clone()));
+        // Best effort: if the store is down this fails, and the next cleanup gets it.
+        let _ = self.cfg.storage.delete_prefix(&snapshot_dir(p.barrier.kind, p.barrier.id)).await;
+        if p.barrier.kind == SnapshotKind::Savepoint {
+            return Err(CheckpointError::Storage { path: self.cfg.storage.url.clone(), message: format!("savepoint {} failed: {reason}", p.barrier.id) });
+        }
+        self.consecutive_failures += 1;
+        if self.consecutive_failures > self.cfg.tolerable_failures {
+            return Err(self.tolerance_error(&reason));
+        }
+        Ok(())
+    }
+
+    async fn try_complete(&mut self) -> Result<Option<CoordinatorOutcome>, CheckpointError> {
+        let Some(p) = &self.pending else { return Ok(None) };
+        if !self.expected.iter().all(|k| p.acks.contains_key(k) || self.finished.contains_key(k)) {
+            return Ok(None);
+        }
+        let Some(p) = self.pending.take() else { return Ok(None) };
+        let mut parts: BTreeMap<TaskKey, SnapshotPart> = self.finished.clone();
+        let all_finished = self.expected.iter().all(|k| self.finished.contains_key(k));
+        for (k, v) in p.acks {
+            parts.insert(k, v);
+        }
+        self.write(p.barrier, parts, all_finished && p.barrier.kind == SnapshotKind::Checkpoint, p.started).await.map(Some)
+    }
+
+    /// Every task has finished: write the final checkpoint (marked finished) so that a
+    /// restart after this point commits the sinks and ends, then commit.
+    pub async fn finish(&mut self) -> Result<CoordinatorOutcome, CheckpointError> {
+        self.pending = None;
+        let barrier = Barrier { id: self.next_id, kind: SnapshotKind::Checkpoint, stop: false };
+        self.next_id += 1;
+        let parts = self.finished.clone();
+        self.write(barrier, parts, true, Instant::now()).await
+    }
+
+    async fn write(&mut self, barrier: Barrier, parts: BTreeMap<TaskKey, SnapshotPart>, finished: bool, started: Instant) -> Result<CoordinatorOutcome, CheckpointError> {
+        let mut operators: BTreeMap<String, OperatorEntry> = BTreeMap::new();
+        let mut sources = Vec::new();
+        let mut sinks = Vec::new();
+        for part in parts.into_values() {
+            match part {
+                SnapshotPart::Operator { uid, plugin, plugin_digest, parallelism, state_version, state } => {
+                    operators
+                        .entry(uid.clone())
+                        .or_insert_with(|| OperatorEntry { uid, plugin, plugin_digest, parallelism, state_version, subtasks: Vec::new() })
+                        .subtasks
+                        .push(state);
+                }
+                SnapshotPart::Source(s) => sources.push(s),
+                SnapshotPart::Sink(s) => sinks.push(s),
+            }
+        }
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            kind: barrier.kind,
+            id: barrier.id,
+            job: self.job.clone(),
+            created_ms: crate::runtime::now_ms(),
+            finished,
+            max_parallelism: self.max_parallelism,
+            operators: operators.into_values().collect(),
+            sources,
+            sinks,
+        };
+        let dir = snapshot_dir(barrier.kind, barrier.id);
+        let new_bytes: u64 = manifest
+            .files()
+            .filter(|f| f.path.starts_with(&dir) || !self.retained.iter().any(|m| m.files().any(|g| g.path == f.path)))
+            .map(|f| f.size)
+            .sum();
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Local(e.to_string()))?;
+        if let Err(e) = self.cfg.storage.put(&format!("{dir}/{MANIFEST}"), Bytes::from(json)).await {
+            // Not complete: the manifest is what makes it so.
+            self.pending = Some(Pending { barrier, started, acks: BTreeMap::new() });
+            self.abort(e.to_string()).await?;
+            return Err(e);
+        }
+        self.ledger.complete(barrier.id);
+        self.consecutive_failures = 0;
+        let committed = commit_pending(&manifest.sinks)?;
+        tracing::info!(id = barrier.id, kind = ?barrier.kind, committed, "snapshot complete");
+        let outcome = CoordinatorOutcome {
+            id: barrier.id,
+            kind: barrier.kind,
+            location: self.cfg.storage.url_of(&dir),
+            stop: barrier.stop,
+            bytes: new_bytes,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        if barrier.kind == SnapshotKind::Checkpoint {
+            self.retained.push(manifest);
+            while self.retained.len() > self.cfg.retain.max(1) {
+                let old = self.retained.remove(0);
+                let _ = self.cfg.storage.delete_prefix(&snapshot_dir(SnapshotKind::Checkpoint, old.id)).await;
+            }
+            self.collect_garbage().await;
+        }
+        self.completed.push(outcome.clone());
+        Ok(outcome)
+    }
+
+    /// Delete shared files no retained checkpoint references, and snapshot directories
+    /// without a manifest (aborted or crashed) other than the one in progress.
+    async fn collect_garbage(&mut self) {
+        let root = &self.cfg.storage;
+        let referenced: HashSet<&str> = self.retained.iter().flat_map(|m| m.files()).map(|f| f.path.as_str()).collect();
+        let in_progress = self.pending.as_ref().map(|p| snapshot_dir(p.barrier.kind, p.barrier.id));
+        let Ok(all) = root.list("").await else { return };
+        let retained_dirs: HashSet<String> = self.retained.iter().map(|m| snapshot_dir(SnapshotKind::Checkpoint, m.id)).collect();
+        let mut deleted = 0;
+        for (p, _) in all {
+            let orphan = if p.starts_with("shared/") {
+                !referenced.contains(p.as_str())
+            } else if p.starts_with("chk-") {
+                let dir = p.split('/').next().unwrap_or_default().to_owned();
+                !retained_dirs.contains(&dir) && in_progress.as_deref() != Some(dir.as_str())
+            } else {
+                false
+            };
+            if orphan && root.delete(&p).await.is_ok() {
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            tracing::debug!(deleted, "deleted files no retained checkpoint references");
+        }
+    }
+}
