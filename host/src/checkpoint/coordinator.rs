@@ -267,6 +267,7 @@ impl Coordinator {
             .map(|f| f.size)
             .sum();
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Local(e.to_string()))?;
+        super::failpoint::hit("before-manifest");
         if let Err(e) = self.cfg.storage.put(&format!("{dir}/{MANIFEST}"), Bytes::from(json)).await {
             // Not complete: the manifest is what makes it so.
             self.pending = Some(Pending { barrier, started, acks: BTreeMap::new() });
@@ -275,6 +276,7 @@ impl Coordinator {
         }
         self.ledger.complete(barrier.id);
         self.consecutive_failures = 0;
+        super::failpoint::hit("before-commit");
         let committed = commit_pending(&manifest.sinks)?;
         tracing::info!(id = barrier.id, kind = ?barrier.kind, committed, "snapshot complete");
         let outcome = CoordinatorOutcome {
@@ -294,6 +296,7 @@ impl Coordinator {
             self.collect_garbage().await;
         }
         self.completed.push(outcome.clone());
+        super::failpoint::hit("after-checkpoint");
         Ok(outcome)
     }
 

@@ -18,6 +18,7 @@
 //!    sha256) is used; a corrupt one is reported and the previous one tried.
 
 mod coordinator;
+pub mod failpoint;
 pub mod manifest;
 mod restore;
 pub mod snapshot;

@@ -29,6 +29,8 @@ pub struct CheckpointStorage {
     /// The location as the user wrote it (for messages).
     pub url: String,
     faults: Option<Arc<FaultPlan>>,
+    /// The directory behind a local store (to prune empty directories).
+    local: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for CheckpointStorage {
@@ -66,6 +68,7 @@ impl CheckpointStorage {
                 root: ObjPath::from(prefix.trim_matches('/')),
                 url: location.to_owned(),
                 faults: None,
+                local: None,
             });
         }
         let dir = location.strip_prefix("file://").unwrap_or(location);
@@ -73,7 +76,7 @@ impl CheckpointStorage {
             .map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: format!("cannot create directory: {e}") })?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: e.to_string() })?;
-        Ok(CheckpointStorage { store: Arc::new(store), root: ObjPath::from(""), url: location.to_owned(), faults: None })
+        Ok(CheckpointStorage { store: Arc::new(store), root: ObjPath::from(""), url: location.to_owned(), faults: None, local: Some(dir.into()) })
     }
 
     /// The same location with failures injected by `plan` (tests).
@@ -86,6 +89,7 @@ impl CheckpointStorage {
     pub fn child(&self, sub: &str) -> Self {
         let mut c = self.clone();
         c.root = self.full(sub);
+        c.local = self.local.as_ref().map(|d| d.join(sub));
         c.url = format!("{}/{}", self.url.trim_end_matches('/'), sub);
         c
     }
@@ -183,6 +187,10 @@ impl CheckpointStorage {
     pub async fn delete_prefix(&self, rel: &str) -> Result<(), CheckpointError> {
         for (p, _) in self.list(rel).await? {
             self.delete(&p).await?;
+        }
+        if let (Some(dir), false) = (&self.local, rel.trim_matches('/').is_empty()) {
+            // Local directories stay behind once empty; S3 has none.
+            let _ = std::fs::remove_dir_all(dir.join(rel.trim_matches('/')));
         }
         Ok(())
     }

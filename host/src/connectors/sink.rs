@@ -50,17 +50,34 @@ pub struct LineSink {
     pub next_seq: u64,
 }
 
-/// Get a sink directory ready for a run: on a fresh start, remove part files of earlier
-/// runs (a job owns its output directory); always discard hidden in-progress files,
-/// which no complete checkpoint needs (the restored one's were committed before).
-pub fn prepare_sink_dir(dir: &Path, fresh: bool) -> std::io::Result<()> {
+/// Get a sink directory ready for a run. Hidden in-progress files are discarded (no
+/// complete checkpoint needs them: the restored one's were committed before). Visible
+/// part files are the committed output: a fresh start (`keep_below: None`) removes them
+/// all (a job owns its output directory); a restore keeps those the snapshot covers —
+/// sequence numbers below its `next_seq` per subtask — and removes later ones, which a
+/// newer checkpoint committed (restoring an older checkpoint rolls its output back too).
+pub fn prepare_sink_dir(dir: &Path, keep_below: Option<&dyn Fn(u32) -> u64>) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
-        let hidden = name.starts_with(".part-");
-        let visible = name.starts_with("part-");
-        if hidden || (fresh && visible) {
+        let remove = if name.starts_with(".part-") {
+            true
+        } else if let Some(rest) = name.strip_prefix("part-") {
+            match keep_below {
+                None => true,
+                Some(keep) => {
+                    let mut it = rest.trim_end_matches(".jsonl").split('-');
+                    match (it.next().and_then(|s| s.parse::<u32>().ok()), it.next().and_then(|s| s.parse::<u64>().ok())) {
+                        (Some(sub), Some(seq)) => seq >= keep(sub),
+                        _ => false,
+                    }
+                }
+            }
+        } else {
+            false
+        };
+        if remove {
             std::fs::remove_file(e.path())?;
         }
     }

@@ -230,7 +230,9 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
     for node in &graph.nodes {
         if let NodeKind::Sink(SinkSpec::File { path, .. }) = &node.kind {
             let dir = spec_resolve(&graph.base_dir, path);
-            prepare_sink_dir(&dir, point.is_none())
+            let keep = |sub: u32| point.as_ref().and_then(|p| p.sink(&node.id, sub)).map_or(0, |e| e.next_seq);
+            let keep: &dyn Fn(u32) -> u64 = &keep;
+            prepare_sink_dir(&dir, point.is_some().then_some(keep))
                 .map_err(|e| JobError::Connector { node: "sink", id: node.id.clone(), message: format!("cannot prepare {}: {e}", dir.display()) })?;
         }
     }
