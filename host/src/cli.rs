@@ -248,16 +248,17 @@ fn run(args: RunArgs) -> Result<()> {
     let report = runtime
         .block_on(run_job_with_restarts(&graph, &engine, &opts, Some(&restart)))
         .with_context(|| format!("job '{}' failed", graph.name))?;
+    // Failures the job recovered from are always reported, quiet or not.
+    for f in &report.failures {
+        eprintln!(
+            "[rivulet] failure on attempt {}: operator {} plugin {}: {}",
+            f.attempt,
+            f.operator.as_deref().unwrap_or("-"),
+            f.plugin.as_deref().unwrap_or("-"),
+            f.reason
+        );
+    }
     if !args.quiet {
-        for f in &report.failures {
-            eprintln!(
-                "[rivulet] failure on attempt {}: operator {} plugin {}: {}",
-                f.attempt,
-                f.operator.as_deref().unwrap_or("-"),
-                f.plugin.as_deref().unwrap_or("-"),
-                f.reason
-            );
-        }
         let checkpoints = report.snapshots.len();
         if let Some(sp) = &report.stopped_with_savepoint {
             eprintln!("[rivulet] job '{}' stopped with savepoint {sp}", graph.name);

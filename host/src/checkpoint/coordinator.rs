@@ -217,20 +217,34 @@ impl Coordinator {
         for (k, v) in p.acks {
             parts.insert(k, v);
         }
-        self.write(p.barrier, parts, all_finished && p.barrier.kind == SnapshotKind::Checkpoint, p.started).await.map(Some)
+        self.write(p.barrier, parts, all_finished && p.barrier.kind == SnapshotKind::Checkpoint, p.started).await
     }
 
     /// Every task has finished: write the final checkpoint (marked finished) so that a
     /// restart after this point commits the sinks and ends, then commit.
     pub async fn finish(&mut self) -> Result<CoordinatorOutcome, CheckpointError> {
         self.pending = None;
-        let barrier = Barrier { id: self.next_id, kind: SnapshotKind::Checkpoint, stop: false };
-        self.next_id += 1;
-        let parts = self.finished.clone();
-        self.write(barrier, parts, true, Instant::now()).await
+        if let Some(last) = self.completed.last().filter(|_| self.retained.last().is_some_and(|m| m.finished)) {
+            // A checkpoint taken after every task finished already is the final one.
+            return Ok(last.clone());
+        }
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            let barrier = Barrier { id: self.next_id, kind: SnapshotKind::Checkpoint, stop: false };
+            self.next_id += 1;
+            let parts = self.finished.clone();
+            if let Some(done) = self.write(barrier, parts, true, Instant::now()).await? {
+                return Ok(done);
+            }
+            // The store is failing: the output cannot be committed until it is back.
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        }
     }
 
-    async fn write(&mut self, barrier: Barrier, parts: BTreeMap<TaskKey, SnapshotPart>, finished: bool, started: Instant) -> Result<CoordinatorOutcome, CheckpointError> {
+    /// Write the manifest (making the snapshot complete), commit, retain, clean up.
+    /// `None` when the manifest could not be written (the snapshot is aborted).
+    async fn write(&mut self, barrier: Barrier, parts: BTreeMap<TaskKey, SnapshotPart>, finished: bool, started: Instant) -> Result<Option<CoordinatorOutcome>, CheckpointError> {
         let mut operators: BTreeMap<String, OperatorEntry> = BTreeMap::new();
         let mut sources = Vec::new();
         let mut sinks = Vec::new();
@@ -272,7 +286,7 @@ impl Coordinator {
             // Not complete: the manifest is what makes it so.
             self.pending = Some(Pending { barrier, started, acks: BTreeMap::new() });
             self.abort(e.to_string()).await?;
-            return Err(e);
+            return Ok(None);
         }
         self.ledger.complete(barrier.id);
         self.consecutive_failures = 0;
@@ -297,7 +311,7 @@ impl Coordinator {
         }
         self.completed.push(outcome.clone());
         super::failpoint::hit("after-checkpoint");
-        Ok(outcome)
+        Ok(Some(outcome))
     }
 
     /// Delete shared files no retained checkpoint references, and snapshot directories

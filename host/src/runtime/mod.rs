@@ -39,7 +39,7 @@ use operator::{ChainTask, ChainedOperator};
 use window::WindowOperator;
 
 /// Batches a channel holds before its sender waits.
-const CHANNEL_CAPACITY: usize = 16;
+const CHANNEL_CAPACITY: usize = 4;
 
 /// Where a run starts from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,5 +6,6 @@
 mod bad_guests;
 mod cli;
 mod examples;
+mod fault;
 mod features;
 mod support;
