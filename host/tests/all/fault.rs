@@ -377,7 +377,7 @@ fn savepoint_on_a_control_file_while_running() {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = seq_job(dir.path(), 4_000, 4_000, "");
     let trigger = dir.path().join("savepoint-now");
-    let mut child = rivulet()
+    let child = rivulet()
         .args(["run", "--quiet"])
         .arg(&job)
         .arg("--checkpoint-dir")
