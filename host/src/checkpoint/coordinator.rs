@@ -45,7 +45,7 @@ pub struct Coordinator {
     max_parallelism: u16,
     sources: Vec<mpsc::UnboundedSender<Barrier>>,
     expected: BTreeSet<TaskKey>,
-    finished: BTreeMap<TaskKey, SnapshotPart>,
+    finished: BTreeMap<TaskKey, (SnapshotPart, u64)>,
     pending: Option<Pending>,
     next_id: u64,
     consecutive_failures: u32,
@@ -152,8 +152,8 @@ impl Coordinator {
                     p.acks.insert(part.task(), part);
                 }
             }
-            TaskReport::Finished(part) => {
-                self.finished.insert(part.task(), part);
+            TaskReport::Finished { part, after } => {
+                self.finished.insert(part.task(), (part, after));
             }
             TaskReport::Decline { id, task, reason } => {
                 if self.pending.as_ref().is_some_and(|p| p.barrier.id == id) {
@@ -172,7 +172,7 @@ impl Coordinator {
                 let missing: Vec<String> = self
                     .expected
                     .iter()
-                    .filter(|k| !p.acks.contains_key(k) && !self.finished.contains_key(k))
+                    .filter(|k| !p.acks.contains_key(k) && !self.finished_before(k, p.barrier.id))
                     .map(|k| format!("{}[{}]", k.id, k.subtask))
                     .collect();
                 self.abort(format!("timed out after {} ms waiting for {}", self.cfg.timeout.as_millis(), missing.join(", "))).await?;
@@ -206,17 +206,40 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Whether task `k` finished before barrier `id` could reach it (so its final part
+    /// stands for it). A task that processed the barrier and then finished must ack.
+    fn finished_before(&self, k: &TaskKey, id: u64) -> bool {
+        self.finished.get(k).is_some_and(|(_, after)| *after < id)
+    }
+
+    fn finished_parts(&self) -> BTreeMap<TaskKey, SnapshotPart> {
+        self.finished.iter().map(|(k, (p, _))| (k.clone(), p.clone())).collect()
+    }
+
     async fn try_complete(&mut self) -> Result<Option<CoordinatorOutcome>, CheckpointError> {
         let Some(p) = &self.pending else { return Ok(None) };
-        if !self.expected.iter().all(|k| p.acks.contains_key(k) || self.finished.contains_key(k)) {
+        let id = p.barrier.id;
+        if !self.expected.iter().all(|k| p.acks.contains_key(k) || self.finished_before(k, id)) {
+            return Ok(None);
+        }
+        if p.started.elapsed() > self.cfg.timeout {
+            // Complete, but past its deadline: expired, as if the timeout timer had fired.
+            let late = p.started.elapsed().as_millis();
+            self.abort(format!("timed out: complete after {late} ms, over the {} ms limit", self.cfg.timeout.as_millis())).await?;
             return Ok(None);
         }
         let Some(p) = self.pending.take() else { return Ok(None) };
-        let mut parts: BTreeMap<TaskKey, SnapshotPart> = self.finished.clone();
+        let mut parts: BTreeMap<TaskKey, SnapshotPart> =
+            self.finished.iter().filter(|(_, (_, after))| *after < id).map(|(k, (part, _))| (k.clone(), part.clone())).collect();
         let all_finished = self.expected.iter().all(|k| self.finished.contains_key(k));
         for (k, v) in p.acks {
             parts.insert(k, v);
         }
+        let all_finished = all_finished && parts.values().all(|part| match part {
+            SnapshotPart::Operator { state, .. } => state.finished,
+            SnapshotPart::Source(s) => s.position == super::manifest::SourcePosition::Finished,
+            SnapshotPart::Sink(s) => s.finished,
+        });
         self.write(p.barrier, parts, all_finished && p.barrier.kind == SnapshotKind::Checkpoint, p.started).await
     }
 
@@ -232,7 +255,7 @@ impl Coordinator {
         loop {
             let barrier = Barrier { id: self.next_id, kind: SnapshotKind::Checkpoint, stop: false };
             self.next_id += 1;
-            let parts = self.finished.clone();
+            let parts = self.finished_parts();
             if let Some(done) = self.write(barrier, parts, true, Instant::now()).await? {
                 return Ok(done);
             }

@@ -185,8 +185,14 @@ pub enum TaskReport {
         /// The part.
         part: SnapshotPart,
     },
-    /// The task finished its input; this part stands for it in every later snapshot.
-    Finished(SnapshotPart),
+    /// The task finished its input; this part stands for it in every later snapshot
+    /// whose barrier it never saw (ids above `after`, the last barrier it processed).
+    Finished {
+        /// The final part.
+        part: SnapshotPart,
+        /// The last barrier id the task processed (0: none).
+        after: u64,
+    },
     /// The task could not take its part of snapshot `id`.
     Decline {
         /// Snapshot id.

@@ -50,6 +50,7 @@ pub struct SourceOutput {
     last_wm: i64,
     metrics: Arc<NodeMetrics>,
     checkpointing: Option<SourceCheckpointing>,
+    last_barrier: u64,
 }
 
 impl SourceOutput {
@@ -66,6 +67,7 @@ impl SourceOutput {
             last_wm: i64::MIN,
             metrics,
             checkpointing: None,
+            last_barrier: 0,
         }
     }
 
@@ -111,7 +113,7 @@ impl SourceOutput {
             let part = SnapshotPart::Source(SourceEntry { id: self.id.clone(), subtask: c.subtask, parallelism: c.parallelism, position });
             let _ = c.ctx.reports.send(match id {
                 Some(id) => TaskReport::Ack { id, part },
-                None => TaskReport::Finished(part),
+                None => TaskReport::Finished { part, after: self.last_barrier },
             });
         }
     }
@@ -120,6 +122,7 @@ impl SourceOutput {
     pub async fn barrier(&mut self, barrier: Barrier, position: SourcePosition) -> Result<(), JobError> {
         self.flush().await?;
         self.send_control(Message::Barrier(barrier)).await?;
+        self.last_barrier = barrier.id;
         self.report(position, Some(barrier.id));
         Ok(())
     }

@@ -48,6 +48,8 @@ pub struct LineSink {
     pub checkpointing: Option<TaskCheckpointing>,
     /// Next part-file number (restored from a checkpoint).
     pub next_seq: u64,
+    /// The last barrier processed.
+    pub last_barrier: u64,
 }
 
 /// Get a sink directory ready for a run. Hidden in-progress files are discarded (no
@@ -193,6 +195,7 @@ impl LineSink {
     }
 
     fn on_barrier(&mut self, b: Barrier, parts: Option<&mut PartWriter>) -> Result<(), JobError> {
+        self.last_barrier = b.id;
         let Some(ctx) = &self.checkpointing else { return Ok(()) };
         let entry = match parts {
             Some(p) => {
@@ -213,7 +216,7 @@ impl LineSink {
         let Some(mut p) = parts else {
             if let Some(ctx) = &self.checkpointing {
                 let entry = SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: true };
-                let _ = ctx.reports.send(TaskReport::Finished(SnapshotPart::Sink(entry)));
+                let _ = ctx.reports.send(TaskReport::Finished { part: SnapshotPart::Sink(entry), after: self.last_barrier });
             }
             return Ok(());
         };
@@ -224,7 +227,7 @@ impl LineSink {
                 if let Some(done) = ctx.ledger.max_complete() {
                     p.pending.retain(|(_, id)| *id > done);
                 }
-                let _ = ctx.reports.send(TaskReport::Finished(SnapshotPart::Sink(p.entry(&self.id, true))));
+                let _ = ctx.reports.send(TaskReport::Finished { part: SnapshotPart::Sink(p.entry(&self.id, true)), after: self.last_barrier });
             }
             None => {
                 let entry = p.entry(&self.id, true);

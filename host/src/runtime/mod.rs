@@ -405,6 +405,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                             inputs,
                             checkpointing: task_ckpt.clone(),
                             restored_finished: point.is_some() && all_finished,
+                            last_barrier: 0,
                         }
                         .run(),
                     );
@@ -430,6 +431,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                         metrics: metrics[i].clone(),
                         checkpointing: task_ckpt.clone(),
                         next_seq,
+                        last_barrier: 0,
                     }
                     .run(),
                 );

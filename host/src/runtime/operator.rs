@@ -83,6 +83,8 @@ pub struct ChainTask {
     pub checkpointing: Option<TaskCheckpointing>,
     /// The chain had finished in the restored snapshot: it only forwards End.
     pub restored_finished: bool,
+    /// The last barrier processed.
+    pub last_barrier: u64,
 }
 
 fn state_err(uid: &str) -> impl Fn(crate::state::StateError) -> JobError + '_ {
@@ -158,6 +160,7 @@ impl ChainTask {
     /// Every input delivered barrier `b`: capture each operator's state (the only part
     /// the pipeline waits for), forward the barrier, upload in the background.
     async fn on_barrier(&mut self, b: Barrier) -> Result<(), JobError> {
+        self.last_barrier = b.id;
         if let Some(ctx) = &self.checkpointing {
             for op in &mut self.ops {
                 let native = (b.kind == SnapshotKind::Checkpoint && ctx.incremental)
@@ -333,7 +336,7 @@ impl ChainTask {
                 // Before End goes out: the coordinator hears of it before anyone downstream.
                 let range = op.meta.range;
                 let state = SubtaskState { subtask: op.meta.subtask, key_groups: (range.start, range.end), finished: true, state: None, db: Vec::new() };
-                let _ = ctx.reports.send(TaskReport::Finished(op.part(state)));
+                let _ = ctx.reports.send(TaskReport::Finished { part: op.part(state), after: self.last_barrier });
             }
             let uid = op.uid.clone();
             for out in &mut op.outputs {

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use rivulet::checkpoint::{CheckpointConfig, CheckpointStorage, FaultPlan, load_manifest};
 use rivulet::job::{JobGraph, JobSpec};
 use rivulet::runtime::{RunOptions, run_job};
+use rivulet::state::BackendKind;
 
 use crate::support::*;
 
@@ -443,4 +444,77 @@ fn an_object_store_outage_aborts_checkpoints_the_job_continues_and_orphans_go() 
             }
         });
     }
+}
+
+fn seq_graph(dir: &Path, count: u64, rate: u64) -> JobGraph {
+    let job = seq_job(dir, count, rate, "");
+    let spec = JobSpec::from_file(&job, &BTreeMap::new()).expect("spec");
+    JobGraph::build(&spec, dir, None).expect("graph")
+}
+
+#[test]
+fn incremental_rocksdb_checkpoints_upload_only_new_sst_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let graph = seq_graph(dir.path(), 20_000, 10_000);
+    let root = CheckpointStorage::open(dir.path().join("ck").to_str().expect("utf8")).expect("storage").child("seqcheck");
+    let mut cfg = CheckpointConfig::new(root.clone());
+    cfg.interval = Some(Duration::from_millis(100));
+    cfg.retain = 100;
+    let mut opts = RunOptions::new(BackendKind::Rocksdb, dir.path().join("data"));
+    opts.checkpoint = Some(cfg);
+    let rt = runtime();
+    let report = rt.block_on(run_job(&graph, &engine(), &opts)).expect("run");
+    assert!(sorted_lines(&dir.path().join("out")) == seq_expected(20_000));
+    let manifests = rt.block_on(async {
+        let mut ms = Vec::new();
+        for (p, _) in root.list("").await.expect("list") {
+            if let Some(d) = p.strip_suffix("/_manifest.json") {
+                ms.push(load_manifest(&root, d).await.expect("manifest"));
+            }
+        }
+        ms
+    });
+    let with_db: Vec<_> = manifests.iter().filter(|m| m.files().any(|f| f.path.starts_with("shared/"))).collect();
+    assert!(with_db.len() >= 3, "expected several incremental checkpoints, got {}", with_db.len());
+    let mut seen_in: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &with_db {
+        for f in m.files().filter(|f| f.path.starts_with("shared/")) {
+            *seen_in.entry(f.path.clone()).or_default() += 1;
+        }
+    }
+    assert!(seen_in.values().any(|&n| n >= 2), "no SST file is shared between checkpoints: {seen_in:?}");
+    // A later checkpoint wrote fewer bytes than it references: the rest was reused.
+    let reused = report.snapshots.iter().any(|s| {
+        manifests.iter().find(|m| m.id == s.id).is_some_and(|m| s.bytes < m.files().map(|f| f.size).sum::<u64>())
+    });
+    assert!(reused, "no checkpoint reused earlier uploads");
+}
+
+#[test]
+fn checkpoint_timeouts_and_the_failure_tolerance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    // Every checkpoint times out: tolerated, the job finishes and its output is exact.
+    let graph = seq_graph(dir.path(), 3_000, 6_000);
+    let root = CheckpointStorage::open(dir.path().join("ck").to_str().expect("utf8")).expect("storage").child("seqcheck");
+    let mut cfg = CheckpointConfig::new(root.clone());
+    cfg.interval = Some(Duration::from_millis(50));
+    cfg.timeout = Duration::from_millis(1);
+    cfg.tolerable_failures = 10_000;
+    let mut opts = RunOptions::new(BackendKind::Memory, dir.path().join("data"));
+    opts.checkpoint = Some(cfg.clone());
+    let report = rt.block_on(run_job(&graph, &engine(), &opts)).expect("run");
+    assert!(report.snapshot_failures.iter().any(|(_, r)| r.contains("timed out")), "{:?}", report.snapshot_failures);
+    assert!(sorted_lines(&dir.path().join("out")) == seq_expected(3_000));
+    // A store that keeps failing: past the tolerance the job fails, saying why.
+    let plan = Arc::new(FaultPlan::default());
+    plan.fail_next_puts.store(1_000_000, Ordering::SeqCst);
+    let mut cfg = CheckpointConfig::new(root.with_faults(plan));
+    cfg.interval = Some(Duration::from_millis(50));
+    cfg.tolerable_failures = 2;
+    opts.checkpoint = Some(cfg);
+    let graph = seq_graph(dir.path(), 6_000, 3_000);
+    let err = rt.block_on(run_job(&graph, &engine(), &opts)).expect_err("the job must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("3 consecutive checkpoints failed (tolerable: 2)") && msg.contains("injected fault"), "{msg}");
 }
