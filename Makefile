@@ -34,6 +34,7 @@ test: plugins
 ## Benchmarks (results go to docs/benchmarks.md by hand).
 bench: plugins
 	cargo bench -p rivulet-host --bench engine
+	cargo bench -p rivulet-host --bench checkpoint
 
 clean:
 	cargo clean

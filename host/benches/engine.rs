@@ -55,7 +55,7 @@ fn measure(records_per_call: usize, budget: Duration, mut f: impl FnMut()) -> f6
 fn instance(rt: &tokio::runtime::Runtime, engine: &Arc<PluginEngine>, wasm: &Path, backend: BackendKind, dir: &Path) -> OperatorInstance {
     let plugin = engine.load_file(wasm).unwrap_or_else(|e| panic!("{e} (run `make plugins`)"));
     let state = KeyedStateStore::new(backend.open(dir).expect("backend"), 128);
-    let setup = InstanceSetup { uid: "bench".into(), subtask: 0, parallelism: 1, state, limits: Limits::default(), config: "{}".into() };
+    let setup = InstanceSetup { uid: "bench".into(), subtask: 0, parallelism: 1, attempt: 0, state, limits: Limits::default(), config: "{}".into() };
     rt.block_on(async {
         let mut i = OperatorInstance::new(engine, plugin, setup).await.expect("instantiate");
         i.open().await.expect("open");
@@ -132,17 +132,12 @@ fn main() {
     println!("|---|---|---|---|");
     let count = if quick { 200_000 } else { 2_000_000 };
     let yaml = format!(
-        "name: bench\nsources:\n  - {{id: gen, type: generator, count: {count}}}\noperators:\n  - {{uid: p, plugin: {}, inputs: [gen]}}\nsinks:\n  - {{id: out, type: file, path: out.jsonl, inputs: [p]}}\n",
+        "name: bench\nsources:\n  - {{id: gen, type: generator, count: {count}}}\noperators:\n  - {{uid: p, plugin: {}, inputs: [gen]}}\nsinks:\n  - {{id: out, type: file, path: out, inputs: [p]}}\n",
         passthrough.display()
     );
     let spec = rivulet::job::JobSpec::parse(&yaml, "bench", &Default::default()).expect("spec");
     let graph = rivulet::job::JobGraph::build(&spec, tmp.path(), None).expect("graph");
-    let opts = rivulet::runtime::RunOptions {
-        state_backend: BackendKind::Memory,
-        data_dir: tmp.path().join("data"),
-        progress: false,
-        limits: Limits::default(),
-    };
+    let opts = rivulet::runtime::RunOptions::new(BackendKind::Memory, tmp.path().join("data"));
     let mt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("rt");
     let report = mt.block_on(rivulet::runtime::run_job(&graph, &engine, &opts)).expect("pipeline");
     let secs = report.elapsed.as_secs_f64();
