@@ -190,9 +190,10 @@ fn recovery(repo: &Path, keys: u64, tmp: &Path) {
     let bin = env!("CARGO_BIN_EXE_rivulet");
     let dir = tmp.join(format!("recovery-{keys}"));
     std::fs::create_dir_all(&dir).expect("dir");
-    // Every key once, then the job keeps going: kill it right after the checkpoint that
-    // holds all keys, restart, and time the first record reaching the sink.
-    let _ = keyed_job(repo, &dir, keys * 3, keys * 3, Some(keys * 3 / 6));
+    // Every key gets state in the first `keys` records; the job goes on updating them.
+    // Kill it right after a checkpoint that holds every key, restart, and time the first
+    // record reaching the sink.
+    let _ = keyed_job(repo, &dir, keys * 100, keys, None);
     let run = |failpoint: Option<&str>, restore: bool| {
         let mut c = Command::new(bin);
         c.args(["run", "--quiet", "--state-backend", "rocksdb", "--checkpoint-interval", "1s"])
@@ -201,7 +202,8 @@ fn recovery(repo: &Path, keys: u64, tmp: &Path) {
             .arg(dir.join("ck"))
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .env("RIVULET_CACHE_DIR", dir.join("cache"));
+            .env("RIVULET_CACHE_DIR", dir.join("cache"))
+            .stderr(std::process::Stdio::null());
         if let Some(f) = failpoint {
             c.env("RIVULET_FAILPOINTS", f);
         }
@@ -210,8 +212,10 @@ fn recovery(repo: &Path, keys: u64, tmp: &Path) {
         }
         c
     };
-    let out = run(Some("after-checkpoint=3"), false).output().expect("run");
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "{}", String::from_utf8_lossy(&out.stderr));
+    // At ~150k records/s, `keys` records take keys/150k seconds; checkpoints come every second.
+    let after = keys / 150_000 + 3;
+    let out = run(Some(&format!("after-checkpoint={after}")), false).output().expect("run");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(9), "the job ended before checkpoint {after}");
     let state = dir_size(&dir.join("ck"));
     let out_dir = dir.join("out");
     // The killed run's in-progress file: the restarted run discards it; don't mistake it
@@ -222,7 +226,7 @@ fn recovery(repo: &Path, keys: u64, tmp: &Path) {
         }
     }
     let t = Instant::now();
-    let mut child = run(None, true).stderr(std::process::Stdio::null()).spawn().expect("restart");
+    let mut child = run(None, true).spawn().expect("restart");
     let first = loop {
         let hidden = std::fs::read_dir(&out_dir).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".inprogress"))).unwrap_or(false);
         if hidden {
@@ -236,7 +240,7 @@ fn recovery(repo: &Path, keys: u64, tmp: &Path) {
     let _ = child.kill();
     let _ = child.wait();
     println!(
-        "| {keys} keys | {:.0} MB | {:.2} | {:.1} s/GB |",
+        "| {keys} keys, killed after checkpoint {after} | {:.0} MB | {:.2} | {:.1} s/GB |",
         mb(state),
         first.as_secs_f64(),
         first.as_secs_f64() / (state as f64 / (1u64 << 30) as f64)
@@ -262,7 +266,7 @@ fn main() {
     println!();
     println!("| recovery after kill -9 (keyed count, RocksDB) | checkpoint size | restart → first output (s) | per GB |");
     println!("|---|---|---|---|");
-    for &keys in if quick { &[100_000u64][..] } else { &[1_000_000u64][..] } {
+    for &keys in if quick { &[100_000u64][..] } else { &[1_000_000u64, 3_000_000][..] } {
         recovery(&repo, keys, tmp.path());
     }
     println!();

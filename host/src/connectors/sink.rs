@@ -203,7 +203,7 @@ impl LineSink {
                 if let Some(done) = ctx.ledger.max_complete() {
                     p.pending.retain(|(_, id)| *id > done);
                 }
-                p.close(b.id).map_err(|e| self.err(format!("cannot close part file: {e}")))?;
+                crate::runtime::blocking(|| p.close(b.id)).map_err(|e| self.err(format!("cannot close part file: {e}")))?;
                 p.entry(&self.id, false)
             }
             None => SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: false },

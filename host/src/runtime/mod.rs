@@ -12,7 +12,7 @@ mod operator;
 pub mod window;
 
 pub use channel::{DownstreamGone, Envelope, GateEvent, InputGate, InputWatermarks, Message, Target, WatermarkChange};
-pub(crate) use operator::now_ms;
+pub(crate) use operator::{blocking, now_ms};
 pub use exchange::{ExchangeError, OutputEdge};
 pub use metrics::NodeMetrics;
 
@@ -627,18 +627,22 @@ async fn start_operator(
             limits.call_timeout = Duration::from_millis(ms);
         }
     }
-    // The state version decides between carrying state over and migrating it; ask a
-    // throwaway instance, before any state exists.
-    let probe = InstanceSetup {
-        uid: spec.uid.clone(),
-        subtask: t,
-        parallelism: par,
-        attempt: opts.attempt,
-        state: KeyedStateStore::new(Box::new(crate::state::MemoryBackend::default()), graph.max_parallelism),
-        limits,
-        config: spec.config.to_string(),
+    // On restore, the state version decides between carrying state over and migrating
+    // it: ask a throwaway instance, before any state exists.
+    let state_version = if restore.is_some() {
+        let probe = InstanceSetup {
+            uid: spec.uid.clone(),
+            subtask: t,
+            parallelism: par,
+            attempt: opts.attempt,
+            state: KeyedStateStore::new(Box::new(crate::state::MemoryBackend::default()), graph.max_parallelism),
+            limits,
+            config: spec.config.to_string(),
+        };
+        OperatorInstance::new(engine, plugin.clone(), probe).await?.state_version().await?
+    } else {
+        0
     };
-    let state_version = OperatorInstance::new(engine, plugin.clone(), probe).await?.state_version().await?;
     let fast = restore.as_ref().is_some_and(|r| {
         opts.state_backend == BackendKind::Rocksdb
             && native_fast_path(&r.parts, range)
@@ -662,6 +666,7 @@ async fn start_operator(
     }
     let setup = InstanceSetup { uid: spec.uid.clone(), subtask: t, parallelism: par, attempt: opts.attempt, state: store, limits, config: spec.config.to_string() };
     let mut instance = OperatorInstance::new(engine, plugin.clone(), setup).await?;
+    let state_version = if restore.is_some() { state_version } else { instance.state_version().await? };
     for (from, entries) in migrate {
         let count = entries.len();
         let mut migrated = Vec::new();

@@ -169,7 +169,8 @@ impl ChainTask {
                 let watermark = op.watermark;
                 let (store, timers) = op.instance.state_and_timers();
                 let task = format!("{}[{}]", op.uid, op.meta.subtask);
-                match capture(&op.meta, store, timers, window, watermark, native.as_deref()) {
+                let meta = &op.meta;
+                match blocking(|| capture(meta, store, timers, window, watermark, native.as_deref())) {
                     Ok(captured) => {
                         let ctx = ctx.clone();
                         let meta = op.meta.clone();
@@ -354,6 +355,15 @@ fn merge(into: &mut Output, from: Output) {
             Some((_, buf)) => buf.extend_from_slice(&b),
             None => into.side.push((tag, b)),
         }
+    }
+}
+
+/// Run blocking work (a RocksDB flush, an fsync) on this task's thread, letting the
+/// runtime move its other tasks elsewhere meanwhile (multi-threaded runtimes only).
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

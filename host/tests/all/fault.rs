@@ -114,13 +114,13 @@ impl WordcountCase {
 #[test]
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let seed = seed();
-    for backend in ["memory", "rocksdb"] {
+    for (backend, parallelism) in [("memory", "1"), ("rocksdb", "2"), ("memory", "3")] {
         let case = wordcount_case(30_000, seed);
         let mut rng = Rng(seed ^ 0x5eed);
         let (mut kills, mut runs) = (0, 0);
         loop {
             runs += 1;
-            let mut child = case.command(backend, &["--restore", "latest"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+            let mut child = case.command(backend, &["--restore", "latest", "--parallelism", parallelism]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
             if kills < 8 {
                 std::thread::sleep(Duration::from_millis(150 + rng.below(1200)));
                 if child.try_wait().expect("poll").is_none() {
@@ -132,12 +132,12 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
                 }
             }
             let out = child.wait_with_output().expect("wait");
-            assert!(out.status.success(), "{backend} run {runs}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success(), "{backend} p={parallelism} run {runs}: {}", String::from_utf8_lossy(&out.stderr));
             break;
         }
-        println!("{backend}: {kills} kills, {runs} runs");
+        println!("{backend} p={parallelism}: {kills} kills, {runs} runs");
         assert!(kills > 0, "the schedule never killed a run");
-        case.check(&format!("{backend} after {kills} kills"));
+        case.check(&format!("{backend} p={parallelism} after {kills} kills"));
     }
 }
 
@@ -145,7 +145,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 fn kill_at_protocol_points_upload_before_manifest_and_manifest_before_commit() {
     for point in ["before-manifest=2", "before-commit=2"] {
         let case = wordcount_case(60_000, 11);
-        let out = case.command_every("rocksdb", "100ms", &[]).env("RIVULET_FAILPOINTS", point).output().expect("run");
+        let out = case.command_every("rocksdb", "100ms", &["--parallelism", "2"]).env("RIVULET_FAILPOINTS", point).output().expect("run");
         assert_eq!(out.status.signal(), Some(9), "{point}: expected SIGKILL; stderr: {}", String::from_utf8_lossy(&out.stderr));
         let root = case.ck().join("wordcount");
         let chk2 = root.join("chk-0000000002");
@@ -156,7 +156,7 @@ fn kill_at_protocol_points_upload_before_manifest_and_manifest_before_commit() {
             assert!(chk2.join("_manifest.json").exists());
             assert!(!hidden_files(&case.out()).is_empty(), "pending files not yet committed");
         }
-        let out = case.command("rocksdb", &["--restore", "latest"]).output().expect("restart");
+        let out = case.command("rocksdb", &["--restore", "latest", "--parallelism", "2"]).output().expect("restart");
         assert!(out.status.success(), "{point}: {}", String::from_utf8_lossy(&out.stderr));
         case.check(point);
         // Incomplete snapshots are never used and are cleaned up.
