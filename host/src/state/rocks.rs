@@ -20,6 +20,12 @@ impl RocksDbBackend {
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
+        // Bloom filters: point reads (every state get) skip SST files that cannot hold
+        // the key. Checkpoints flush the memtable, so state soon spans several files.
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        opts.set_block_based_table_factory(&table);
         let db = DB::open(&opts, dir)?;
         let mut write = WriteOptions::default();
         // Durability comes from checkpoints, not from the local write-ahead log.
