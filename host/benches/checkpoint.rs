@@ -12,9 +12,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rivulet::checkpoint::subtask::{SubtaskMeta, capture, upload};
 use rivulet::checkpoint::manifest::{Manifest, OperatorEntry};
-use rivulet::checkpoint::{Barrier, CheckpointStorage, Ledger, SnapshotKind, TaskCheckpointing, find_restore_point, native_fast_path, write_db_files};
+use rivulet::checkpoint::subtask::{SubtaskMeta, capture, upload};
+use rivulet::checkpoint::{
+    Barrier, CheckpointStorage, Ledger, SnapshotKind, TaskCheckpointing, find_restore_point, native_fast_path, write_db_files,
+};
 use rivulet::job::{JobGraph, JobSpec};
 use rivulet::plugin::TimerService;
 use rivulet::state::{BackendKind, CurrentKey, KeyGroupRange, KeyedStateStore, key_group};
@@ -134,7 +136,14 @@ fn state_snapshots(rt: &tokio::runtime::Runtime, keys: u64, rounds: usize, tmp: 
         created_ms: 0,
         finished: false,
         max_parallelism: 128,
-        operators: vec![OperatorEntry { uid: "op".into(), plugin: "bench".into(), plugin_digest: "sha256:bench".into(), parallelism: 1, state_version: 1, subtasks: vec![state] }],
+        operators: vec![OperatorEntry {
+            uid: "op".into(),
+            plugin: "bench".into(),
+            plugin_digest: "sha256:bench".into(),
+            parallelism: 1,
+            state_version: 1,
+            subtasks: vec![state],
+        }],
         sources: Vec::new(),
         sinks: Vec::new(),
     };
@@ -209,12 +218,7 @@ fn throughput_dip(repo: &Path, count: u64, rounds: usize, tmp: &Path) {
         }
         for (i, interval) in configs.iter().enumerate() {
             let label = interval.map_or("none".to_owned(), |ms| format!("every {ms} ms"));
-            println!(
-                "| | {backend} | {label} | {:.2} | {:.0} | {:+.1}% |",
-                best[i],
-                count as f64 / best[i],
-                100.0 * (best[0] / best[i] - 1.0)
-            );
+            println!("| | {backend} | {label} | {:.2} | {:.0} | {:+.1}% |", best[i], count as f64 / best[i], 100.0 * (best[0] / best[i] - 1.0));
         }
     }
 }
@@ -261,7 +265,8 @@ fn recovery(repo: &Path, keys: u64, tmp: &Path) {
     let t = Instant::now();
     let mut child = run(None, true).spawn().expect("restart");
     let first = loop {
-        let hidden = std::fs::read_dir(&out_dir).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".inprogress"))).unwrap_or(false);
+        let hidden =
+            std::fs::read_dir(&out_dir).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".inprogress"))).unwrap_or(false);
         if hidden {
             break t.elapsed();
         }

@@ -84,11 +84,7 @@ fn main() {
         let native = measure(n, budget, || {
             std::hint::black_box(native_passthrough(std::hint::black_box(&b.clone())));
         });
-        println!(
-            "| passthrough | {n} | {wasm:.1} | {native:.1} | {:.0}% | {:.2}M |",
-            100.0 * native / wasm,
-            1e3 / wasm
-        );
+        println!("| passthrough | {n} | {wasm:.1} | {native:.1} | {:.0}% | {:.2}M |", 100.0 * native / wasm, 1e3 / wasm);
     }
 
     // Keyed count: ValueState<u64> get + set per record through WIT, vs the same
@@ -119,11 +115,7 @@ fn main() {
             }
             std::hint::black_box(out);
         });
-        println!(
-            "| keyed count ({backend:?}) | {n} | {wasm:.1} | {native:.1} | {:.0}% | {:.2}M |",
-            100.0 * native / wasm,
-            1e3 / wasm
-        );
+        println!("| keyed count ({backend:?}) | {n} | {wasm:.1} | {native:.1} | {:.0}% | {:.2}M |", 100.0 * native / wasm, 1e3 / wasm);
     }
 
     // Whole pipeline: generator → passthrough (Wasm) → file sink, parallelism 1.

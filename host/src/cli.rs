@@ -237,17 +237,12 @@ fn run(args: RunArgs) -> Result<()> {
     opts.checkpoint = checkpoint;
     let restart = RestartSpec {
         attempts: args.restart_attempts.or(spec.restart.as_ref().map(|r| r.attempts)).unwrap_or(default_attempts),
-        delay_ms: args
-            .restart_delay
-            .map(|d| d.as_millis() as u64)
-            .or(spec.restart.as_ref().map(|r| r.delay_ms))
-            .unwrap_or(1000),
+        delay_ms: args.restart_delay.map(|d| d.as_millis() as u64).or(spec.restart.as_ref().map(|r| r.delay_ms)).unwrap_or(1000),
     };
     let engine = engine()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-worker").build()?;
-    let report = runtime
-        .block_on(run_job_with_restarts(&graph, &engine, &opts, Some(&restart)))
-        .with_context(|| format!("job '{}' failed", graph.name))?;
+    let report =
+        runtime.block_on(run_job_with_restarts(&graph, &engine, &opts, Some(&restart))).with_context(|| format!("job '{}' failed", graph.name))?;
     // Failures the job recovered from are always reported, quiet or not.
     for f in &report.failures {
         eprintln!(
@@ -322,8 +317,8 @@ fn inspect(file: &Path) -> Result<()> {
 /// Entry point: parse arguments, set up logging, run, map errors to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RIVULET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rivulet::guest=info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("RIVULET_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rivulet::guest=info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match cli.command {
         Command::Run(args) => run(args),

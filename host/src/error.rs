@@ -96,7 +96,9 @@ impl JobError {
         match self {
             JobError::Spec(_) | JobError::Plugin(_) => false,
             JobError::Guest(g) => g.kind != FailureKind::Instantiate,
-            JobError::Checkpoint(e) => matches!(e, crate::checkpoint::CheckpointError::Storage { .. }),
+            JobError::Checkpoint(e) => {
+                matches!(e, crate::checkpoint::CheckpointError::Storage { .. })
+            }
             _ => true,
         }
     }

@@ -342,11 +342,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     /// All entries of the current key's map.
     pub fn entries(&self) -> Vec<(K, V)> {
         sync_current_record();
-        self.handle
-            .entries()
-            .iter()
-            .map(|(k, v)| (decode(k, "map state key"), decode(v, "map state value")))
-            .collect()
+        self.handle.entries().iter().map(|(k, v)| (decode(k, "map state key"), decode(v, "map state value"))).collect()
     }
     /// Clear the current key's map.
     pub fn clear(&self) {

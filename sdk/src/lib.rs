@@ -59,4 +59,3 @@ impl<E: std::error::Error> From<E> for Error {
 
 /// `Result` with the SDK's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-

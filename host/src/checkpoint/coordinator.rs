@@ -91,7 +91,9 @@ impl Coordinator {
             } else if dir.starts_with("chk-") {
                 match load_manifest(root, dir).await {
                     Ok(m) => retained.push(m),
-                    Err(e) => tracing::warn!(dir = %dir, error = %e, "unreadable manifest kept aside"),
+                    Err(e) => {
+                        tracing::warn!(dir = %dir, error = %e, "unreadable manifest kept aside")
+                    }
                 }
             }
         }
@@ -167,16 +169,16 @@ impl Coordinator {
 
     /// Abort the pending snapshot if it ran past the timeout.
     pub async fn check_timeout(&mut self) -> Result<(), CheckpointError> {
-        if let Some(p) = &self.pending {
-            if p.started.elapsed() > self.cfg.timeout {
-                let missing: Vec<String> = self
-                    .expected
-                    .iter()
-                    .filter(|k| !p.acks.contains_key(k) && !self.finished_before(k, p.barrier.id))
-                    .map(|k| format!("{}[{}]", k.id, k.subtask))
-                    .collect();
-                self.abort(format!("timed out after {} ms waiting for {}", self.cfg.timeout.as_millis(), missing.join(", "))).await?;
-            }
+        if let Some(p) = &self.pending
+            && p.started.elapsed() > self.cfg.timeout
+        {
+            let missing: Vec<String> = self
+                .expected
+                .iter()
+                .filter(|k| !p.acks.contains_key(k) && !self.finished_before(k, p.barrier.id))
+                .map(|k| format!("{}[{}]", k.id, k.subtask))
+                .collect();
+            self.abort(format!("timed out after {} ms waiting for {}", self.cfg.timeout.as_millis(), missing.join(", "))).await?;
         }
         Ok(())
     }
@@ -185,19 +187,27 @@ impl Coordinator {
     fn tolerance_error(&self, reason: &str) -> CheckpointError {
         CheckpointError::Storage {
             path: self.cfg.storage.url.clone(),
-            message: format!("{} consecutive checkpoints failed (tolerable: {}); last: {reason}", self.consecutive_failures, self.cfg.tolerable_failures),
+            message: format!(
+                "{} consecutive checkpoints failed (tolerable: {}); last: {reason}",
+                self.consecutive_failures, self.cfg.tolerable_failures
+            ),
         }
     }
 
     async fn abort(&mut self, reason: String) -> Result<(), CheckpointError> {
-        let Some(p) = self.pending.take() else { return Ok(()) };
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
         tracing::warn!(id = p.barrier.id, %reason, "snapshot aborted");
         eprintln!("[rivulet] checkpoint {} aborted: {reason}", p.barrier.id);
         self.failures.push((p.barrier.id, reason.clone()));
         // Best effort: if the store is down this fails, and the next cleanup gets it.
         let _ = self.cfg.storage.delete_prefix(&snapshot_dir(p.barrier.kind, p.barrier.id)).await;
         if p.barrier.kind == SnapshotKind::Savepoint {
-            return Err(CheckpointError::Storage { path: self.cfg.storage.url.clone(), message: format!("savepoint {} failed: {reason}", p.barrier.id) });
+            return Err(CheckpointError::Storage {
+                path: self.cfg.storage.url.clone(),
+                message: format!("savepoint {} failed: {reason}", p.barrier.id),
+            });
         }
         self.consecutive_failures += 1;
         if self.consecutive_failures > self.cfg.tolerable_failures {
@@ -217,7 +227,9 @@ impl Coordinator {
     }
 
     async fn try_complete(&mut self) -> Result<Option<CoordinatorOutcome>, CheckpointError> {
-        let Some(p) = &self.pending else { return Ok(None) };
+        let Some(p) = &self.pending else {
+            return Ok(None);
+        };
         let id = p.barrier.id;
         if !self.expected.iter().all(|k| p.acks.contains_key(k) || self.finished_before(k, id)) {
             return Ok(None);
@@ -228,18 +240,21 @@ impl Coordinator {
             self.abort(format!("timed out: complete after {late} ms, over the {} ms limit", self.cfg.timeout.as_millis())).await?;
             return Ok(None);
         }
-        let Some(p) = self.pending.take() else { return Ok(None) };
+        let Some(p) = self.pending.take() else {
+            return Ok(None);
+        };
         let mut parts: BTreeMap<TaskKey, SnapshotPart> =
             self.finished.iter().filter(|(_, (_, after))| *after < id).map(|(k, (part, _))| (k.clone(), part.clone())).collect();
         let all_finished = self.expected.iter().all(|k| self.finished.contains_key(k));
         for (k, v) in p.acks {
             parts.insert(k, v);
         }
-        let all_finished = all_finished && parts.values().all(|part| match part {
-            SnapshotPart::Operator { state, .. } => state.finished,
-            SnapshotPart::Source(s) => s.position == super::manifest::SourcePosition::Finished,
-            SnapshotPart::Sink(s) => s.finished,
-        });
+        let all_finished = all_finished
+            && parts.values().all(|part| match part {
+                SnapshotPart::Operator { state, .. } => state.finished,
+                SnapshotPart::Source(s) => s.position == super::manifest::SourcePosition::Finished,
+                SnapshotPart::Sink(s) => s.finished,
+            });
         self.write(p.barrier, parts, all_finished && p.barrier.kind == SnapshotKind::Checkpoint, p.started).await
     }
 
@@ -267,7 +282,13 @@ impl Coordinator {
 
     /// Write the manifest (making the snapshot complete), commit, retain, clean up.
     /// `None` when the manifest could not be written (the snapshot is aborted).
-    async fn write(&mut self, barrier: Barrier, parts: BTreeMap<TaskKey, SnapshotPart>, finished: bool, started: Instant) -> Result<Option<CoordinatorOutcome>, CheckpointError> {
+    async fn write(
+        &mut self,
+        barrier: Barrier,
+        parts: BTreeMap<TaskKey, SnapshotPart>,
+        finished: bool,
+        started: Instant,
+    ) -> Result<Option<CoordinatorOutcome>, CheckpointError> {
         let mut operators: BTreeMap<String, OperatorEntry> = BTreeMap::new();
         let mut sources = Vec::new();
         let mut sinks = Vec::new();

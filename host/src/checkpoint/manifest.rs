@@ -65,10 +65,7 @@ pub struct Manifest {
 impl Manifest {
     /// Every state file the manifest references.
     pub fn files(&self) -> impl Iterator<Item = &FileEntry> {
-        self.operators
-            .iter()
-            .flat_map(|o| o.subtasks.iter())
-            .flat_map(|s| s.state.iter().chain(s.db.iter().map(|d| &d.file)))
+        self.operators.iter().flat_map(|o| o.subtasks.iter()).flat_map(|s| s.state.iter().chain(s.db.iter().map(|d| &d.file)))
     }
 }
 

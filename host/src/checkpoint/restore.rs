@@ -35,8 +35,8 @@ pub async fn load_manifest(root: &CheckpointStorage, dir: &str) -> Result<Manife
     if bytes.is_empty() {
         return Err(CheckpointError::Corrupt { path: root.url_of(&path), reason: "empty manifest".into() });
     }
-    let m: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| CheckpointError::Corrupt { path: root.url_of(&path), reason: format!("not a manifest: {e}") })?;
+    let m: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt { path: root.url_of(&path), reason: format!("not a manifest: {e}") })?;
     if m.format != FORMAT {
         return Err(CheckpointError::Corrupt { path: root.url_of(&path), reason: format!("format '{}' is not '{FORMAT}'", m.format) });
     }
@@ -50,7 +50,9 @@ pub async fn load_manifest(root: &CheckpointStorage, dir: &str) -> Result<Manife
 pub async fn complete_snapshots(root: &CheckpointStorage) -> Result<Vec<(u64, String)>, CheckpointError> {
     let mut out = Vec::new();
     for (p, _) in root.list("").await? {
-        let Some(dir) = p.strip_suffix(&format!("/{MANIFEST}")) else { continue };
+        let Some(dir) = p.strip_suffix(&format!("/{MANIFEST}")) else {
+            continue;
+        };
         let name = dir.rsplit('/').next().unwrap_or(dir);
         let id = name.strip_prefix("chk-").or_else(|| name.strip_prefix("sp-")).and_then(|n| n.parse::<u64>().ok());
         if let Some(id) = id {
@@ -64,11 +66,7 @@ pub async fn complete_snapshots(root: &CheckpointStorage) -> Result<Vec<(u64, St
 async fn verify(root: &CheckpointStorage, dir: &str, job: &str) -> Result<RestorePoint, CheckpointError> {
     let manifest = load_manifest(root, dir).await?;
     if manifest.job != job {
-        return Err(CheckpointError::Mismatch(format!(
-            "{} belongs to job '{}', not '{job}'",
-            root.url_of(dir),
-            manifest.job
-        )));
+        return Err(CheckpointError::Mismatch(format!("{} belongs to job '{}', not '{job}'", root.url_of(dir), manifest.job)));
     }
     let mut files = HashMap::new();
     for f in manifest.files() {
@@ -171,7 +169,9 @@ impl RestorePoint {
 
     /// The state subtask `subtask` of `parallelism` of operator `uid` starts from.
     pub fn operator(&self, uid: &str, subtask: u32, parallelism: u32) -> Result<Option<OperatorRestore>, CheckpointError> {
-        let Some(op) = self.manifest.operators.iter().find(|o| o.uid == uid) else { return Ok(None) };
+        let Some(op) = self.manifest.operators.iter().find(|o| o.uid == uid) else {
+            return Ok(None);
+        };
         let range = KeyGroupRange::for_subtask(subtask, parallelism, self.manifest.max_parallelism);
         let mut out = OperatorRestore::default();
         for st in &op.subtasks {
@@ -314,7 +314,8 @@ pub fn apply(
         let mut remap: HashMap<u16, u16> = HashMap::new();
         let mut names: BTreeMap<u16, (String, StateKind)> = BTreeMap::new();
         for d in &h.states {
-            let kind = kind_of(&d.kind).ok_or_else(|| CheckpointError::Corrupt { path: h.uid.clone(), reason: format!("unknown state kind '{}'", d.kind) })?;
+            let kind = kind_of(&d.kind)
+                .ok_or_else(|| CheckpointError::Corrupt { path: h.uid.clone(), reason: format!("unknown state kind '{}'", d.kind) })?;
             names.insert(d.id, (d.name.clone(), kind));
             if needs_migration && !d.name.starts_with("__rivulet") {
                 continue;
@@ -325,7 +326,9 @@ pub fn apply(
         let mut to_migrate = Vec::new();
         if !already_native {
             let mut put = |k: &[u8], v: &[u8], store: &mut KeyedStateStore| -> Result<(), CheckpointError> {
-                let Some(g) = raw_key_group(k) else { return Ok(()) };
+                let Some(g) = raw_key_group(k) else {
+                    return Ok(());
+                };
                 if !range.contains(g) || k.len() < 4 {
                     return Ok(());
                 }
@@ -400,9 +403,22 @@ pub async fn inspect(location: &str, entries: bool) -> Result<String, Checkpoint
         SnapshotKind::Checkpoint => "checkpoint",
         SnapshotKind::Savepoint => "savepoint",
     };
-    let _ = writeln!(out, "{kind} {} of job '{}' (format {} v{}), max parallelism {}{}", m.id, m.job, m.format, m.version, m.max_parallelism, if m.finished { ", job finished" } else { "" });
+    let _ = writeln!(
+        out,
+        "{kind} {} of job '{}' (format {} v{}), max parallelism {}{}",
+        m.id,
+        m.job,
+        m.format,
+        m.version,
+        m.max_parallelism,
+        if m.finished { ", job finished" } else { "" }
+    );
     for o in &m.operators {
-        let _ = writeln!(out, "operator {}: plugin {} digest {}, parallelism {}, state version {}", o.uid, o.plugin, o.plugin_digest, o.parallelism, o.state_version);
+        let _ = writeln!(
+            out,
+            "operator {}: plugin {} digest {}, parallelism {}, state version {}",
+            o.uid, o.plugin, o.plugin_digest, o.parallelism, o.state_version
+        );
         for st in &o.subtasks {
             let Some(f) = &st.state else { continue };
             let bytes = root.get_verified(f).await?;
@@ -432,7 +448,14 @@ pub async fn inspect(location: &str, entries: bool) -> Result<String, Checkpoint
                 if s.header.entries_in_db { format!(", entries in {} RocksDB files", st.db.len()) } else { String::new() }
             );
             for d in &s.header.states {
-                let _ = writeln!(out, "    state {} ({}{}): {} entries", d.name, d.kind, d.ttl_ms.map(|t| format!(", ttl {t} ms")).unwrap_or_default(), per_state.get(&d.name).copied().unwrap_or(0));
+                let _ = writeln!(
+                    out,
+                    "    state {} ({}{}): {} entries",
+                    d.name,
+                    d.kind,
+                    d.ttl_ms.map(|t| format!(", ttl {t} ms")).unwrap_or_default(),
+                    per_state.get(&d.name).copied().unwrap_or(0)
+                );
             }
             if entries {
                 for (g, gs) in &s.groups {

@@ -60,9 +60,7 @@ impl CheckpointStorage {
             if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
                 builder = builder.with_region("us-east-1");
             }
-            let store = builder
-                .build()
-                .map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: e.to_string() })?;
+            let store = builder.build().map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: e.to_string() })?;
             return Ok(CheckpointStorage {
                 store: Arc::new(store),
                 root: ObjPath::from(prefix.trim_matches('/')),
@@ -111,10 +109,10 @@ impl CheckpointStorage {
 
     /// Write `bytes` at `rel`; returns its entry (path, size, sha256) for a manifest.
     pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<FileEntry, CheckpointError> {
-        if let Some(f) = &self.faults {
-            if f.fail_next_puts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-                return Err(self.io(rel, "injected fault: the object store is unavailable"));
-            }
+        if let Some(f) = &self.faults
+            && f.fail_next_puts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            return Err(self.io(rel, "injected fault: the object store is unavailable"));
         }
         let entry = FileEntry { path: rel.to_owned(), size: bytes.len() as u64, sha256: sha256_hex(&bytes) };
         self.store.put(&self.full(rel), PutPayload::from(bytes)).await.map_err(|e| self.io(rel, e))?;
@@ -141,7 +139,10 @@ impl CheckpointStorage {
         }
         let sum = sha256_hex(&bytes);
         if sum != entry.sha256 {
-            return Err(CheckpointError::Corrupt { path: self.url_of(&entry.path), reason: format!("checksum {sum} differs from the manifest's {}", entry.sha256) });
+            return Err(CheckpointError::Corrupt {
+                path: self.url_of(&entry.path),
+                reason: format!("checksum {sum} differs from the manifest's {}", entry.sha256),
+            });
         }
         Ok(bytes)
     }

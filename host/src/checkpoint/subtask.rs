@@ -157,12 +157,7 @@ async fn upload_db(
     for name in names {
         let shared = name.ends_with(".sst") && ctx.incremental && barrier.kind == SnapshotKind::Checkpoint;
         if shared {
-            let reuse = uploaded
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&name).cloned())
-                .filter(|(_, id)| ctx.ledger.is_complete(*id))
-                .map(|(f, _)| f);
+            let reuse = uploaded.lock().ok().and_then(|m| m.get(&name).cloned()).filter(|(_, id)| ctx.ledger.is_complete(*id)).map(|(f, _)| f);
             if let Some(f) = reuse {
                 db.push(f);
                 continue;
@@ -172,10 +167,8 @@ async fn upload_db(
         let path = if shared { format!("shared/{}/{}/{name}", meta.uid, meta.instance) } else { format!("{dir}/db/{name}") };
         let file = ctx.storage.put(&path, Bytes::from(bytes)).await?;
         let entry = DbFile { name: name.clone(), file };
-        if shared {
-            if let Ok(mut m) = uploaded.lock() {
-                m.insert(name, (entry.clone(), barrier.id));
-            }
+        if shared && let Ok(mut m) = uploaded.lock() {
+            m.insert(name, (entry.clone(), barrier.id));
         }
         db.push(entry);
     }

@@ -30,16 +30,17 @@ impl FileSource {
     }
 
     fn timestamp(&self, line_no: usize, doc: &serde_json::Value) -> Result<i64, JobError> {
-        let Some(field) = &self.time_field else { return Ok(0) };
+        let Some(field) = &self.time_field else {
+            return Ok(0);
+        };
         match doc.get(field) {
             Some(serde_json::Value::Number(n)) => n
                 .as_i64()
                 .or_else(|| n.as_f64().map(|f| f as i64))
                 .ok_or_else(|| self.err(format!("{}:{line_no}: field '{field}' is not an integer", self.path.display()))),
-            Some(serde_json::Value::String(s)) => s
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| self.err(format!("{}:{line_no}: field '{field}' ('{s}') is not an integer", self.path.display()))),
+            Some(serde_json::Value::String(s)) => {
+                s.trim().parse::<i64>().map_err(|_| self.err(format!("{}:{line_no}: field '{field}' ('{s}') is not an integer", self.path.display())))
+            }
             _ => Err(self.err(format!("{}:{line_no}: event-time field '{field}' is missing", self.path.display()))),
         }
     }
@@ -53,7 +54,9 @@ impl FileSource {
                 out.restore_max_ts(*max_ts);
                 (*offset, *records)
             }
-            Some(other) => return Err(self.err(format!("cannot resume a file source from {other:?}"))),
+            Some(other) => {
+                return Err(self.err(format!("cannot resume a file source from {other:?}")));
+            }
             None => (0, 0),
         };
         let mut file = std::fs::File::open(&self.path).map_err(|e| self.err(format!("cannot open {}: {e}", self.path.display())))?;
@@ -78,8 +81,8 @@ impl FileSource {
                         }
                         let ts = match &self.time_field {
                             Some(_) => {
-                                let doc: serde_json::Value = serde_json::from_str(line)
-                                    .map_err(|e| self.err(format!("{}:{line_no}: not JSON: {e}", self.path.display())))?;
+                                let doc: serde_json::Value =
+                                    serde_json::from_str(line).map_err(|e| self.err(format!("{}:{line_no}: not JSON: {e}", self.path.display())))?;
                                 self.timestamp(line_no, &doc)?
                             }
                             None => {
@@ -137,10 +140,10 @@ fn csv_value(v: &str) -> serde_json::Value {
     if let Ok(i) = v.parse::<i64>() {
         return i.into();
     }
-    if let Ok(f) = v.parse::<f64>() {
-        if f.is_finite() {
-            return f.into();
-        }
+    if let Ok(f) = v.parse::<f64>()
+        && f.is_finite()
+    {
+        return f.into();
     }
     serde_json::Value::String(v.to_owned())
 }

@@ -52,7 +52,9 @@ impl Generator {
                 produced = *p;
                 out.restore_max_ts(*max_ts);
             }
-            Some(other) => return Err(JobError::Internal(format!("cannot resume a generator from {other:?}"))),
+            Some(other) => {
+                return Err(JobError::Internal(format!("cannot resume a generator from {other:?}")));
+            }
             None => {}
         }
         // The rate applies from (re)start: as if the restored records were produced on time.
@@ -60,20 +62,20 @@ impl Generator {
         let step = u64::from(self.parallelism.max(1));
         let mut value = Vec::with_capacity(96);
         loop {
-            if let Some(c) = self.count {
-                if id >= c {
-                    break;
-                }
+            if let Some(c) = self.count
+                && id >= c
+            {
+                break;
             }
             if let Some(rate) = per_subtask_rate {
                 let due = started + Duration::from_secs_f64(produced as f64 / rate);
                 let now = Instant::now();
                 if due > now {
                     out.flush().await?;
-                    if let Some(idle) = self.idle_timeout {
-                        if due - now > idle {
-                            out.idle().await?;
-                        }
+                    if let Some(idle) = self.idle_timeout
+                        && due - now > idle
+                    {
+                        out.idle().await?;
                     }
                     tokio::select! {
                         () = tokio::time::sleep_until(due.into()) => {}

@@ -80,10 +80,10 @@ impl SourceOutput {
     /// Continue watermark generation from a restored position.
     pub fn restore_max_ts(&mut self, max_ts: i64) {
         self.max_ts = max_ts;
-        if let Some(bound) = self.out_of_orderness {
-            if max_ts != i64::MIN {
-                self.last_wm = max_ts.saturating_sub(bound).saturating_sub(1);
-            }
+        if let Some(bound) = self.out_of_orderness
+            && max_ts != i64::MIN
+        {
+            self.last_wm = max_ts.saturating_sub(bound).saturating_sub(1);
         }
     }
 
@@ -157,14 +157,14 @@ impl SourceOutput {
                 }
             }
         }
-        if let Some(bound) = self.out_of_orderness {
-            if self.max_ts != i64::MIN {
-                let wm = self.max_ts.saturating_sub(bound).saturating_sub(1);
-                if wm > self.last_wm {
-                    self.send_control(Message::Watermark(wm)).await?;
-                    self.last_wm = wm;
-                    self.metrics.watermark.store(wm, Ordering::Relaxed);
-                }
+        if let Some(bound) = self.out_of_orderness
+            && self.max_ts != i64::MIN
+        {
+            let wm = self.max_ts.saturating_sub(bound).saturating_sub(1);
+            if wm > self.last_wm {
+                self.send_control(Message::Watermark(wm)).await?;
+                self.last_wm = wm;
+                self.metrics.watermark.store(wm, Ordering::Relaxed);
             }
         }
         Ok(())

@@ -167,9 +167,11 @@ impl LineSink {
                     };
                     for r in RecordIter::new(&batch) {
                         let r = r.map_err(|e| JobError::Connector { node: "sink", id: self.id.clone(), message: e.to_string() })?;
-                        w.write_all(r.value)
-                            .and_then(|()| w.write_all(b"\n"))
-                            .map_err(|e| JobError::Connector { node: "sink", id: self.id.clone(), message: format!("write failed: {e}") })?;
+                        w.write_all(r.value).and_then(|()| w.write_all(b"\n")).map_err(|e| JobError::Connector {
+                            node: "sink",
+                            id: self.id.clone(),
+                            message: format!("write failed: {e}"),
+                        })?;
                         n += 1;
                     }
                     self.metrics.records_in.fetch_add(n, Ordering::Relaxed);
@@ -196,7 +198,9 @@ impl LineSink {
 
     fn on_barrier(&mut self, b: Barrier, parts: Option<&mut PartWriter>) -> Result<(), JobError> {
         self.last_barrier = b.id;
-        let Some(ctx) = &self.checkpointing else { return Ok(()) };
+        let Some(ctx) = &self.checkpointing else {
+            return Ok(());
+        };
         let entry = match parts {
             Some(p) => {
                 // Files closed at a barrier whose (or a later) checkpoint completed are committed.
@@ -215,7 +219,8 @@ impl LineSink {
     fn finish(&mut self, parts: Option<PartWriter>) -> Result<(), JobError> {
         let Some(mut p) = parts else {
             if let Some(ctx) = &self.checkpointing {
-                let entry = SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: true };
+                let entry =
+                    SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: true };
                 let _ = ctx.reports.send(TaskReport::Finished { part: SnapshotPart::Sink(entry), after: self.last_barrier });
             }
             return Ok(());

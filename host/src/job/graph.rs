@@ -116,10 +116,10 @@ impl JobGraph {
             if p == 0 {
                 return Err(SpecError::invalid(at, "parallelism must be at least 1"));
             }
-            if let SourceSpec::Generator { rate: Some(r), .. } = s {
-                if !(*r > 0.0) {
-                    return Err(SpecError::invalid(at, "rate must be positive"));
-                }
+            if let SourceSpec::Generator { rate: Some(r), .. } = s
+                && !(*r > 0.0)
+            {
+                return Err(SpecError::invalid(at, "rate must be positive"));
             }
             add(at, Node { id: s.id().to_owned(), kind: NodeKind::Source(s.clone()), parallelism: p }, &mut nodes)?;
         }
@@ -127,10 +127,7 @@ impl JobGraph {
             let at = format!("operators[{i}] (uid '{}')", o.uid);
             let p = o.parallelism.unwrap_or(default_par);
             if p == 0 || p > u32::from(spec.max_parallelism) {
-                return Err(SpecError::invalid(
-                    at,
-                    format!("parallelism {p} must be between 1 and max_parallelism ({})", spec.max_parallelism),
-                ));
+                return Err(SpecError::invalid(at, format!("parallelism {p} must be between 1 and max_parallelism ({})", spec.max_parallelism)));
             }
             if o.plugin.trim().is_empty() {
                 return Err(SpecError::invalid(format!("{at}.plugin"), "must name a .wasm component"));
@@ -258,10 +255,9 @@ impl JobGraph {
 
 fn check_key_by(at: &str, k: Option<&KeyBy>) -> Result<(), SpecError> {
     match k {
-        Some(KeyBy::RecordKey(s)) if s != "record_key" => Err(SpecError::invalid(
-            format!("{at}.key_by"),
-            format!("'{s}' is not a key selector: use `record_key` or `{{field: NAME}}`"),
-        )),
+        Some(KeyBy::RecordKey(s)) if s != "record_key" => {
+            Err(SpecError::invalid(format!("{at}.key_by"), format!("'{s}' is not a key selector: use `record_key` or `{{field: NAME}}`")))
+        }
         Some(KeyBy::Field { field }) if field.is_empty() => Err(SpecError::invalid(format!("{at}.key_by.field"), "must not be empty")),
         _ => Ok(()),
     }
@@ -293,8 +289,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_part() {
-        let e = graph(&format!("{BASE}operators:\n  - {{uid: a, plugin: a.wasm, inputs: [nope]}}\nsinks:\n  - {{id: o, type: stdout, inputs: [a]}}\n"))
-            .expect_err("unknown input");
+        let e =
+            graph(&format!("{BASE}operators:\n  - {{uid: a, plugin: a.wasm, inputs: [nope]}}\nsinks:\n  - {{id: o, type: stdout, inputs: [a]}}\n"))
+                .expect_err("unknown input");
         assert!(e.to_string().contains("operator 'a'.inputs") && e.to_string().contains("nope"), "{e}");
         let e = graph(&format!("{BASE}operators:\n  - {{uid: a, plugin: a.wasm, inputs: [b]}}\n  - {{uid: b, plugin: b.wasm, inputs: [a]}}\nsinks:\n  - {{id: o, type: stdout, inputs: [a]}}\n"))
             .expect_err("cycle");

@@ -5,12 +5,11 @@ mod graph;
 mod spec;
 
 pub use graph::{Edge, JobGraph, Node, NodeKind, Partition};
+pub(crate) use spec::resolve as spec_resolve;
 pub use spec::{
     CheckpointSpec, CsvOptions, EventTimeSpec, FileFormat, GeneratorKind, JobSpec, KeyBy, LimitsSpec, OperatorSpec, RestartSpec, SinkSpec,
-    SourceSpec, WindowKind,
-    WindowSpec, substitute_params,
+    SourceSpec, WindowKind, WindowSpec, substitute_params,
 };
-pub(crate) use spec::resolve as spec_resolve;
 
 /// A job spec that cannot run, and why.
 #[derive(Debug, thiserror::Error)]

@@ -355,7 +355,9 @@ fn substitute_line(text: &str, params: &BTreeMap<String, String>, out: &mut Stri
         let name = &after[..end];
         match params.get(name) {
             Some(v) => out.push_str(v),
-            None => return Err(SpecError::MissingParam { name: name.to_owned() }),
+            None => {
+                return Err(SpecError::MissingParam { name: name.to_owned() });
+            }
         }
         rest = &after[end + 1..];
     }

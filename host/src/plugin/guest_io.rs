@@ -56,10 +56,7 @@ impl TimerService {
 
     /// Every timer: (event time?, time, key).
     pub fn iter(&self) -> impl Iterator<Item = (bool, i64, &[u8])> {
-        self.event
-            .iter()
-            .map(|(t, k)| (true, *t, k.as_slice()))
-            .chain(self.processing.iter().map(|(t, k)| (false, *t, k.as_slice())))
+        self.event.iter().map(|(t, k)| (true, *t, k.as_slice())).chain(self.processing.iter().map(|(t, k)| (false, *t, k.as_slice())))
     }
 
     /// Register a timer (restore).
@@ -296,11 +293,21 @@ impl context::Host for GuestIo {
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         let (uid, plugin, subtask) = (&self.uid, &self.plugin, self.subtask);
         match level {
-            LogLevel::Trace => tracing::trace!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}"),
-            LogLevel::Debug => tracing::debug!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}"),
-            LogLevel::Info => tracing::info!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}"),
-            LogLevel::Warn => tracing::warn!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}"),
-            LogLevel::Error => tracing::error!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}"),
+            LogLevel::Trace => {
+                tracing::trace!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}")
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}")
+            }
         }
         Ok(())
     }

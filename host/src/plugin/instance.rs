@@ -250,11 +250,9 @@ impl OperatorInstance {
                     FailureKind::Timeout => {
                         format!("{call} ran longer than the {} ms call limit (infinite loop?)", self.limits.call_timeout.as_millis())
                     }
-                    FailureKind::MemoryLimit => format!(
-                        "{call} exceeded the memory limit of {} MiB: {}",
-                        self.limits.memory_bytes >> 20,
-                        root_message(&e)
-                    ),
+                    FailureKind::MemoryLimit => {
+                        format!("{call} exceeded the memory limit of {} MiB: {}", self.limits.memory_bytes >> 20, root_message(&e))
+                    }
                     _ => format!("{call} trapped: {}", root_message(&e)),
                 };
                 let tail = self.stderr_tail.lock().map(|t| String::from_utf8_lossy(&t).trim().to_owned()).unwrap_or_default();
@@ -296,11 +294,7 @@ impl OperatorInstance {
     pub async fn process_window(&mut self, key: Vec<u8>, start: i64, end: i64, batch: Vec<u8>) -> Result<Output, GuestFailure> {
         self.store.data_mut().io.set_current_key(Some(key));
         self.begin();
-        let r = self
-            .bindings
-            .rivulet_operator_operator()
-            .call_process_window(&mut self.store, Window { start, end }, &batch)
-            .await;
+        let r = self.bindings.rivulet_operator_operator().call_process_window(&mut self.store, Window { start, end }, &batch).await;
         self.fail("process-window", r)?;
         Ok(self.take_output())
     }
@@ -354,7 +348,9 @@ impl OperatorInstance {
         let label = self.plugin.label();
         match r {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(msg)) => Err(GuestFailure::new(&self.uid, &label, FailureKind::GuestError, format!("migrate-state from version {from_version}: {msg}"))),
+            Ok(Err(msg)) => {
+                Err(GuestFailure::new(&self.uid, &label, FailureKind::GuestError, format!("migrate-state from version {from_version}: {msg}")))
+            }
             Err(e) => {
                 let r: wasmtime::Result<Result<(), String>> = Err(e);
                 self.fail("migrate-state", r).map(|()| Vec::new())

@@ -11,8 +11,8 @@ mod bindings;
 mod guest_io;
 mod instance;
 
-pub use guest_io::TimerService;
 pub use bindings::{StateEntry, StateValue};
+pub use guest_io::TimerService;
 pub use instance::{InstanceSetup, OperatorInstance, Output};
 
 use std::collections::HashMap;
@@ -171,20 +171,16 @@ impl PluginEngine {
         if let Some(d) = std::env::var_os("RIVULET_CACHE_DIR") {
             return Some(PathBuf::from(d));
         }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        let base =
+            std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
         Some(base.join("rivulet").join("components"))
     }
 
     /// Load a component from a file.
     pub fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
-            name: name.clone(),
-            path: path.display().to_string(),
-            error: source,
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| PluginError::Read { name: name.clone(), path: path.display().to_string(), error: source })?;
         self.load_bytes(&name, &bytes)
     }
 
@@ -192,21 +188,21 @@ impl PluginEngine {
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
         check_header(name, bytes)?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        if let Some(p) = self.loaded.lock().map_err(|_| PluginError::Engine("cache lock poisoned".into()))?.get(&digest) {
-            if p.name == name {
-                return Ok(p.clone());
-            }
+        if let Some(p) = self.loaded.lock().map_err(|_| PluginError::Engine("cache lock poisoned".into()))?.get(&digest)
+            && p.name == name
+        {
+            return Ok(p.clone());
         }
         let component = self.compile(name, &digest, bytes)?;
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| PluginError::WorldMismatch {
-            name: name.to_owned(),
-            reason: describe_link_error(&e),
-        })?;
-        let pre = RivuletOperatorPre::new(instance_pre)
-            .map_err(|e| PluginError::WorldMismatch { name: name.to_owned(), reason: format!("{e:#}") })?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::WorldMismatch { name: name.to_owned(), reason: describe_link_error(&e) })?;
+        let pre =
+            RivuletOperatorPre::new(instance_pre).map_err(|e| PluginError::WorldMismatch { name: name.to_owned(), reason: format!("{e:#}") })?;
         let plugin = Arc::new(Plugin { name: name.to_owned(), digest: digest.clone(), size: bytes.len() as u64, imports, exports, pre });
         self.loaded.lock().map_err(|_| PluginError::Engine("cache lock poisoned".into()))?.insert(digest, plugin.clone());
         Ok(plugin)
@@ -224,22 +220,23 @@ impl PluginEngine {
             h.update(env!("CARGO_PKG_VERSION").as_bytes());
             dir.join(format!("{}.cwasm", hex::encode(h.finalize())))
         });
-        if let Some(path) = &cached {
-            if path.exists() {
-                // SAFETY: the file was written by `Component::serialize` of an engine with the
-                // same compatibility hash (it is part of the file name), in a cache directory
-                // the host owns. User-supplied precompiled artifacts never reach this path.
-                #[allow(unsafe_code, reason = "loading our own compile cache")]
-                let loaded = unsafe { Component::deserialize_file(&self.engine, path) };
-                match loaded {
-                    Ok(c) => return Ok(c),
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "discarding unreadable compile cache entry"),
+        if let Some(path) = &cached
+            && path.exists()
+        {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the
+            // same compatibility hash (it is part of the file name), in a cache directory
+            // the host owns. User-supplied precompiled artifacts never reach this path.
+            #[allow(unsafe_code, reason = "loading our own compile cache")]
+            let loaded = unsafe { Component::deserialize_file(&self.engine, path) };
+            match loaded {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unreadable compile cache entry")
                 }
             }
         }
         let started = std::time::Instant::now();
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| PluginError::Invalid { name: name.to_owned(), reason: format!("{e:#}") })?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Invalid { name: name.to_owned(), reason: format!("{e:#}") })?;
         tracing::info!(plugin = name, %digest, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
         if let Some(path) = &cached {
             match component.serialize() {

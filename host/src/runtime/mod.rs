@@ -12,9 +12,9 @@ mod operator;
 pub mod window;
 
 pub use channel::{DownstreamGone, Envelope, GateEvent, InputGate, InputWatermarks, Message, Target, WatermarkChange};
-pub(crate) use operator::{blocking, now_ms};
 pub use exchange::{ExchangeError, OutputEdge};
 pub use metrics::NodeMetrics;
+pub(crate) use operator::{blocking, now_ms};
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -125,7 +125,12 @@ pub struct JobReport {
 
 /// Run `graph`, restarting from the latest checkpoint after a task failure as `restart`
 /// allows (attempts, fixed delay). Every failure is recorded in the report.
-pub async fn run_job_with_restarts(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOptions, restart: Option<&RestartSpec>) -> Result<JobReport, JobError> {
+pub async fn run_job_with_restarts(
+    graph: &JobGraph,
+    engine: &Arc<PluginEngine>,
+    opts: &RunOptions,
+    restart: Option<&RestartSpec>,
+) -> Result<JobReport, JobError> {
     let mut failures = Vec::new();
     let mut opts = opts.clone();
     let max = restart.map_or(0, |r| r.attempts);
@@ -143,7 +148,12 @@ pub async fn run_job_with_restarts(graph: &JobGraph, engine: &Arc<PluginEngine>,
                     return Err(e);
                 }
                 let delay = Duration::from_millis(restart.map_or(0, |r| r.delay_ms));
-                eprintln!("[rivulet] attempt {} failed: {e}; restarting in {} ms from the latest checkpoint ({} of {max} restarts)", opts.attempt, delay.as_millis(), opts.attempt + 1);
+                eprintln!(
+                    "[rivulet] attempt {} failed: {e}; restarting in {} ms from the latest checkpoint ({} of {max} restarts)",
+                    opts.attempt,
+                    delay.as_millis(),
+                    opts.attempt + 1
+                );
                 tokio::time::sleep(delay).await;
                 opts.attempt += 1;
                 if opts.checkpoint.is_some() && opts.restore == RestoreFrom::Nothing {
@@ -160,7 +170,9 @@ async fn restore_point(graph: &JobGraph, opts: &RunOptions) -> Result<Option<Res
         RestoreFrom::Nothing => None,
         RestoreFrom::Latest => match &opts.checkpoint {
             Some(c) => find_restore_point(&c.storage, &graph.name).await?,
-            None => return Err(CheckpointError::Mismatch("--restore latest needs a checkpoint location (--checkpoint-dir)".into()).into()),
+            None => {
+                return Err(CheckpointError::Mismatch("--restore latest needs a checkpoint location (--checkpoint-dir)".into()).into());
+            }
         },
         RestoreFrom::Path(p) => Some(open_snapshot(p, &graph.name).await?.1),
     };
@@ -172,7 +184,8 @@ async fn restore_point(graph: &JobGraph, opts: &RunOptions) -> Result<Option<Res
         ))
         .into());
     }
-    let uids: Vec<&str> = graph.nodes.iter().filter_map(|n| if let NodeKind::Operator { spec, .. } = &n.kind { Some(spec.uid.as_str()) } else { None }).collect();
+    let uids: Vec<&str> =
+        graph.nodes.iter().filter_map(|n| if let NodeKind::Operator { spec, .. } = &n.kind { Some(spec.uid.as_str()) } else { None }).collect();
     for uid in point.operator_uids() {
         if !uids.contains(&uid) {
             if opts.allow_non_restored_state {
@@ -203,10 +216,8 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
         if let NodeKind::Operator { plugin_path, spec } = &node.kind {
             let engine = engine.clone();
             let path = plugin_path.clone();
-            let plugin = tokio::task::spawn_blocking(move || engine.load_file(&path))
-                .await
-                .map_err(|e| JobError::Internal(e.to_string()))?
-                .map_err(|e| {
+            let plugin =
+                tokio::task::spawn_blocking(move || engine.load_file(&path)).await.map_err(|e| JobError::Internal(e.to_string()))?.map_err(|e| {
                     tracing::error!(operator = %spec.uid, error = %e, "plugin rejected");
                     e
                 })?;
@@ -232,8 +243,11 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
             let dir = spec_resolve(&graph.base_dir, path);
             let keep = |sub: u32| point.as_ref().and_then(|p| p.sink(&node.id, sub)).map_or(0, |e| e.next_seq);
             let keep: &dyn Fn(u32) -> u64 = &keep;
-            prepare_sink_dir(&dir, point.is_some().then_some(keep))
-                .map_err(|e| JobError::Connector { node: "sink", id: node.id.clone(), message: format!("cannot prepare {}: {e}", dir.display()) })?;
+            prepare_sink_dir(&dir, point.is_some().then_some(keep)).map_err(|e| JobError::Connector {
+                node: "sink",
+                id: node.id.clone(),
+                message: format!("cannot prepare {}: {e}", dir.display()),
+            })?;
         }
     }
 
@@ -384,11 +398,15 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                     let mut ops = Vec::new();
                     let mut all_finished = true;
                     for &m in &members {
-                        let NodeKind::Operator { spec, .. } = &graph.nodes[m].kind else { continue };
+                        let NodeKind::Operator { spec, .. } = &graph.nodes[m].kind else {
+                            continue;
+                        };
                         let par = graph.nodes[m].parallelism;
                         expected.insert(TaskKey { kind: 1, id: spec.uid.clone(), subtask: t });
                         let plugin = plugins.get(&m).cloned().ok_or_else(|| JobError::Internal("plugin not loaded".into()))?;
-                        let op = start_operator(graph, engine, opts, point.as_ref(), &run_dir, spec, plugin, t, par, outputs_of(m, t), metrics[m].clone()).await?;
+                        let op =
+                            start_operator(graph, engine, opts, point.as_ref(), &run_dir, spec, plugin, t, par, outputs_of(m, t), metrics[m].clone())
+                                .await?;
                         all_finished &= op.1;
                         ops.push(op.0);
                     }
@@ -454,11 +472,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     #[cfg(unix)]
-    let mut usr1 = if opts.savepoint_on_signal {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok()
-    } else {
-        None
-    };
+    let mut usr1 = if opts.savepoint_on_signal { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok() } else { None };
     let source_ids: Vec<usize> = (0..n).filter(|&i| matches!(graph.nodes[i].kind, NodeKind::Source(_))).collect();
 
     let progress = opts.progress.then(|| tokio::spawn(report_progress(metrics.clone(), graph.clone())));
@@ -508,12 +522,11 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                     tasks.abort_all();
                     continue;
                 }
-                if let Some(f) = &opts.savepoint_trigger_file {
-                    if f.exists() {
+                if let Some(f) = &opts.savepoint_trigger_file
+                    && f.exists() {
                         let _ = std::fs::remove_file(f);
                         savepoint_requested = true;
                     }
-                }
                 if let Some(limit) = opts.stop_with_savepoint_after_records {
                     let emitted: u64 = source_ids.iter().map(|&i| metrics[i].records_out.load(Ordering::Relaxed)).sum();
                     if emitted >= limit && !stop_requested && !c.busy() && c.trigger(SnapshotKind::Savepoint, true).is_some() {
@@ -523,12 +536,11 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                 if savepoint_requested && !c.busy() && !stop_requested && c.trigger(SnapshotKind::Savepoint, false).is_some() {
                     savepoint_requested = false;
                 }
-                if let Some(due) = next_checkpoint {
-                    if Instant::now() >= due && !c.busy() && !stop_requested {
+                if let Some(due) = next_checkpoint
+                    && Instant::now() >= due && !c.busy() && !stop_requested {
                         c.trigger(SnapshotKind::Checkpoint, false);
                         next_checkpoint = interval.map(|i| Instant::now() + i);
                     }
-                }
             }
         }
     }
@@ -570,14 +582,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
     }
     report.nodes = metrics
         .iter()
-        .map(|m| {
-            (
-                m.id.clone(),
-                m.records_in.load(Ordering::Relaxed),
-                m.records_out.load(Ordering::Relaxed),
-                m.late_records.load(Ordering::Relaxed),
-            )
-        })
+        .map(|m| (m.id.clone(), m.records_in.load(Ordering::Relaxed), m.records_out.load(Ordering::Relaxed), m.late_records.load(Ordering::Relaxed)))
         .collect();
     report.elapsed = started.elapsed();
     Ok(report)
@@ -664,7 +669,15 @@ async fn start_operator(
         watermark = wm;
         migrate = m;
     }
-    let setup = InstanceSetup { uid: spec.uid.clone(), subtask: t, parallelism: par, attempt: opts.attempt, state: store, limits, config: spec.config.to_string() };
+    let setup = InstanceSetup {
+        uid: spec.uid.clone(),
+        subtask: t,
+        parallelism: par,
+        attempt: opts.attempt,
+        state: store,
+        limits,
+        config: spec.config.to_string(),
+    };
     let mut instance = OperatorInstance::new(engine, plugin.clone(), setup).await?;
     let state_version = if restore.is_some() { state_version } else { instance.state_version().await? };
     for (from, entries) in migrate {
@@ -701,18 +714,27 @@ async fn start_operator(
     let uploaded: UploadedFiles = Default::default();
     if let (true, Some(r), Some(p)) = (fast, &restore, point) {
         // Files of the restored checkpoint are already stored: later checkpoints reuse them.
-        if let Some(op) = p.manifest.operators.iter().find(|o| o.uid == spec.uid) {
-            if let (Some(st), Ok(mut m)) = (op.subtasks.iter().find(|s| s.key_groups == (range.start, range.end)), uploaded.lock()) {
-                for d in &st.db {
-                    if d.file.path.starts_with("shared/") {
-                        m.insert(d.name.clone(), (d.clone(), p.manifest.id));
-                    }
+        if let Some(op) = p.manifest.operators.iter().find(|o| o.uid == spec.uid)
+            && let (Some(st), Ok(mut m)) = (op.subtasks.iter().find(|s| s.key_groups == (range.start, range.end)), uploaded.lock())
+        {
+            for d in &st.db {
+                if d.file.path.starts_with("shared/") {
+                    m.insert(d.name.clone(), (d.clone(), p.manifest.id));
                 }
             }
         }
         let _ = r;
     }
-    let op = ChainedOperator::new(instance, window, outputs, metrics, meta, run_dir.join("staging").join(&spec.uid).join(t.to_string()), uploaded, watermark);
+    let op = ChainedOperator::new(
+        instance,
+        window,
+        outputs,
+        metrics,
+        meta,
+        run_dir.join("staging").join(&spec.uid).join(t.to_string()),
+        uploaded,
+        watermark,
+    );
     Ok((op, finished))
 }
 

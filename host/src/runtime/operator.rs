@@ -9,12 +9,12 @@ use std::time::Duration;
 use rivulet_sdk::RecordIter;
 
 use super::channel::{GateEvent, InputGate, InputWatermarks, Message, WatermarkChange};
-use crate::checkpoint::manifest::SubtaskState;
-use crate::checkpoint::subtask::{SubtaskMeta, UploadedFiles, capture, upload};
-use crate::checkpoint::{Barrier, SnapshotKind, SnapshotPart, TaskCheckpointing, TaskReport};
 use super::exchange::{ExchangeError, OutputEdge};
 use super::metrics::NodeMetrics;
 use super::window::WindowOperator;
+use crate::checkpoint::manifest::SubtaskState;
+use crate::checkpoint::subtask::{SubtaskMeta, UploadedFiles, capture, upload};
+use crate::checkpoint::{Barrier, SnapshotKind, SnapshotPart, TaskCheckpointing, TaskReport};
 use crate::error::JobError;
 use crate::plugin::{OperatorInstance, Output};
 
@@ -121,7 +121,9 @@ impl ChainTask {
                 None => self.input.next().await,
             };
             let env = match ev {
-                None => return Err(JobError::Internal("input channel closed before end of input".into())),
+                None => {
+                    return Err(JobError::Internal("input channel closed before end of input".into()));
+                }
                 Some(GateEvent::Aligned(b)) => {
                     self.on_barrier(b).await?;
                     if b.stop {
@@ -179,8 +181,13 @@ impl ChainTask {
                         tokio::spawn(async move {
                             let report = match upload(&ctx, b, &meta, captured, &uploaded).await {
                                 Ok(state) => {
-                                    let SnapshotPart::Operator { uid, plugin, plugin_digest, parallelism, state_version, .. } = part else { return };
-                                    TaskReport::Ack { id: b.id, part: SnapshotPart::Operator { uid, plugin, plugin_digest, parallelism, state_version, state } }
+                                    let SnapshotPart::Operator { uid, plugin, plugin_digest, parallelism, state_version, .. } = part else {
+                                        return;
+                                    };
+                                    TaskReport::Ack {
+                                        id: b.id,
+                                        part: SnapshotPart::Operator { uid, plugin, plugin_digest, parallelism, state_version, state },
+                                    }
                                 }
                                 Err(e) => TaskReport::Decline { id: b.id, task, reason: e.to_string() },
                             };
@@ -286,11 +293,15 @@ impl ChainTask {
                 let output = match (guest_next, window_next) {
                     (None, None) => break,
                     (Some(g), w) if w.is_none_or(|w| g <= w) => {
-                        let Some((ts, key)) = op.instance.timers().pop_event_due(wm) else { break };
+                        let Some((ts, key)) = op.instance.timers().pop_event_due(wm) else {
+                            break;
+                        };
                         op.instance.on_timer(key, ts, true).await?
                     }
                     _ => {
-                        let Some(window) = op.window.as_mut() else { break };
+                        let Some(window) = op.window.as_mut() else {
+                            break;
+                        };
                         match window.pop_due(op.instance.state(), wm).map_err(state_err(&op.uid))? {
                             Some(Some(f)) => op.instance.process_window(f.key, f.span.start, f.span.end, f.records).await?,
                             Some(None) => continue,
@@ -336,7 +347,8 @@ impl ChainTask {
             if let Some(ctx) = &self.checkpointing {
                 // Before End goes out: the coordinator hears of it before anyone downstream.
                 let range = op.meta.range;
-                let state = SubtaskState { subtask: op.meta.subtask, key_groups: (range.start, range.end), finished: true, state: None, db: Vec::new() };
+                let state =
+                    SubtaskState { subtask: op.meta.subtask, key_groups: (range.start, range.end), finished: true, state: None, db: Vec::new() };
                 let _ = ctx.reports.send(TaskReport::Finished { part: op.part(state), after: self.last_barrier });
             }
             let uid = op.uid.clone();

@@ -303,11 +303,15 @@ impl WindowOperator {
     /// Handle the earliest timer at or before `watermark`: returns `Some(Some(firing))`
     /// for a window to evaluate, `Some(None)` for a cleanup, `None` when none is due.
     pub fn pop_due(&mut self, store: &mut KeyedStateStore, watermark: i64) -> Result<Option<Option<Firing>>, StateError> {
-        let Some(first) = self.timers.first() else { return Ok(None) };
+        let Some(first) = self.timers.first() else {
+            return Ok(None);
+        };
         if first.0 > watermark {
             return Ok(None);
         }
-        let Some((_, kind, key, span)) = self.timers.pop_first() else { return Ok(None) };
+        let Some((_, kind, key, span)) = self.timers.pop_first() else {
+            return Ok(None);
+        };
         match kind {
             TimerKind::Fire => {
                 let firing = self.collect(store, &key, span)?;
@@ -330,14 +334,7 @@ mod tests {
     use crate::state::MemoryBackend;
 
     fn spec(kind: WindowKind, size: i64, slide: i64, lateness: i64) -> WindowSpec {
-        WindowSpec {
-            kind,
-            size_ms: Some(size),
-            slide_ms: Some(slide),
-            gap_ms: Some(size),
-            allowed_lateness_ms: lateness,
-            late_output: None,
-        }
+        WindowSpec { kind, size_ms: Some(size), slide_ms: Some(slide), gap_ms: Some(size), allowed_lateness_ms: lateness, late_output: None }
     }
 
     fn batch(records: &[(&str, i64)]) -> Vec<u8> {

@@ -272,7 +272,9 @@ impl KeyedStateStore {
 
     /// Read one list: elements are stored as `len:u32 BE ‖ bytes` back to back.
     pub fn list_get(&self, state: u16, key: &CurrentKey, now_ms: i64) -> Result<Vec<Vec<u8>>, StateError> {
-        let Some(raw) = self.get(state, key, now_ms)? else { return Ok(Vec::new()) };
+        let Some(raw) = self.get(state, key, now_ms)? else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         let mut pos = 0usize;
         while pos < raw.len() {

@@ -15,10 +15,7 @@ fn sorted(mut rows: Vec<Value>) -> Vec<String> {
 
 /// The reference tokenizer of the wordcount contract.
 fn words(text: &str) -> Vec<String> {
-    text.split_whitespace()
-        .map(|w| w.to_lowercase().trim_matches(|c: char| c.is_ascii_punctuation()).to_owned())
-        .filter(|w| !w.is_empty())
-        .collect()
+    text.split_whitespace().map(|w| w.to_lowercase().trim_matches(|c: char| c.is_ascii_punctuation()).to_owned()).filter(|w| !w.is_empty()).collect()
 }
 
 #[test]
@@ -62,10 +59,12 @@ fn fraud_reference(txs: &[(String, f64, i64)]) -> Vec<Value> {
     let mut flag: HashMap<&str, i64> = HashMap::new();
     let mut out = Vec::new();
     for (acct, amount, ts) in txs {
-        if let Some(small) = flag.remove(acct.as_str()) {
-            if *amount > 500.0 && ts - small <= 60_000 && ts - small >= 0 {
-                out.push(json!({"account_id": acct, "small_timestamp": small, "large_timestamp": ts}));
-            }
+        if let Some(small) = flag.remove(acct.as_str())
+            && *amount > 500.0
+            && ts - small <= 60_000
+            && ts - small >= 0
+        {
+            out.push(json!({"account_id": acct, "small_timestamp": small, "large_timestamp": ts}));
         }
         if *amount < 1.0 {
             flag.insert(acct, *ts);

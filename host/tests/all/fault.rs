@@ -31,9 +31,10 @@ pub fn rivulet() -> Command {
 }
 
 fn seed() -> u64 {
-    let seed = std::env::var("RIVULET_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-    });
+    let seed = std::env::var("RIVULET_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
     println!("seed = {seed} (RIVULET_FAULT_SEED={seed} replays this schedule)");
     seed
 }
@@ -72,8 +73,7 @@ fn wordcount_case(lines: usize, seed: u64) -> WordcountCase {
     }
     let input = dir.path().join("in.txt");
     std::fs::write(&input, text).expect("write input");
-    let mut expected: Vec<String> =
-        totals.iter().flat_map(|(w, n)| (1..=*n).map(move |i| json!({"word": w, "count": i}).to_string())).collect();
+    let mut expected: Vec<String> = totals.iter().flat_map(|(w, n)| (1..=*n).map(move |i| json!({"word": w, "count": i}).to_string())).collect();
     expected.sort();
     WordcountCase { dir, input, expected }
 }
@@ -115,14 +115,20 @@ impl WordcountCase {
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let seed = seed();
     for (backend, parallelism) in [("memory", "1"), ("rocksdb", "2"), ("memory", "3")] {
-        let case = wordcount_case(30_000, seed);
+        let case = wordcount_case(40_000, seed);
         let mut rng = Rng(seed ^ 0x5eed);
         let (mut kills, mut runs) = (0, 0);
         loop {
             runs += 1;
-            let mut child = case.command(backend, &["--restore", "latest", "--parallelism", parallelism]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+            let mut child = case
+                .command(backend, &["--restore", "latest", "--parallelism", parallelism])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn");
             if kills < 8 {
-                std::thread::sleep(Duration::from_millis(150 + rng.below(1200)));
+                // The first kill comes early so every case is killed at least once.
+                std::thread::sleep(Duration::from_millis(100 + rng.below(if kills == 0 { 300 } else { 1200 })));
                 if child.try_wait().expect("poll").is_none() {
                     child.kill().expect("kill -9"); // SIGKILL on Unix
                     let status = child.wait().expect("reap");
@@ -173,7 +179,11 @@ fn kill_at_protocol_points_upload_before_manifest_and_manifest_before_commit() {
 fn damaged_snapshots_are_detected_and_the_previous_checkpoint_is_used() {
     for damage in ["flip-byte", "truncate", "delete", "garbage-manifest"] {
         let case = wordcount_case(60_000, 23);
-        let out = case.command_every("memory", "100ms", &["--checkpoints-retained", "3"]).env("RIVULET_FAILPOINTS", "after-checkpoint=3").output().expect("run");
+        let out = case
+            .command_every("memory", "100ms", &["--checkpoints-retained", "3"])
+            .env("RIVULET_FAILPOINTS", "after-checkpoint=3")
+            .output()
+            .expect("run");
         assert_eq!(out.status.signal(), Some(9), "{damage}: {}", String::from_utf8_lossy(&out.stderr));
         let newest = case.ck().join("wordcount/chk-0000000003");
         let state = newest.join("count/0/state.bin");
@@ -328,7 +338,9 @@ fn upgrade_from_a_v1_savepoint_migrates_state_and_unmatched_state_is_refused() {
     let inspect = rivulet().args(["savepoint", "inspect", &sp, "--entries"]).output().expect("inspect");
     let text = String::from_utf8_lossy(&inspect.stdout);
     assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
-    for needle in ["savepoint", "operator counter: plugin counter_v1", "state version 1", "state count (value): 10 entries", "count[k0] = ", "source gen[0/1]"] {
+    for needle in
+        ["savepoint", "operator counter: plugin counter_v1", "state version 1", "state count (value): 10 entries", "count[k0] = ", "source gen[0/1]"]
+    {
         assert!(text.contains(needle), "inspect output lacks {needle:?}:\n{text}");
     }
 
@@ -350,9 +362,15 @@ fn upgrade_from_a_v1_savepoint_migrates_state_and_unmatched_state_is_refused() {
 
     // A savepoint with state for an operator the job lacks: refused, naming the uid…
     let renamed = dir.path().join("renamed.yaml");
-    let yaml = std::fs::read_to_string(repo().join("plugins-examples/counter-v1/job.yaml")).expect("job").replace("uid: counter", "uid: counter-renamed").replace("inputs: [counter]", "inputs: [counter-renamed]");
-    std::fs::write(&renamed, yaml.replace("plugin: counter_v1.wasm", &format!("plugin: {}", repo().join("plugins-examples/counter-v1/counter_v1.wasm").display())))
-        .expect("write");
+    let yaml = std::fs::read_to_string(repo().join("plugins-examples/counter-v1/job.yaml"))
+        .expect("job")
+        .replace("uid: counter", "uid: counter-renamed")
+        .replace("inputs: [counter]", "inputs: [counter-renamed]");
+    std::fs::write(
+        &renamed,
+        yaml.replace("plugin: counter_v1.wasm", &format!("plugin: {}", repo().join("plugins-examples/counter-v1/counter_v1.wasm").display())),
+    )
+    .expect("write");
     let run_renamed = |extra: &[&str]| {
         rivulet()
             .args(["run", "--quiet"])
@@ -390,7 +408,7 @@ fn savepoint_on_a_control_file_while_running() {
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(400));
     std::fs::write(&trigger, b"").expect("trigger");
-    let out = child.wait_with_output().ok().expect("wait");
+    let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("savepoint") && err.contains("complete"), "{err}");
@@ -484,9 +502,8 @@ fn incremental_rocksdb_checkpoints_upload_only_new_sst_files() {
     }
     assert!(seen_in.values().any(|&n| n >= 2), "no SST file is shared between checkpoints: {seen_in:?}");
     // A later checkpoint wrote fewer bytes than it references: the rest was reused.
-    let reused = report.snapshots.iter().any(|s| {
-        manifests.iter().find(|m| m.id == s.id).is_some_and(|m| s.bytes < m.files().map(|f| f.size).sum::<u64>())
-    });
+    let reused =
+        report.snapshots.iter().any(|s| manifests.iter().find(|m| m.id == s.id).is_some_and(|m| s.bytes < m.files().map(|f| f.size).sum::<u64>()));
     assert!(reused, "no checkpoint reused earlier uploads");
 }
 

@@ -136,7 +136,9 @@ fn compiled_components_are_cached_by_digest() {
     let wasm = fixture("fixture_test_ops");
     let a = rivulet::plugin::PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
     let p1 = a.load_file(&wasm).expect("load");
-    let entries = || std::fs::read_dir(cache.path()).expect("dir").filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count();
+    let entries = || {
+        std::fs::read_dir(cache.path()).expect("dir").filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count()
+    };
     assert_eq!(entries(), 1);
     let b = rivulet::plugin::PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
     let p2 = b.load_file(&wasm).expect("load from cache");

@@ -7,6 +7,6 @@ mod bad_guests;
 mod cli;
 mod examples;
 mod fault;
-mod s3;
 mod features;
+mod s3;
 mod support;

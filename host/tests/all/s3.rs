@@ -178,7 +178,11 @@ fn checkpoints_in_s3_survive_kill_9_and_restore_exactly() {
     }
     let inspect = c.output().expect("inspect");
     let text = String::from_utf8_lossy(&inspect.stdout);
-    assert!(inspect.status.success() && text.contains("checkpoint 3 of job 'wordcount'") && text.contains("RocksDB files"), "{text}{}", String::from_utf8_lossy(&inspect.stderr));
+    assert!(
+        inspect.status.success() && text.contains("checkpoint 3 of job 'wordcount'") && text.contains("RocksDB files"),
+        "{text}{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
     let second = run(None, true);
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{err}");

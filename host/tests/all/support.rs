@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use rivulet::JobError;
 use rivulet::job::{JobGraph, JobSpec};
 use rivulet::plugin::{Limits, PluginEngine};
 use rivulet::runtime::{JobReport, RunOptions, run_job};
 use rivulet::state::BackendKind;
-use rivulet::JobError;
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
@@ -40,13 +40,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Run a spec (YAML text, relative paths against `base`) with params.
-pub fn run_spec(
-    yaml: &str,
-    base: &Path,
-    params: &[(&str, &str)],
-    parallelism: Option<u32>,
-    backend: BackendKind,
-) -> Result<JobReport, JobError> {
+pub fn run_spec(yaml: &str, base: &Path, params: &[(&str, &str)], parallelism: Option<u32>, backend: BackendKind) -> Result<JobReport, JobError> {
     let params: BTreeMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let spec = JobSpec::parse(yaml, "test.yaml", &params)?;
     let graph = JobGraph::build(&spec, base, parallelism)?;
