@@ -394,7 +394,7 @@ fn upgrade_from_a_v1_savepoint_migrates_state_and_unmatched_state_is_refused() {
 #[test]
 fn savepoint_on_a_control_file_while_running() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let job = seq_job(dir.path(), 4_000, 4_000, "");
+    let job = seq_job(dir.path(), 8_000, 4_000, "");
     let trigger = dir.path().join("savepoint-now");
     let child = rivulet()
         .args(["run", "--quiet"])
@@ -415,7 +415,7 @@ fn savepoint_on_a_control_file_while_running() {
     assert!(!trigger.exists(), "the trigger file is consumed");
     let sps: Vec<_> = std::fs::read_dir(dir.path().join("ck/seqcheck/savepoints")).expect("savepoints").collect();
     assert_eq!(sps.len(), 1);
-    assert!(sorted_lines(&dir.path().join("out")) == seq_expected(4_000));
+    assert!(sorted_lines(&dir.path().join("out")) == seq_expected(8_000));
 }
 
 #[test]
