@@ -6,13 +6,19 @@ export CARGO_TARGET_DIR
 RIVULET_RELEASE := $(CARGO_TARGET_DIR)/release/rivulet
 RIVULET_DEV := $(CARGO_TARGET_DIR)/debug/rivulet
 
-.PHONY: setup build plugins demo test bench clean
+.PHONY: setup build plugins operator demo test bench clean
 
 setup:
 	@bash scripts/setup.sh
 
 plugins: setup
 	@bash scripts/build-plugins.sh
+
+## One operator from its source folder, in Rust, Python or JavaScript:
+##   make operator DIR=plugins-examples/python-fraud-detection  → DIR/<name>.wasm
+operator: setup
+	@test -n "$(DIR)" || { echo "usage: make operator DIR=path/to/operator" >&2; exit 2; }
+	@bash scripts/build-operator.sh $(DIR)
 
 ## Host binary (release) and every example plugin.
 build: plugins

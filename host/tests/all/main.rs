@@ -7,6 +7,7 @@ mod bad_guests;
 mod cli;
 mod examples;
 mod fault;
+mod languages;
 mod features;
 mod s3;
 mod support;

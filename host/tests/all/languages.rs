@@ -1,0 +1,109 @@
+//! Operators in Python and JavaScript: the same fraud detector in three languages gives
+//! the same alerts as an independent reference; one job mixes the three; an exception in
+//! either language fails the job with its message and stack, naming operator and plugin.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::examples::{fraud_reference, sorted};
+use crate::support::*;
+
+#[test]
+fn python_and_javascript_fraud_detectors_match_the_rust_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = Rng(2024);
+    let mut txs = Vec::new();
+    let mut ts = 1_700_000_000_000i64;
+    for _ in 0..1500 {
+        ts += rng.below(30_000) as i64;
+        let acct = format!("acct-{}", rng.below(20));
+        let amount = match rng.below(10) {
+            0..=2 => (rng.below(99) as f64) / 100.0,
+            3..=5 => 500.0 + rng.below(50_000) as f64 / 100.0,
+            _ => 1.0 + rng.below(49_000) as f64 / 100.0,
+        };
+        txs.push((acct, amount, ts));
+    }
+    let input = dir.path().join("tx.jsonl");
+    let text: String = txs.iter().map(|(a, m, t)| format!("{}\n", json!({"account_id": a, "amount": m, "timestamp": t}))).collect();
+    std::fs::write(&input, text).expect("write");
+    let expected = sorted(fraud_reference(&txs));
+    assert!(expected.len() > 10, "the input should produce alerts");
+    for (example, p, backend) in [
+        ("fraud-detection", 1, BACKENDS[0]),
+        ("python-fraud-detection", 1, BACKENDS[0]),
+        ("python-fraud-detection", 3, BACKENDS[1]),
+        ("js-fraud-detection", 1, BACKENDS[0]),
+        ("js-fraud-detection", 3, BACKENDS[1]),
+    ] {
+        let out = dir.path().join(format!("alerts-{example}-{p}"));
+        run_example(example, &[("input", input.to_str().expect("utf8")), ("output", out.to_str().expect("utf8"))], p, backend);
+        assert_eq!(sorted(read_jsonl(&out)), expected, "{example} p={p} {backend:?}");
+    }
+}
+
+#[test]
+fn one_job_in_python_rust_and_javascript() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rng = Rng(99);
+    let users = ["alice", "bob", "carol", "dave", "erin"];
+    let mut text = String::new();
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut bad = Vec::new();
+    for i in 0..600 {
+        if rng.below(15) == 0 {
+            let line = format!("garbage line {i}");
+            text.push_str(&line);
+            bad.push(json!({"line": line}).to_string());
+        } else {
+            let u = users[rng.below(users.len() as u64) as usize];
+            *counts.entry(u).or_default() += 1;
+            text.push_str(&format!("{u},{}.{:02}", rng.below(500), rng.below(100)));
+        }
+        text.push('\n');
+    }
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, text).expect("write");
+    let mut expected: Vec<String> = counts.iter().flat_map(|(u, n)| (1..=*n).map(move |i| format!("{u} made transaction #{i}"))).collect();
+    expected.sort();
+    bad.sort();
+    for (p, backend) in [(1, BACKENDS[0]), (2, BACKENDS[1])] {
+        let out = dir.path().join(format!("out-{p}"));
+        let bad_out = dir.path().join(format!("bad-{p}"));
+        run_example(
+            "mixed-languages",
+            &[("input", input.to_str().expect("utf8")), ("output", out.to_str().expect("utf8")), ("bad", bad_out.to_str().expect("utf8"))],
+            p,
+            backend,
+        );
+        let mut got: Vec<String> = read_output(&out).lines().map(str::to_owned).collect();
+        got.sort();
+        assert_eq!(got, expected, "p={p}");
+        let mut got_bad: Vec<String> = read_jsonl(&bad_out).iter().map(|v| v.to_string()).collect();
+        got_bad.sort();
+        assert_eq!(got_bad, bad, "p={p}: lines that do not parse go to the side output");
+    }
+}
+
+#[test]
+fn exceptions_in_python_and_javascript_fail_the_job_with_message_and_stack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("in.jsonl"), "{\"id\":1}\n{\"id\":2}\n{\"id\":3,\"boom\":true}\n{\"id\":4}\n").expect("write");
+    for (name, needles) in [
+        ("py_raise", &["ValueError: python operator exploded on 3", "Traceback (most recent call last)", "in explode"][..]),
+        ("js_raise", &["TypeError: javascript operator exploded on 3", "explode@"][..]),
+    ] {
+        let yaml = format!(
+            "name: raise\nsources:\n  - {{ id: s, type: file, path: in.jsonl, format: jsonl }}\noperators:\n  - {{ uid: raiser, plugin: {}, inputs: [s] }}\nsinks:\n  - {{ id: out, type: file, path: out, inputs: [raiser] }}\n",
+            fixture(name).display()
+        );
+        let err = run_spec(&yaml, dir.path(), &[], None, BACKENDS[0]).expect_err("the exception must fail the job");
+        let msg = err.to_string();
+        assert!(msg.contains("operator 'raiser'") && msg.contains(&format!("plugin {name}")), "{name}: {msg}");
+        assert!(msg.contains("[operator error]: process:"), "{name}: {msg}");
+        for n in needles {
+            assert!(msg.contains(n), "{name}: missing {n:?} in {msg}");
+        }
+    }
+}
