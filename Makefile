@@ -41,6 +41,7 @@ test: plugins
 bench: plugins
 	cargo bench -p rivulet-host --bench engine
 	cargo bench -p rivulet-host --bench checkpoint
+	cargo bench -p rivulet-host --bench languages
 
 clean:
 	cargo clean

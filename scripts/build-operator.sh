@@ -24,7 +24,7 @@ if [ -f "$dir/app.py" ]; then
   fresh "$dir" "$root/sdk/python" "$root/wit" && exit 0
   cpy="$tools/componentize-py-0.25.1"
   [ -d "$cpy" ] || { echo "build-operator: componentize-py is missing: run scripts/setup.sh" >&2; exit 1; }
-  echo "build-operator: $dir (Python)"
+  echo "build-operator: $dir (Python)" >&2
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   PYTHONPATH="$cpy" python3 -c 'import sys, componentize_py; sys.argv[0] = "componentize-py"; componentize_py.script()' \
@@ -34,7 +34,7 @@ elif [ -f "$dir/app.js" ]; then
   fresh "$dir" "$root/sdk/js/index.js" "$root/wit" && exit 0
   bin="$root/sdk/js/node_modules/.bin"
   [ -x "$bin/componentize-js" ] || { echo "build-operator: componentize-js is missing: run scripts/setup.sh" >&2; exit 1; }
-  echo "build-operator: $dir (JavaScript)"
+  echo "build-operator: $dir (JavaScript)" >&2
   # componentize-js reads the WIT through a sandbox rooted at the working directory.
   # A stable folder name: it shows in JS stack traces.
   tmp="$root/.build/$name"
@@ -46,7 +46,7 @@ elif [ -f "$dir/app.js" ]; then
     -d http fetch-event -o "${tmp#"$root"/}/out.wasm" >/dev/null)
   mv "$tmp/out.wasm" "$out"
 elif [ -f "$dir/Cargo.toml" ]; then
-  echo "build-operator: $dir (Rust)"
+  echo "build-operator: $dir (Rust)" >&2
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rivulet/target}"
   crate="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n1)"
   (cd "$dir" && cargo build --release --target wasm32-wasip2 --quiet)

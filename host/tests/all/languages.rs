@@ -107,3 +107,53 @@ fn exceptions_in_python_and_javascript_fail_the_job_with_message_and_stack() {
         }
     }
 }
+
+/// `docs/writing-operators.md`, run as written: its files are written where it says, its
+/// shell blocks run (with the host binary under test), and each prints the counts.
+#[test]
+fn the_writing_operators_guide_runs_as_written() {
+    let doc = std::fs::read_to_string(repo().join("docs/writing-operators.md")).expect("guide");
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    let mut rest = doc.as_str();
+    while let Some(start) = rest.find("```") {
+        let after = &rest[start + 3..];
+        let lang_end = after.find('\n').expect("fence line");
+        let lang = after[..lang_end].trim().to_owned();
+        let body_start = &after[lang_end + 1..];
+        let end = body_start.find("```").expect("closing fence");
+        blocks.push((lang, body_start[..end].to_owned()));
+        rest = &body_start[end + 3..];
+    }
+    let block = |lang: &str| blocks.iter().find(|(l, _)| l == lang).map(|(_, b)| b.clone()).unwrap_or_else(|| panic!("no {lang} block"));
+    let base = repo().join("my-operators");
+    let _ = std::fs::remove_dir_all(&base);
+    for d in ["count-per-key/src", "count-per-key-py", "count-per-key-js"] {
+        std::fs::create_dir_all(base.join(d)).expect("dir");
+    }
+    std::fs::write(base.join("count-per-key/job.yaml"), block("yaml")).expect("job");
+    std::fs::write(base.join("count-per-key/Cargo.toml"), block("toml")).expect("toml");
+    std::fs::write(base.join("count-per-key/src/lib.rs"), block("rust")).expect("rust");
+    std::fs::write(base.join("count-per-key-py/app.py"), block("python")).expect("python");
+    std::fs::write(base.join("count-per-key-js/app.js"), block("js")).expect("js");
+    let bin = env!("CARGO_BIN_EXE_rivulet");
+    for (lang, script) in blocks.iter().filter(|(l, _)| l == "sh").enumerate() {
+        let script = script.1.replace("./target/release/rivulet", bin);
+        let out = std::process::Command::new("bash")
+            .arg("-ec")
+            .arg(&script)
+            .current_dir(repo())
+            .env("RIVULET_CACHE_DIR", std::env::temp_dir().join("rivulet-test-compile-cache"))
+            .output()
+            .expect("bash");
+        assert!(out.status.success(), "guide block {lang} failed:\n{script}\n{}", String::from_utf8_lossy(&out.stderr));
+        let mut got: Vec<(String, u64)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .map(|v| (v["key"].as_str().expect("key").to_owned(), v["count"].as_u64().expect("count")))
+            .collect();
+        got.sort();
+        let want: Vec<(String, u64)> = (0..3).flat_map(|k| (1..=3).map(move |c| (format!("k{k}"), c))).collect();
+        assert_eq!(got, want, "guide block {lang}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
