@@ -4,7 +4,8 @@
 #   - Rust:       DIR/Cargo.toml  → cargo build --release --target wasm32-wasip2
 #   - Python:     DIR/app.py      → componentize-py (sdk/python on the path; `Operator = export(...)`)
 #   - JavaScript: DIR/app.js      → esbuild bundles sdk/js (imported as "rivulet-sdk"),
-#                                   then componentize-js (no wasi:http)
+#     or TypeScript DIR/app.ts      then componentize-js (no wasi:http); esbuild strips the
+#                                   types (type-check with tsc and sdk/js/index.d.ts)
 # OUT defaults to DIR/<folder name with - as _>.wasm. Skips the build when OUT is newer
 # than the sources, the SDK and the WIT contract. Toolchains come from scripts/setup.sh.
 set -euo pipefail
@@ -30,7 +31,9 @@ if [ -f "$dir/app.py" ]; then
   PYTHONPATH="$cpy" python3 -c 'import sys, componentize_py; sys.argv[0] = "componentize-py"; componentize_py.script()' \
     -d "$root/wit" -w rivulet-operator componentize app -p "$dir" -p "$root/sdk/python" -o "$tmp/out.wasm" >/dev/null
   mv "$tmp/out.wasm" "$out"
-elif [ -f "$dir/app.js" ]; then
+elif [ -f "$dir/app.js" ] || [ -f "$dir/app.ts" ]; then
+  entry="$dir/app.js"
+  [ -f "$entry" ] || entry="$dir/app.ts"
   fresh "$dir" "$root/sdk/js/index.js" "$root/wit" && exit 0
   bin="$root/sdk/js/node_modules/.bin"
   [ -x "$bin/componentize-js" ] || { echo "build-operator: componentize-js is missing: run scripts/setup.sh" >&2; exit 1; }
@@ -40,7 +43,7 @@ elif [ -f "$dir/app.js" ]; then
   tmp="$root/.build/$name"
   rm -rf "$tmp" && mkdir -p "$tmp"
   trap 'rm -rf "$tmp"' EXIT
-  "$bin/esbuild" "$dir/app.js" --bundle --format=esm --platform=neutral --log-level=warning \
+  "$bin/esbuild" "$entry" --bundle --format=esm --platform=neutral --log-level=warning \
     --alias:rivulet-sdk="$root/sdk/js/index.js" '--external:rivulet:*' --outfile="$tmp/bundle.js"
   (cd "$root" && "$bin/componentize-js" "${tmp#"$root"/}/bundle.js" --wit wit/operator.wit --world-name rivulet-operator \
     -d http fetch-event -o "${tmp#"$root"/}/out.wasm" >/dev/null)
@@ -52,6 +55,6 @@ elif [ -f "$dir/Cargo.toml" ]; then
   (cd "$dir" && cargo build --release --target wasm32-wasip2 --quiet)
   cp -f "$CARGO_TARGET_DIR/wasm32-wasip2/release/$crate.wasm" "$out"
 else
-  echo "build-operator: $dir has no app.py, app.js or Cargo.toml" >&2
+  echo "build-operator: $dir has no app.py, app.js, app.ts or Cargo.toml" >&2
   exit 1
 fi

@@ -51,10 +51,10 @@ build_workspace() {
 build_workspace "$root/plugins-examples" ""
 build_workspace "$root/tests/fixtures/guests" "$root/tests/fixtures/wasm"
 
-# Operators in Python and JavaScript (folders with app.py or app.js), each skipped when
+# Operators in Python, JavaScript and TypeScript (folders with app.py, app.js or app.ts), each skipped when
 # its component is newer than its sources.
 for dir in "$root"/plugins-examples/*/ "$root"/plugins-examples/*/*/; do
-  if [ -f "$dir/app.py" ] || [ -f "$dir/app.js" ]; then
+  if [ -f "$dir/app.py" ] || [ -f "$dir/app.js" ] || [ -f "$dir/app.ts" ]; then
     bash "$root/scripts/build-operator.sh" "$dir"
   fi
 done

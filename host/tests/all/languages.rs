@@ -87,12 +87,13 @@ fn one_job_in_python_rust_and_javascript() {
 }
 
 #[test]
-fn exceptions_in_python_and_javascript_fail_the_job_with_message_and_stack() {
+fn exceptions_in_python_javascript_and_typescript_fail_the_job_with_message_and_stack() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("in.jsonl"), "{\"id\":1}\n{\"id\":2}\n{\"id\":3,\"boom\":true}\n{\"id\":4}\n").expect("write");
     for (name, needles) in [
         ("py_raise", &["ValueError: python operator exploded on 3", "Traceback (most recent call last)", "in explode"][..]),
         ("js_raise", &["TypeError: javascript operator exploded on 3", "explode@"][..]),
+        ("ts_raise", &["RangeError: typescript operator exploded on 3", "process@"][..]),
     ] {
         let yaml = format!(
             "name: raise\nsources:\n  - {{ id: s, type: file, path: in.jsonl, format: jsonl }}\noperators:\n  - {{ uid: raiser, plugin: {}, inputs: [s] }}\nsinks:\n  - {{ id: out, type: file, path: out, inputs: [raiser] }}\n",
