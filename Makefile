@@ -1,3 +1,4 @@
+MAKEFLAGS += --no-print-directory
 # Rivulet — the two commands a user needs are `make demo` and `make test`.
 # Everything is idempotent: set-up steps skip what is installed, cargo skips what is built.
 

@@ -143,6 +143,11 @@ fn the_writing_operators_guide_runs_as_written() {
             .arg("-ec")
             .arg(&script)
             .current_dir(repo())
+            // A user types these in a shell, not under `make test`: a nested make would print
+            // "Entering directory" lines on stdout.
+            .env_remove("MAKELEVEL")
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
             .env("RIVULET_CACHE_DIR", std::env::temp_dir().join("rivulet-test-compile-cache"))
             .output()
             .expect("bash");
