@@ -43,6 +43,7 @@ bench: plugins
 	cargo bench -p rivulet-host --bench engine
 	cargo bench -p rivulet-host --bench checkpoint
 	cargo bench -p rivulet-host --bench languages
+	cargo bench -p rivulet-host --bench server
 
 clean:
 	cargo clean

@@ -55,7 +55,16 @@ fn measure(records_per_call: usize, budget: Duration, mut f: impl FnMut()) -> f6
 fn instance(rt: &tokio::runtime::Runtime, engine: &Arc<PluginEngine>, wasm: &Path, backend: BackendKind, dir: &Path) -> OperatorInstance {
     let plugin = engine.load_file(wasm).unwrap_or_else(|e| panic!("{e} (run `make plugins`)"));
     let state = KeyedStateStore::new(backend.open(dir).expect("backend"), 128);
-    let setup = InstanceSetup { uid: "bench".into(), subtask: 0, parallelism: 1, attempt: 0, state, limits: Limits::default(), config: "{}".into() };
+    let setup = InstanceSetup {
+        uid: "bench".into(),
+        subtask: 0,
+        parallelism: 1,
+        attempt: 0,
+        state,
+        limits: Limits::default(),
+        config: "{}".into(),
+        log: None,
+    };
     rt.block_on(async {
         let mut i = OperatorInstance::new(engine, plugin, setup).await.expect("instantiate");
         i.open().await.expect("open");

@@ -37,7 +37,7 @@ fn rss_kb() -> u64 {
 
 fn setup(subtask: u32) -> InstanceSetup {
     let state = KeyedStateStore::new(BackendKind::Memory.open(Path::new("/nonexistent")).expect("memory backend"), 128);
-    InstanceSetup { uid: "fraud".into(), subtask, parallelism: 1, attempt: 0, state, limits: Limits::default(), config: "{}".into() }
+    InstanceSetup { uid: "fraud".into(), subtask, parallelism: 1, attempt: 0, state, limits: Limits::default(), config: "{}".into(), log: None }
 }
 
 fn main() {
@@ -46,7 +46,9 @@ fn main() {
     let instances = if quick { 4 } else { 16 };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-    println!("| fraud detector in | component size | compile (s) | instantiate + open (ms) | memory per instance | ns/record (batch 1024) | events/s/core | time per record vs Rust |");
+    println!(
+        "| fraud detector in | component size | compile (s) | instantiate + open (ms) | memory per instance | ns/record (batch 1024) | events/s/core | time per record vs Rust |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let mut rust_ns = 0.0;
     for (lang, file) in [
@@ -102,5 +104,8 @@ fn main() {
         );
     }
     println!();
-    println!("Machine: {} cores; one core per measurement; {instances} instances per component share its compiled code.", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "Machine: {} cores; one core per measurement; {instances} instances per component share its compiled code.",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 }

@@ -1,4 +1,5 @@
-//! The `rivulet` command line: `run`, `validate`, `plugin inspect`, `savepoint inspect`.
+//! The `rivulet` command line: `run`, `validate`, `plugin inspect|upload|list`,
+//! `savepoint inspect`, `server`, `job …`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,40 @@ pub enum Command {
         #[command(subcommand)]
         command: SavepointCommand,
     },
+    /// Run the server: REST API, plugin registry, many jobs, hot swap.
+    Server(ServerRunArgs),
+    /// Manage jobs on a server.
+    Job {
+        /// Server connection.
+        #[command(flatten)]
+        server: crate::client::ServerArgs,
+        /// Job subcommand.
+        #[command(subcommand)]
+        command: crate::client::JobCommand,
+    },
+}
+
+/// `rivulet server` options.
+#[derive(Debug, clap::Args)]
+pub struct ServerRunArgs {
+    /// Address to listen on. Anything but loopback requires --auth-token-file.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Where plugins, job metadata, checkpoints and state are kept.
+    #[arg(long, default_value = "rivulet-server-data")]
+    pub data_dir: PathBuf,
+    /// A file holding the bearer token every route but /healthz requires.
+    #[arg(long)]
+    pub auth_token_file: Option<PathBuf>,
+    /// Largest plugin upload, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub max_plugin_mb: usize,
+    /// Checkpoint interval of jobs whose spec sets none.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub checkpoint_interval: std::time::Duration,
+    /// State backend of jobs that set none.
+    #[arg(long, value_enum, default_value = "memory")]
+    pub state_backend: BackendKind,
 }
 
 /// Savepoint subcommands.
@@ -65,6 +100,26 @@ pub enum PluginCommand {
     Inspect {
         /// The `.wasm` component.
         file: PathBuf,
+    },
+    /// Upload a component to a server (validated there before it is stored).
+    Upload {
+        /// The `.wasm` component.
+        file: PathBuf,
+        /// Name to register it under (default: the file stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// Version.
+        #[arg(long)]
+        version: String,
+        /// Server connection.
+        #[command(flatten)]
+        server: crate::client::ServerArgs,
+    },
+    /// List a server's plugins.
+    List {
+        /// Server connection.
+        #[command(flatten)]
+        server: crate::client::ServerArgs,
     },
 }
 
@@ -283,6 +338,25 @@ fn savepoint_inspect(path: &str, entries: bool) -> Result<()> {
     Ok(())
 }
 
+fn server(args: ServerRunArgs) -> Result<()> {
+    let mut config = crate::server::ServerConfig::new(args.data_dir);
+    config.listen = args.listen;
+    config.max_plugin_bytes = args.max_plugin_mb.saturating_mul(1 << 20);
+    config.checkpoint_interval = args.checkpoint_interval;
+    config.state_backend = args.state_backend;
+    if let Some(f) = &args.auth_token_file {
+        let token = std::fs::read_to_string(f).with_context(|| format!("reading the token file {}", f.display()))?.trim().to_owned();
+        if token.len() < 16 {
+            bail!("the token in {} is too short (use at least 16 characters)", f.display());
+        }
+        config.auth_token = Some(token);
+    }
+    let engine = engine()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-server").build()?;
+    runtime.block_on(crate::server::serve(config, engine))?;
+    Ok(())
+}
+
 fn validate(args: SpecArgs) -> Result<()> {
     let (_, graph) = load_graph(&args)?;
     let engine = engine()?;
@@ -325,6 +399,12 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate(args),
         Command::Plugin { command: PluginCommand::Inspect { file } } => inspect(&file),
         Command::Savepoint { command: SavepointCommand::Inspect { path, entries } } => savepoint_inspect(&path, entries),
+        Command::Plugin { command: PluginCommand::Upload { file, name, version, server } } => {
+            crate::client::plugin_upload(&server, &file, name, &version)
+        }
+        Command::Plugin { command: PluginCommand::List { server } } => crate::client::plugin_list(&server),
+        Command::Job { server, command } => crate::client::job(&server, command),
+        Command::Server(args) => server(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

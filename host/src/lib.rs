@@ -6,15 +6,21 @@
 //! - [`runtime`]: tasks, channels, partitioning, chaining, watermarks, timers, windows.
 //! - [`state`]: keyed state over the in-memory and RocksDB backends, key groups.
 //! - [`connectors`]: built-in sources and sinks.
-//! - [`cli`]: the `rivulet` command line.
+//! - [`checkpoint`]: checkpoints and savepoints (the protocol in one place).
+//! - [`server`]: server mode — plugin registry, job lifecycle, hot swap.
+//! - [`api`]: the REST API over the server, with auth, metrics and OpenAPI.
+//! - [`cli`]: the `rivulet` command line ([`client`]: its server client).
 
+pub mod api;
 pub mod checkpoint;
 pub mod cli;
+pub mod client;
 pub mod connectors;
 pub mod error;
 pub mod job;
 pub mod plugin;
 pub mod runtime;
+pub mod server;
 pub mod state;
 
 pub use error::{FailureKind, GuestFailure, JobError};

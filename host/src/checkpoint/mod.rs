@@ -28,8 +28,8 @@ pub mod subtask;
 pub use coordinator::{Coordinator, CoordinatorOutcome};
 pub use manifest::{FileEntry, Manifest, SnapshotKind};
 pub use restore::{
-    OperatorRestore, RestorePoint, apply, commit_pending, find_restore_point, inspect, load_manifest, native_fast_path, open_snapshot,
-    write_db_files, write_entries,
+    OperatorRestore, RestorePoint, apply, commit_pending, complete_snapshots, find_restore_point, inspect, load_manifest, native_fast_path,
+    open_snapshot, write_db_files, write_entries,
 };
 pub use storage::{CheckpointStorage, FaultPlan};
 

@@ -151,11 +151,13 @@ impl SourceOutput {
             let batch = std::mem::take(&mut self.batch);
             self.metrics.records_out.fetch_add(self.in_batch as u64, Ordering::Relaxed);
             self.in_batch = 0;
+            let waited = std::time::Instant::now();
             for i in 0..self.outputs.len() {
                 if let Err(e) = self.outputs[i].send_batch(&batch).await {
                     return Err(self.err(e));
                 }
             }
+            self.metrics.backpressure_ns.fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         if let Some(bound) = self.out_of_orderness
             && self.max_ts != i64::MIN

@@ -94,6 +94,7 @@ pub struct GuestIo {
     pub(crate) now: i64,
     pub(crate) main_out: Vec<u8>,
     pub(crate) side_out: Vec<(String, Vec<u8>)>,
+    pub(crate) log: Option<std::sync::Arc<super::GuestLog>>,
 }
 
 impl GuestIo {
@@ -292,6 +293,16 @@ impl context::Host for GuestIo {
     }
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         let (uid, plugin, subtask) = (&self.uid, &self.plugin, self.subtask);
+        if let Some(log) = &self.log {
+            let name = match level {
+                LogLevel::Trace => "trace",
+                LogLevel::Debug => "debug",
+                LogLevel::Info => "info",
+                LogLevel::Warn => "warn",
+                LogLevel::Error => "error",
+            };
+            log.push(uid, subtask, name, &message);
+        }
         match level {
             LogLevel::Trace => {
                 tracing::trace!(target: "rivulet::guest", operator = %uid, %plugin, subtask, "{message}")

@@ -23,6 +23,7 @@ use crate::state::KeyedStateStore;
 pub(crate) struct MemoryLimiter {
     max_memory: usize,
     exceeded: Option<usize>,
+    current: usize,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
@@ -31,6 +32,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.exceeded = Some(desired);
             wasmtime::bail!("memory limit exceeded: the guest asked for {desired} bytes, the limit is {} bytes", self.max_memory);
         }
+        self.current = self.current.max(desired);
         Ok(true)
     }
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -42,8 +44,10 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 #[derive(Clone)]
 struct GuestOutput {
     uid: Arc<str>,
+    subtask: u32,
     stream: &'static str,
     tail: Arc<Mutex<Vec<u8>>>,
+    log: Option<Arc<super::GuestLog>>,
 }
 
 const TAIL_BYTES: usize = 4096;
@@ -65,6 +69,9 @@ impl tokio::io::AsyncWrite for GuestOutput {
         for line in String::from_utf8_lossy(buf).lines() {
             if !line.is_empty() {
                 tracing::info!(target: "rivulet::guest", operator = %self.uid, stream = self.stream, "{line}");
+                if let Some(log) = &self.log {
+                    log.push(&self.uid, self.subtask, self.stream, line);
+                }
             }
         }
         if let Ok(mut tail) = self.tail.lock() {
@@ -123,6 +130,8 @@ pub struct InstanceSetup {
     pub limits: Limits,
     /// The operator's config as JSON text.
     pub config: String,
+    /// Where the guest's log lines are also kept (the job's buffer in server mode).
+    pub log: Option<Arc<super::GuestLog>>,
 }
 
 /// What a call emitted.
@@ -153,8 +162,9 @@ impl OperatorInstance {
         let uid: Arc<str> = Arc::from(setup.uid.as_str());
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let mut wasi = WasiCtx::builder();
-        wasi.stdout(GuestOutput { uid: uid.clone(), stream: "stdout", tail: Arc::new(Mutex::new(Vec::new())) })
-            .stderr(GuestOutput { uid: uid.clone(), stream: "stderr", tail: stderr_tail.clone() })
+        let subtask = setup.subtask;
+        wasi.stdout(GuestOutput { uid: uid.clone(), subtask, stream: "stdout", tail: Arc::new(Mutex::new(Vec::new())), log: setup.log.clone() })
+            .stderr(GuestOutput { uid: uid.clone(), subtask, stream: "stderr", tail: stderr_tail.clone(), log: setup.log.clone() })
             .wall_clock(FrozenWallClock)
             .monotonic_clock(CountingClock::default())
             .secure_random(rand::rngs::StdRng::seed_from_u64(0x5256_4c54))
@@ -178,11 +188,12 @@ impl OperatorInstance {
             now: super::guest_io::now_ms(),
             main_out: Vec::new(),
             side_out: Vec::new(),
+            log: setup.log.clone(),
         };
         let data = HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { max_memory: setup.limits.memory_bytes, exceeded: None },
+            limiter: MemoryLimiter { max_memory: setup.limits.memory_bytes, exceeded: None, current: 0 },
             io,
         };
         let mut store = Store::new(engine.engine(), data);
@@ -271,6 +282,11 @@ impl OperatorInstance {
         let config = self.config.clone();
         let r = self.bindings.rivulet_operator_operator().call_open(&mut self.store, &config).await;
         self.fail("open", r)
+    }
+
+    /// The largest linear memory this instance has grown to, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.current
     }
 
     /// Process one encoded batch. Record keys are indexed so `set-current-record` works.

@@ -9,10 +9,12 @@
 
 mod bindings;
 mod guest_io;
+mod guest_log;
 mod instance;
 
 pub use bindings::{StateEntry, StateValue};
 pub use guest_io::TimerService;
+pub use guest_log::{GUEST_LOG_LINES, GuestLog, GuestLogLine};
 pub use instance::{InstanceSetup, OperatorInstance, Output};
 
 use std::collections::HashMap;

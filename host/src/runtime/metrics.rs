@@ -15,6 +15,14 @@ pub struct NodeMetrics {
     pub late_records: AtomicU64,
     /// Latest watermark seen by any subtask.
     pub watermark: AtomicI64,
+    /// Nanoseconds spent in guest calls (operators).
+    pub guest_ns: AtomicU64,
+    /// Nanoseconds spent waiting for a full downstream channel (backpressure).
+    pub backpressure_ns: AtomicU64,
+    /// Largest linear memory of any instance, in bytes (operators).
+    pub memory_bytes: AtomicU64,
+    /// Batches received.
+    pub batches_in: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -26,6 +34,10 @@ impl NodeMetrics {
             records_out: AtomicU64::new(0),
             late_records: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
+            guest_ns: AtomicU64::new(0),
+            backpressure_ns: AtomicU64::new(0),
+            memory_bytes: AtomicU64::new(0),
+            batches_in: AtomicU64::new(0),
         }
     }
 }

@@ -6,12 +6,14 @@
 //! equal parallelism are chained into one task (no channel hop), as in Flink.
 
 mod channel;
+mod control;
 mod exchange;
 mod metrics;
 mod operator;
 pub mod window;
 
 pub use channel::{DownstreamGone, Envelope, GateEvent, InputGate, InputWatermarks, Message, Target, WatermarkChange};
+pub use control::{JobControl, Live, SavepointReply, SavepointRequest};
 pub use exchange::{ExchangeError, OutputEdge};
 pub use metrics::NodeMetrics;
 pub(crate) use operator::{blocking, now_ms};
@@ -79,6 +81,11 @@ pub struct RunOptions {
     pub savepoint_trigger_file: Option<PathBuf>,
     /// Take a savepoint on SIGUSR1.
     pub savepoint_on_signal: bool,
+    /// A controller's handle (savepoints, stop, cancel, live counters).
+    pub control: Option<Arc<JobControl>>,
+    /// A failure before the run's first completed snapshot is returned at once instead
+    /// of restarting (a hot swap on probation rolls back instead).
+    pub probation: bool,
 }
 
 impl RunOptions {
@@ -96,6 +103,8 @@ impl RunOptions {
             stop_with_savepoint_after_records: None,
             savepoint_trigger_file: None,
             savepoint_on_signal: false,
+            control: None,
+            probation: false,
         }
     }
 }
@@ -121,6 +130,8 @@ pub struct JobReport {
     pub savepoints: Vec<String>,
     /// Failures the job restarted from.
     pub failures: Vec<FailureRecord>,
+    /// The controller cancelled the run.
+    pub cancelled: bool,
 }
 
 /// Run `graph`, restarting from the latest checkpoint after a task failure as `restart`
@@ -134,6 +145,7 @@ pub async fn run_job_with_restarts(
     let mut failures = Vec::new();
     let mut opts = opts.clone();
     let max = restart.map_or(0, |r| r.attempts);
+    let snapshots_before = opts.control.as_ref().map_or(0, |c| c.live().snapshots.len());
     loop {
         match run_job(graph, engine, &opts).await {
             Ok(mut report) => {
@@ -143,9 +155,20 @@ pub async fn run_job_with_restarts(
             Err(e) => {
                 let (operator, plugin) = e.culprit();
                 tracing::error!(attempt = opts.attempt, error = %e, "job failed");
-                failures.push(FailureRecord { attempt: opts.attempt, operator, plugin, reason: e.to_string(), at_ms: operator::now_ms() });
-                if !e.is_restartable() || opts.attempt >= max {
+                let record = FailureRecord { attempt: opts.attempt, operator, plugin, reason: e.to_string(), at_ms: operator::now_ms() };
+                if let Some(c) = &opts.control {
+                    c.update(|l| l.failures.push(record.clone()));
+                }
+                failures.push(record);
+                if !e.is_restartable() || opts.attempt >= max || opts.control.as_ref().is_some_and(|c| c.cancelled()) {
                     return Err(e);
+                }
+                if opts.probation {
+                    let snapshots = opts.control.as_ref().map_or(0, |c| c.live().snapshots.len());
+                    if snapshots == snapshots_before {
+                        return Err(e);
+                    }
+                    opts.probation = false;
                 }
                 let delay = Duration::from_millis(restart.map_or(0, |r| r.delay_ms));
                 eprintln!(
@@ -162,6 +185,34 @@ pub async fn run_job_with_restarts(
             }
         }
     }
+}
+
+/// Restore the operators `uids` of `graph` from the snapshot at `location` into
+/// throwaway in-memory instances — state versions compared, `migrate-state` run where
+/// they differ — without opening them or running anything: a dry run of a restore.
+pub async fn dry_run_restore(graph: &JobGraph, engine: &Arc<PluginEngine>, location: &str, uids: &[String]) -> Result<(), JobError> {
+    let (_, point) = open_snapshot(location, &graph.name).await?;
+    let dir = std::env::temp_dir().join(format!("rivulet-dry-run-{}-{}", std::process::id(), operator::now_ms()));
+    let opts = RunOptions::new(BackendKind::Memory, dir.clone());
+    let result = async {
+        for node in &graph.nodes {
+            let NodeKind::Operator { plugin_path, spec } = &node.kind else { continue };
+            if !uids.contains(&spec.uid) {
+                continue;
+            }
+            let (e, path) = (engine.clone(), plugin_path.clone());
+            let plugin = tokio::task::spawn_blocking(move || e.load_file(&path)).await.map_err(|e| JobError::Internal(e.to_string()))??;
+            for t in 0..node.parallelism {
+                let metrics = Arc::new(NodeMetrics::new(&node.id));
+                start_operator(graph, engine, &opts, Some(&point), &dir, spec, plugin.clone(), t, node.parallelism, Vec::new(), metrics, false)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// Find and verify the snapshot a run starts from.
@@ -337,6 +388,13 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
     };
 
     let metrics: Vec<Arc<NodeMetrics>> = graph.nodes.iter().map(|nd| Arc::new(NodeMetrics::new(&nd.id))).collect();
+    if let Some(c) = &opts.control {
+        c.update(|l| {
+            l.metrics = metrics.clone();
+            l.attempt = opts.attempt;
+            l.restored_from = report.restored_from.clone();
+        });
+    }
     let run_dir = opts.data_dir.join(format!("{}-{}-{}-{}", sanitize(&graph.name), std::process::id(), operator::now_ms(), opts.attempt));
     let mut tasks: JoinSet<Result<(), JobError>> = JoinSet::new();
 
@@ -404,9 +462,21 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                         let par = graph.nodes[m].parallelism;
                         expected.insert(TaskKey { kind: 1, id: spec.uid.clone(), subtask: t });
                         let plugin = plugins.get(&m).cloned().ok_or_else(|| JobError::Internal("plugin not loaded".into()))?;
-                        let op =
-                            start_operator(graph, engine, opts, point.as_ref(), &run_dir, spec, plugin, t, par, outputs_of(m, t), metrics[m].clone())
-                                .await?;
+                        let op = start_operator(
+                            graph,
+                            engine,
+                            opts,
+                            point.as_ref(),
+                            &run_dir,
+                            spec,
+                            plugin,
+                            t,
+                            par,
+                            outputs_of(m, t),
+                            metrics[m].clone(),
+                            true,
+                        )
+                        .await?;
                         all_finished &= op.1;
                         ops.push(op.0);
                     }
@@ -478,6 +548,9 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
     let progress = opts.progress.then(|| tokio::spawn(report_progress(metrics.clone(), graph.clone())));
     let mut first_error: Option<JobError> = None;
     let mut reports_open = true;
+    let mut cancelled = false;
+    // Savepoints a controller asked for, by snapshot id.
+    let mut waiting: HashMap<u64, tokio::sync::oneshot::Sender<SavepointReply>> = HashMap::new();
     loop {
         #[cfg(unix)]
         let signal = async {
@@ -503,8 +576,8 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
             rep = report_rx.recv(), if reports_open => {
                 match (rep, coordinator.as_mut()) {
                     (Some(rep), Some(c)) => match c.on_report(rep).await {
-                        Ok(Some(done)) => note_snapshot(&mut report, &done),
-                        Ok(None) => {}
+                        Ok(Some(done)) => note_snapshot(&mut report, &done, opts, &mut waiting),
+                        Ok(None) => settle_failed(c, &mut waiting),
                         Err(e) => {
                             first_error.get_or_insert(e.into());
                             tasks.abort_all();
@@ -516,11 +589,37 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
             }
             _ = signal => savepoint_requested = true,
             _ = tick.tick() => {
+                if let Some(ctl) = &opts.control {
+                    if ctl.cancelled() && !cancelled {
+                        cancelled = true;
+                        tasks.abort_all();
+                        continue;
+                    }
+                    if coordinator.is_none()
+                        && let Some(r) = ctl.next_request()
+                    {
+                        let _ = r.reply.send(Err("the job has no checkpoint location, so it cannot take savepoints".into()));
+                    }
+                }
                 let Some(c) = coordinator.as_mut() else { continue };
                 if let Err(e) = c.check_timeout().await {
                     first_error.get_or_insert(e.into());
                     tasks.abort_all();
                     continue;
+                }
+                settle_failed(c, &mut waiting);
+                if let Some(ctl) = &opts.control
+                    && !c.busy()
+                    && !stop_requested
+                    && let Some(r) = ctl.next_request()
+                {
+                    match c.trigger(SnapshotKind::Savepoint, r.stop) {
+                        Some(id) => {
+                            stop_requested |= r.stop;
+                            waiting.insert(id, r.reply);
+                        }
+                        None => ctl.push_front(r),
+                    }
                 }
                 if let Some(f) = &opts.savepoint_trigger_file
                     && f.exists() {
@@ -549,7 +648,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
     if let (None, Some(c)) = (&first_error, coordinator.as_mut()) {
         while let Some(rep) = report_rx.recv().await {
             match c.on_report(rep).await {
-                Ok(Some(done)) => note_snapshot(&mut report, &done),
+                Ok(Some(done)) => note_snapshot(&mut report, &done, opts, &mut waiting),
                 Ok(None) => {}
                 Err(e) => {
                     first_error = Some(e.into());
@@ -564,7 +663,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                 }
             } else if c.all_finished() {
                 match c.finish().await {
-                    Ok(done) => note_snapshot(&mut report, &done),
+                    Ok(done) => note_snapshot(&mut report, &done, opts, &mut waiting),
                     Err(e) => first_error = Some(e.into()),
                 }
             }
@@ -576,6 +675,17 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
     let _ = std::fs::remove_dir_all(&run_dir);
     if let Some(c) = &coordinator {
         report.snapshot_failures = c.failures.clone();
+        if let Some(ctl) = &opts.control {
+            ctl.update(|l| l.snapshot_failures.extend(c.failures.iter().cloned()));
+        }
+    }
+    for (_, reply) in waiting.drain() {
+        let _ = reply.send(Err("the job ended before the savepoint completed".into()));
+    }
+    if cancelled {
+        report.cancelled = true;
+        report.elapsed = started.elapsed();
+        return Ok(report);
     }
     if let Some(e) = first_error {
         return Err(e);
@@ -588,7 +698,27 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
     Ok(report)
 }
 
-fn note_snapshot(report: &mut JobReport, done: &CoordinatorOutcome) {
+/// Answer savepoint requests whose snapshot failed.
+fn settle_failed(c: &Coordinator, waiting: &mut HashMap<u64, tokio::sync::oneshot::Sender<SavepointReply>>) {
+    for (id, reason) in &c.failures {
+        if let Some(reply) = waiting.remove(id) {
+            let _ = reply.send(Err(format!("savepoint {id} failed: {reason}")));
+        }
+    }
+}
+
+fn note_snapshot(
+    report: &mut JobReport,
+    done: &CoordinatorOutcome,
+    opts: &RunOptions,
+    waiting: &mut HashMap<u64, tokio::sync::oneshot::Sender<SavepointReply>>,
+) {
+    if let Some(reply) = waiting.remove(&done.id) {
+        let _ = reply.send(Ok(done.location.clone()));
+    }
+    if let Some(ctl) = &opts.control {
+        ctl.update(|l| l.snapshots.push(done.clone()));
+    }
     if done.kind == SnapshotKind::Savepoint {
         eprintln!("[rivulet] savepoint {} complete: {}", done.id, done.location);
         if done.stop {
@@ -615,6 +745,7 @@ async fn start_operator(
     par: u32,
     outputs: Vec<OutputEdge>,
     metrics: Arc<NodeMetrics>,
+    open: bool,
 ) -> Result<(ChainedOperator, bool), JobError> {
     let state_err = |e| JobError::State { operator: spec.uid.clone(), error: e };
     let range = KeyGroupRange::for_subtask(t, par, graph.max_parallelism);
@@ -643,6 +774,7 @@ async fn start_operator(
             state: KeyedStateStore::new(Box::new(crate::state::MemoryBackend::default()), graph.max_parallelism),
             limits,
             config: spec.config.to_string(),
+            log: None,
         };
         OperatorInstance::new(engine, plugin.clone(), probe).await?.state_version().await?
     } else {
@@ -677,6 +809,7 @@ async fn start_operator(
         state: store,
         limits,
         config: spec.config.to_string(),
+        log: opts.control.as_ref().map(|c| c.guest_log.clone()),
     };
     let mut instance = OperatorInstance::new(engine, plugin.clone(), setup).await?;
     let state_version = if restore.is_some() { state_version } else { instance.state_version().await? };
@@ -697,7 +830,7 @@ async fn start_operator(
     if watermark != i64::MIN {
         instance.set_watermark(watermark);
     }
-    if !finished {
+    if !finished && open {
         instance.open().await?;
     }
     let meta = SubtaskMeta {

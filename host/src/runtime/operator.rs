@@ -138,6 +138,7 @@ impl ChainTask {
                 Message::Batch(batch) => {
                     let n = count(&batch);
                     self.ops[0].metrics.records_in.fetch_add(n, Ordering::Relaxed);
+                    self.ops[0].metrics.batches_in.fetch_add(1, Ordering::Relaxed);
                     self.process(0, batch).await?;
                 }
                 Message::Watermark(wm) => {
@@ -226,6 +227,7 @@ impl ChainTask {
     /// Feed `batch` to operator `k` and everything its output reaches in the chain.
     async fn process(&mut self, k: usize, batch: Vec<u8>) -> Result<(), JobError> {
         let op = &mut self.ops[k];
+        let started = std::time::Instant::now();
         let output = if let Some(window) = op.window.as_mut() {
             let (late, firings) = window.process(op.instance.state(), &batch, op.watermark).map_err(state_err(&op.uid))?;
             let mut output = Output::default();
@@ -241,6 +243,8 @@ impl ChainTask {
         } else {
             op.instance.process(batch).await?
         };
+        op.metrics.guest_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        op.metrics.memory_bytes.fetch_max(op.instance.memory_bytes() as u64, Ordering::Relaxed);
         self.emit(k, output).await
     }
 
@@ -252,11 +256,13 @@ impl ChainTask {
             let op = &mut self.ops[k];
             let n = count(&output.main) + output.side.iter().map(|(_, b)| count(b)).sum::<u64>();
             op.metrics.records_out.fetch_add(n, Ordering::Relaxed);
+            let waited = std::time::Instant::now();
             for (tag, batch) in &output.side {
                 for out in op.outputs.iter_mut().filter(|o| o.tag.as_deref() == Some(tag.as_str())) {
                     out.send_batch(batch).await.map_err(|e| exchange_err(&op.uid, e))?;
                 }
             }
+            op.metrics.backpressure_ns.fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
             if output.main.is_empty() {
                 return Ok(());
             }
@@ -266,12 +272,18 @@ impl ChainTask {
                 next.metrics.records_in.fetch_add(count(&main), Ordering::Relaxed);
                 k += 1;
                 // Windowed operators need a keyed input, so they always head a chain.
+                let started = std::time::Instant::now();
                 output = self.ops[k].instance.process(main).await?;
+                let op = &self.ops[k];
+                op.metrics.guest_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                op.metrics.memory_bytes.fetch_max(op.instance.memory_bytes() as u64, Ordering::Relaxed);
                 continue;
             }
+            let waited = std::time::Instant::now();
             for out in op.outputs.iter_mut().filter(|o| o.tag.is_none()) {
                 out.send_batch(&output.main).await.map_err(|e| exchange_err(&op.uid, e))?;
             }
+            op.metrics.backpressure_ns.fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
             return Ok(());
         }
     }

@@ -1,0 +1,106 @@
+//! A handle on a running job for whoever runs it in the background (the server): ask
+//! for savepoints, stop or cancel it, read its live counters, its completed snapshots
+//! and the failures it restarted from.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+use super::NodeMetrics;
+use crate::checkpoint::CoordinatorOutcome;
+use crate::error::FailureRecord;
+
+/// What a savepoint request ends in: the savepoint's location, or why there is none.
+pub type SavepointReply = Result<String, String>;
+
+/// A savepoint asked for while the job runs.
+#[derive(Debug)]
+pub struct SavepointRequest {
+    /// Stop the job once the savepoint is complete (its sinks commit first).
+    pub stop: bool,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<SavepointReply>,
+}
+
+/// What the job shares with its controller.
+#[derive(Debug, Default)]
+pub struct JobControl {
+    requests: Mutex<VecDeque<SavepointRequest>>,
+    cancel: AtomicBool,
+    live: Mutex<Live>,
+    /// What the job's guests logged.
+    pub guest_log: Arc<crate::plugin::GuestLog>,
+}
+
+/// The live view of a run.
+#[derive(Debug, Default, Clone)]
+pub struct Live {
+    /// Per node counters of the current attempt (empty before it starts).
+    pub metrics: Vec<Arc<NodeMetrics>>,
+    /// Snapshots completed since the job was started by this controller.
+    pub snapshots: Vec<CoordinatorOutcome>,
+    /// Snapshots that failed: (id, reason).
+    pub snapshot_failures: Vec<(u64, String)>,
+    /// Failures the job restarted from (or died of).
+    pub failures: Vec<FailureRecord>,
+    /// Attempt number of the current run.
+    pub attempt: u32,
+    /// Where the current attempt was restored from.
+    pub restored_from: Option<String>,
+}
+
+impl JobControl {
+    /// A fresh handle.
+    pub fn new() -> Arc<Self> {
+        Arc::new(JobControl::default())
+    }
+
+    /// A fresh handle whose guests log into `log` (kept across a job's runs).
+    pub fn with_guest_log(log: Arc<crate::plugin::GuestLog>) -> Arc<Self> {
+        Arc::new(JobControl { guest_log: log, ..JobControl::default() })
+    }
+
+    /// Ask for a savepoint; the receiver yields its location once complete.
+    pub fn request_savepoint(&self, stop: bool) -> oneshot::Receiver<SavepointReply> {
+        let (reply, rx) = oneshot::channel();
+        self.lock_requests().push_back(SavepointRequest { stop, reply });
+        rx
+    }
+
+    /// Stop the job at once, without a savepoint (the uncommitted output is discarded).
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`JobControl::cancel`] was called.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// A copy of the live view.
+    pub fn live(&self) -> Live {
+        self.lock_live().clone()
+    }
+
+    pub(crate) fn next_request(&self) -> Option<SavepointRequest> {
+        self.lock_requests().pop_front()
+    }
+
+    pub(crate) fn push_front(&self, r: SavepointRequest) {
+        self.lock_requests().push_front(r);
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut Live)) {
+        f(&mut self.lock_live());
+    }
+
+    fn lock_requests(&self) -> MutexGuard<'_, VecDeque<SavepointRequest>> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_live(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,478 @@
+//! `rivulet server` over real HTTP on 127.0.0.1: auth on every route of the OpenAPI
+//! document, bad uploads refused with nothing stored, the job lifecycle, hot swap v1 → v2
+//! under continuous input with exact counts, a failed swap rolled back, rescale, and a
+//! `kill -9` of the server with the job resuming after a restart.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use crate::support::{fixture, read_jsonl, repo, wasm};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A `rivulet server` process bound to 127.0.0.1 on a free port; killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    fn start(data: &Path, token: Option<&str>, extra: &[&str]) -> Server {
+        let log =
+            data.with_extension(format!("log-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rivulet"));
+        cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data).args(["--checkpoint-interval", "200ms"]).args(extra);
+        if let Some(t) = token {
+            let f = data.with_extension("token");
+            std::fs::write(&f, format!("{t}\n")).expect("token file");
+            cmd.arg("--auth-token-file").arg(f);
+        }
+        cmd.env("RIVULET_CACHE_DIR", std::env::temp_dir().join("rivulet-test-compile-cache"));
+        let child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("start rivulet server");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("server listening on ").nth(1) {
+                break rest.lines().next().unwrap_or_default().trim().to_owned();
+            }
+            assert!(Instant::now() < deadline, "server did not start:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(300))).build().into();
+        Server { child, url, log, token: token.map(str::to_owned), agent }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, Vec<u8>)>) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let resp = match method {
+            "GET" | "DELETE" => {
+                let mut r = if method == "GET" { self.agent.get(&url) } else { self.agent.delete(&url) };
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            _ => {
+                let mut r = self.agent.post(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                let (ctype, bytes) = body.unwrap_or(("application/json", b"{}".to_vec()));
+                r.header("Content-Type", ctype).send(&bytes[..])
+            }
+        };
+        let mut resp = resp.unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_text()));
+        let status = resp.status().as_u16();
+        let mut text = String::new();
+        let _ = resp.body_mut().as_reader().read_to_string(&mut text);
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.request("GET", path, self.token.as_deref(), None)
+    }
+
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request("POST", path, self.token.as_deref(), Some(("application/json", body.to_string().into_bytes())))
+    }
+
+    fn upload(&self, name: &str, version: &str, bytes: Vec<u8>) -> (u16, Value) {
+        self.request("POST", &format!("/v1/plugins?name={name}&version={version}"), self.token.as_deref(), Some(("application/wasm", bytes)))
+    }
+
+    fn job(&self, id: &str) -> Value {
+        let (s, v) = self.get(&format!("/v1/jobs/{id}"));
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    fn wait_status(&self, id: &str, want: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.job(id);
+            if v["status"] == want {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "job {id} is {} not {want}: {v:#}\n{}", v["status"], self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Records the job's sink has received in its current run.
+    fn sink_in(&self, id: &str) -> u64 {
+        let v = self.job(id);
+        v["nodes"].as_array().and_then(|n| n.iter().find(|n| n["kind"] == "sink")).and_then(|n| n["records_in"].as_u64()).unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn counter_job(out: &Path, count: u64, rate: u64, plugin: &str) -> Value {
+    json!({
+        "name": "counter",
+        "sources": [{"id": "gen", "type": "generator", "count": count, "keys": 10, "rate": rate}],
+        "operators": [{"uid": "counter", "plugin": plugin, "inputs": ["gen"], "key_by": {"field": "key"}}],
+        "sinks": [{"id": "out", "type": "file", "path": out.display().to_string(), "inputs": ["counter"]}],
+    })
+}
+
+/// The exactly-once oracle for counter jobs: for each key, the committed counts are
+/// 1..n, each once; the n add up to the records generated.
+fn assert_exact_counts(out: &Path, total: u64) -> Vec<Value> {
+    let rows = read_jsonl(out);
+    let mut per_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for r in &rows {
+        per_key.entry(r["key"].as_str().expect("key").to_owned()).or_default().push(r["count"].as_u64().expect("count"));
+    }
+    let mut sum = 0;
+    for (k, mut counts) in per_key {
+        counts.sort_unstable();
+        let n = counts.len() as u64;
+        assert_eq!(counts, (1..=n).collect::<Vec<_>>(), "key {k}: counts are not exactly 1..{n} (lost or duplicated records)");
+        sum += n;
+    }
+    assert_eq!(sum, total, "records lost or duplicated");
+    rows
+}
+
+fn counter_v1() -> Vec<u8> {
+    std::fs::read(wasm("plugins-examples/counter-v1/counter_v1.wasm")).expect("counter v1")
+}
+
+fn counter_v2() -> Vec<u8> {
+    std::fs::read(wasm("plugins-examples/counter-v2/counter_v2.wasm")).expect("counter v2")
+}
+
+#[test]
+fn auth_bad_uploads_and_the_job_lifecycle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, Some(TOKEN), &["--max-plugin-mb", "1"]);
+
+    // Auth: /healthz is open; everything else needs the token.
+    assert_eq!(srv.request("GET", "/healthz", None, None).0, 200);
+    assert_eq!(srv.request("GET", "/v1/jobs", None, None).0, 401);
+    assert_eq!(srv.request("GET", "/v1/jobs", Some("wrong-token-wrong-token"), None).0, 401);
+    let (s, doc) = srv.get("/v1/openapi.json");
+    assert_eq!(s, 200);
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 15, "{paths:?}");
+    for (path, item) in paths {
+        for method in item.as_object().expect("methods").keys() {
+            if path == "/healthz" {
+                continue;
+            }
+            let concrete: String = path.split('/').map(|seg| if seg.starts_with('{') { "x" } else { seg }).collect::<Vec<_>>().join("/");
+            let (s, v) = srv.request(&method.to_uppercase(), &concrete, None, Some(("application/json", b"{}".to_vec())));
+            assert_eq!(s, 401, "{method} {path} without a token: {v}");
+            assert!(v["error"].as_str().is_some_and(|e| e.contains("token")), "{v}");
+        }
+    }
+
+    // Bad uploads: a 4xx naming the problem, nothing stored.
+    let mut rng = crate::support::Rng(7);
+    let random: Vec<u8> = (0..4096).map(|_| rng.below(256) as u8).collect();
+    let bad: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("random", random, 422, "not a WebAssembly file"),
+        ("core", b"\0asm\x01\0\0\0".to_vec(), 422, "core WebAssembly module"),
+        ("wrongworld", std::fs::read(fixture("fixture_wrong_world")).expect("fixture"), 422, "does not match the world"),
+        ("needs-import", std::fs::read(fixture("fixture_unknown_import")).expect("fixture"), 422, "fixture:imports/secrets"),
+        ("big", vec![0u8; (1 << 20) + 10], 413, "larger than"),
+    ];
+    for (name, bytes, status, needle) in bad {
+        let (s, v) = srv.upload(name, "1", bytes);
+        assert_eq!(s, status, "{name}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(needle)), "{name}: {v}");
+    }
+    let (s, v) = srv.upload("bad%20name%21", "1", counter_v1());
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = srv.request("POST", "/v1/plugins?name=a&version=1&colour=red", Some(TOKEN), Some(("application/wasm", counter_v1())));
+    assert_eq!(s, 400, "unknown query field: {v}");
+    assert_eq!(srv.get("/v1/plugins").1, json!([]), "a refused upload must store nothing");
+    let stored: Vec<_> = std::fs::read_dir(data.join("plugins")).expect("plugins dir").filter_map(Result::ok).map(|e| e.file_name()).collect();
+    assert!(stored.iter().all(|n| n == "index.json"), "{stored:?}");
+
+    // Good uploads: raw and multipart; content-addressed; idempotent; versions immutable.
+    let v1 = counter_v1();
+    let (s, meta) = srv.upload("counter", "1", v1.clone());
+    assert_eq!(s, 201, "{meta}");
+    assert_eq!(meta["digest"], format!("sha256:{}", hex::encode(sha2::Sha256::digest(&v1))));
+    assert_eq!(meta["wit_version"], "0.2.0");
+    assert_eq!(srv.upload("counter", "1", v1.clone()).0, 200);
+    assert_eq!(srv.upload("counter", "1", counter_v2()).0, 409);
+    let boundary = "rivulet-test-boundary";
+    let mut form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"counter_v2.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend(counter_v2());
+    form.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let ctype = format!("multipart/form-data; boundary={boundary}");
+    let (s, v) = srv.request("POST", "/v1/plugins?name=counter&version=2", Some(TOKEN), Some((&ctype, form)));
+    assert_eq!(s, 201, "multipart: {v}");
+    let (s, v) = srv.get("/v1/plugins/counter/2");
+    assert_eq!(s, 200);
+    assert!(v["exports"].as_array().is_some_and(|e| e.iter().any(|x| x.as_str().is_some_and(|x| x.starts_with("rivulet:operator/operator")))), "{v}");
+
+    // Broken submissions.
+    let out = dir.path().join("out");
+    let (s, v) = srv.post("/v1/jobs", json!({"spec": counter_job(&out, 10, 10, "counter@9")}));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("counter@9")), "{v}");
+    let (s, v) = srv.post("/v1/jobs", json!({"spec": counter_job(&out, 10, 10, "counter@1"), "colour": "red"}));
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("colour")), "{v}");
+
+    // Lifecycle: submit (as YAML), status, savepoint, refused delete, metrics, finish.
+    let total = 6000;
+    let yaml = serde_yaml::to_string(&counter_job(&out, total, 2000, "counter@1")).expect("yaml");
+    let (s, job) = srv.request("POST", "/v1/jobs", Some(TOKEN), Some(("application/yaml", yaml.into_bytes())));
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    let v = srv.wait_status(&id, "running", Duration::from_secs(10));
+    let counter = v["nodes"].as_array().and_then(|n| n.iter().find(|n| n["id"] == "counter")).cloned().expect("counter node");
+    assert_eq!(counter["plugin"], "counter@1");
+    let (s, sp) = srv.post(&format!("/v1/jobs/{id}/savepoints"), json!({}));
+    assert_eq!(s, 202, "{sp}");
+    let trigger = sp["trigger"].as_str().expect("trigger").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sp = loop {
+        let (_, v) = srv.get(&format!("/v1/jobs/{id}/savepoints/{trigger}"));
+        if v["status"] != "in_progress" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "savepoint did not complete");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(sp["status"], "completed", "{sp}");
+    let (_, all) = srv.get("/v1/savepoints");
+    assert!(all.as_array().is_some_and(|a| a.iter().any(|s| s["trigger"] == trigger.as_str())), "{all}");
+    let (s, v) = srv.request("DELETE", "/v1/plugins/counter/1", Some(TOKEN), None);
+    assert_eq!(s, 409, "a plugin in use must not be deleted: {v}");
+    let (s, metrics) = srv.request("GET", "/metrics", Some(TOKEN), None);
+    assert_eq!(s, 200);
+    let text = metrics.as_str().unwrap_or_default();
+    for needle in [
+        "rivulet_records_in_total{",
+        "node=\"counter\"",
+        "rivulet_checkpoints_completed_total",
+        "rivulet_plugin_guest_seconds{plugin=\"counter@1\"}",
+        "rivulet_jobs{status=\"running\"}",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    srv.wait_status(&id, "finished", Duration::from_secs(60));
+    assert_exact_counts(&out, total);
+    let (_, cks) = srv.get(&format!("/v1/jobs/{id}/checkpoints"));
+    assert!(cks["retained"].as_array().is_some_and(|a| !a.is_empty()), "{cks}");
+    assert!(cks["completed"].as_array().is_some_and(|a| !a.is_empty()), "{cks}");
+    let (_, history) = srv.get(&format!("/v1/jobs/{id}/history"));
+    let kinds: Vec<&str> = history.as_array().expect("history").iter().filter_map(|h| h["kind"].as_str()).collect();
+    assert_eq!(kinds, ["submitted", "savepoint", "finished"], "{history}");
+    // A finished job no longer holds its plugin.
+    assert_eq!(srv.request("DELETE", "/v1/plugins/counter/2", Some(TOKEN), None).0, 200);
+
+    // Stop with a savepoint, then a new job from it: together exactly one run's output.
+    let out2 = dir.path().join("out2");
+    let (s, job) = srv.post("/v1/jobs", json!({"spec": counter_job(&out2, total, 2000, "counter@1")}));
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while srv.sink_in(&id) < 1000 {
+        assert!(Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (s, stopped) = srv.post(&format!("/v1/jobs/{id}/stop"), json!({"savepoint": true}));
+    assert_eq!(s, 200, "{stopped}");
+    assert_eq!(stopped["status"], "stopped");
+    let savepoint = stopped["history"].as_array().and_then(|h| h.last()).and_then(|e| e["savepoint"].as_str()).expect("savepoint").to_owned();
+    let committed = read_jsonl(&out2).len() as u64;
+    assert!(committed > 0 && committed < total, "{committed}");
+    let (s, job) = srv.post("/v1/jobs", json!({"spec": counter_job(&out2, total, 5000, "counter@1"), "savepoint": savepoint}));
+    assert_eq!(s, 201, "{job}");
+    srv.wait_status(job["id"].as_str().expect("id"), "finished", Duration::from_secs(60));
+    assert_exact_counts(&out2, total);
+
+    // Guest logs and traps, per job.
+    assert_eq!(srv.upload("ops", "1", std::fs::read(fixture("fixture_test_ops")).expect("fixture")).0, 201);
+    assert_eq!(srv.upload("trap", "1", std::fs::read(fixture("fixture_trap")).expect("fixture")).0, 201);
+    let small = |plugin: &str, config: Value| {
+        json!({"spec": {
+            "name": "small",
+            "sources": [{"id": "gen", "type": "generator", "count": 3, "keys": 3}],
+            "operators": [{"uid": "op", "plugin": plugin, "inputs": ["gen"], "key_by": {"field": "key"}, "config": config}],
+            "sinks": [{"id": "out", "type": "file", "path": dir.path().join(format!("out-{plugin}")).display().to_string(), "inputs": ["op"]}],
+            "restart": {"attempts": 0},
+        }})
+    };
+    let (s, job) = srv.post("/v1/jobs", small("ops@1", json!({"mode": "wasi"})));
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    srv.wait_status(&id, "finished", Duration::from_secs(60));
+    let (_, logs) = srv.get(&format!("/v1/jobs/{id}/logs"));
+    let lines = logs.as_array().expect("logs");
+    assert!(lines.iter().any(|l| l["level"] == "stdout" && l["message"] == "guest stdout line" && l["operator"] == "op"), "{logs:#}");
+    assert!(lines.iter().any(|l| l["level"] == "stderr" && l["message"] == "guest stderr line"), "{logs:#}");
+    let (s, job) = srv.post("/v1/jobs", small("trap@1", json!({})));
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    let failed = srv.wait_status(&id, "failed", Duration::from_secs(60));
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("deliberate trap")), "{failed:#}");
+    let (_, exceptions) = srv.get(&format!("/v1/jobs/{id}/exceptions"));
+    let ex = exceptions.as_array().and_then(|e| e.first()).cloned().expect("an exception");
+    assert_eq!(ex["operator"], "op", "{ex}");
+    assert!(ex["plugin"].as_str().is_some_and(|p| p.starts_with("trap@1")), "{ex}");
+    assert!(ex["reason"].as_str().is_some_and(|r| r.contains("deliberate trap")), "{ex}");
+    let (_, metrics) = srv.request("GET", "/metrics", Some(TOKEN), None);
+    assert!(metrics.as_str().unwrap_or_default().contains("rivulet_plugin_traps_total{plugin=\"trap@1"), "{metrics}");
+}
+
+#[test]
+fn hot_swap_under_input_rolls_back_a_failing_version_and_rescales_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = Server::start(&dir.path().join("data"), None, &["--state-backend", "rocksdb"]);
+    assert_eq!(srv.upload("counter", "1", counter_v1()).0, 201);
+    assert_eq!(srv.upload("counter", "2", counter_v2()).0, 201);
+    assert_eq!(srv.upload("counter", "broken", std::fs::read(fixture("fixture_trap_in_open")).expect("fixture")).0, 201);
+    let out = dir.path().join("out");
+    let total = 16000;
+    let (s, job) = srv.post("/v1/jobs", json!({"spec": counter_job(&out, total, 2000, "counter@1"), "parallelism": 2}));
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while srv.sink_in(&id) < 2000 {
+        assert!(Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // v1 → v2 while input keeps coming.
+    let (s, swap) = srv.post(&format!("/v1/jobs/{id}/upgrade"), json!({"plugins": {"counter": "counter@2"}}));
+    assert_eq!(s, 200, "{swap}\n{}", srv.log_text());
+    assert_eq!(swap["result"], "swapped", "{swap}");
+    assert_eq!(swap["versions"]["counter"], "counter@2");
+    assert!(swap["downtime_ms"].as_u64().is_some(), "{swap}");
+
+    // v2 → a version that traps in `open`: rolled back to v2 from the same savepoint.
+    let (s, failed) = srv.post(&format!("/v1/jobs/{id}/upgrade"), json!({"plugins": {"counter": "counter@broken"}}));
+    assert_eq!(s, 200, "{failed}\n{}", srv.log_text());
+    assert_eq!(failed["result"], "rolled_back", "{failed}");
+    assert_eq!(failed["versions"]["counter"], "counter@2", "{failed}");
+    assert!(failed["rollback_reason"].as_str().is_some_and(|r| r.contains("deliberate trap in open")), "{failed}");
+
+    // Unknown operators and plugins are refused before anything stops.
+    let (s, v) = srv.post(&format!("/v1/jobs/{id}/upgrade"), json!({"plugins": {"nope": "counter@2"}}));
+    assert_eq!(s, 400, "{v}");
+
+    // Rescale 2 → 3 through a savepoint.
+    let (s, rescaled) = srv.post(&format!("/v1/jobs/{id}/rescale"), json!({"parallelism": 3}));
+    assert_eq!(s, 200, "{rescaled}");
+    assert_eq!(rescaled["result"], "swapped", "{rescaled}");
+    let v = srv.job(&id);
+    let counter = v["nodes"].as_array().and_then(|n| n.iter().find(|n| n["id"] == "counter")).cloned().expect("counter node");
+    assert_eq!(counter["parallelism"], 3, "{v}");
+
+    srv.wait_status(&id, "finished", Duration::from_secs(120));
+    let rows = assert_exact_counts(&out, total);
+    let v2 = rows.iter().filter(|r| r["version"] == 2).count();
+    assert!(v2 > 0 && v2 < rows.len(), "both versions must have produced output ({v2} of {})", rows.len());
+    // Counts continue across the swap: every v2 record of a key counts higher than every v1 record.
+    let mut max_v1: BTreeMap<String, u64> = BTreeMap::new();
+    let mut min_v2: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &rows {
+        let k = r["key"].as_str().expect("key").to_owned();
+        let c = r["count"].as_u64().expect("count");
+        if r["version"] == 2 {
+            let e = min_v2.entry(k).or_insert(u64::MAX);
+            *e = (*e).min(c);
+        } else {
+            let e = max_v1.entry(k).or_insert(0);
+            *e = (*e).max(c);
+        }
+    }
+    for (k, m) in &min_v2 {
+        assert!(max_v1.get(k).is_none_or(|v1| v1 < m), "key {k}: v2 counts must continue after v1's");
+    }
+    let (_, history) = srv.get(&format!("/v1/jobs/{id}/history"));
+    let kinds: Vec<&str> = history.as_array().expect("history").iter().filter_map(|h| h["kind"].as_str()).collect();
+    assert_eq!(kinds, ["submitted", "swap", "swap", "rollback", "rescale", "finished"], "{history:#}");
+    assert!(history[1]["downtime_ms"].as_u64().is_some(), "{history:#}");
+    let (_, exceptions) = srv.get(&format!("/v1/jobs/{id}/exceptions"));
+    assert!(
+        exceptions.as_array().is_some_and(|e| e.iter().any(|x| x["plugin"].as_str().is_some_and(|p| p.starts_with("counter@broken")))),
+        "{exceptions:#}"
+    );
+}
+
+#[test]
+fn a_killed_server_resumes_its_jobs_and_the_cli_drives_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut srv = Server::start(&data, Some(TOKEN), &[]);
+    let cli = |args: &[&str], url: &str| {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_rivulet")).args(args).args(["--server", url]).env("RIVULET_TOKEN", TOKEN).output().expect("rivulet");
+        assert!(out.status.success(), "rivulet {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let v1 = repo().join("plugins-examples/counter-v1/counter_v1.wasm");
+    let printed = cli(&["plugin", "upload", &v1.display().to_string(), "--name", "counter", "--version", "1"], &srv.url);
+    assert!(printed.contains("registered counter@1 sha256:"), "{printed}");
+    assert!(cli(&["plugin", "list"], &srv.url).contains("counter"));
+    let out = dir.path().join("out");
+    let spec = dir.path().join("job.yaml");
+    let total = 8000;
+    std::fs::write(&spec, serde_yaml::to_string(&counter_job(&out, total, 2000, "counter@${v}")).expect("yaml")).expect("spec");
+    let id = cli(&["job", "submit", &spec.display().to_string(), "--param", "v=1"], &srv.url).trim().to_owned();
+    assert_eq!(id.len(), 16, "{id}");
+    let listed = cli(&["job", "list"], &srv.url);
+    assert!(listed.contains(&id) && listed.contains("running"), "{listed}");
+    let status: Value = serde_json::from_str(&cli(&["job", "status", &id, "--json"], &srv.url)).expect("json");
+    assert_eq!(status["id"], id.as_str());
+
+    // Let it write and checkpoint, then kill -9 the server.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, cks) = srv.get(&format!("/v1/jobs/{id}/checkpoints"));
+        if srv.sink_in(&id) > 1500 && cks["retained"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    srv.kill9();
+    let before = read_jsonl(&out).len() as u64;
+    assert!(before < total, "the job must not have finished before the kill ({before})");
+
+    let srv = Server::start(&data, Some(TOKEN), &[]);
+    let (_, history) = srv.get(&format!("/v1/jobs/{id}/history"));
+    assert!(history.as_array().is_some_and(|h| h.iter().any(|e| e["kind"] == "resumed")), "{history}");
+    srv.wait_status(&id, "finished", Duration::from_secs(90));
+    assert_exact_counts(&out, total);
+    let status = cli(&["job", "status", &id], &srv.url);
+    assert!(status.contains("finished") && status.contains("counter"), "{status}");
+}
