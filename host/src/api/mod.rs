@@ -73,17 +73,31 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     (status, axum::Json(value)).into_response()
 }
 
+/// How much of an oversized body is still read (and thrown away) before answering 413,
+/// so a client that is still sending gets the answer instead of a reset connection.
+const DRAIN_BYTES: usize = 256 << 20;
+
 /// Read a body of at most `limit` bytes.
 async fn read_body(body: Body, limit: usize, what: &str) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large =
-            std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("length limit")) || e.to_string().contains("length limit");
-        if too_large {
-            ServerError::TooLarge(format!("{what} is larger than {limit} bytes"))
-        } else {
-            ServerError::BadRequest(format!("reading {what}: {e}"))
+    use futures::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ServerError::BadRequest(format!("reading {what}: {e}")))?;
+        total = total.saturating_add(chunk.len());
+        if total > limit {
+            if total > limit.saturating_add(DRAIN_BYTES) {
+                break;
+            }
+            continue;
         }
-    })
+        buf.extend_from_slice(&chunk);
+    }
+    if total > limit {
+        return Err(ServerError::TooLarge(format!("{what} is larger than {limit} bytes")));
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// Parse a JSON body into `T`, naming the field at fault (unknown fields are rejected).

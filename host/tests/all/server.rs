@@ -299,7 +299,7 @@ fn auth_bad_uploads_and_the_job_lifecycle() {
 
     // Stop with a savepoint, then a new job from it: together exactly one run's output.
     let out2 = dir.path().join("out2");
-    let (s, job) = srv.post("/v1/jobs", json!({"spec": counter_job(&out2, total, 2000, "counter@1")}));
+    let (s, job) = srv.post("/v1/jobs", json!({"spec": counter_job(&out2, total, 1000, "counter@1")}));
     assert_eq!(s, 201, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -360,7 +360,8 @@ fn hot_swap_under_input_rolls_back_a_failing_version_and_rescales_exactly() {
     assert_eq!(srv.upload("counter", "2", counter_v2()).0, 201);
     assert_eq!(srv.upload("counter", "broken", std::fs::read(fixture("fixture_trap_in_open")).expect("fixture")).0, 201);
     let out = dir.path().join("out");
-    let total = 16000;
+    // 15 s of input at 2000 records/s: the swaps and the rescale all happen while it flows.
+    let total = 30000;
     let (s, job) = srv.post("/v1/jobs", json!({"spec": counter_job(&out, total, 2000, "counter@1"), "parallelism": 2}));
     assert_eq!(s, 201, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
@@ -370,9 +371,19 @@ fn hot_swap_under_input_rolls_back_a_failing_version_and_rescales_exactly() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    // A version whose `migrate-state` fails on v1's state: refused by the dry run, the
+    // job untouched.
+    let (s, v) = srv.post(&format!("/v1/jobs/{id}/upgrade"), json!({"plugins": {"counter": "counter@broken"}}));
+    assert_eq!(s, 422, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("dry run") && e.contains("cannot migrate version 1 state")), "{v}");
+    let v = srv.job(&id);
+    assert_eq!(v["status"], "running", "{v}");
+    assert_eq!(v["plugins"]["counter"]["version"], "1", "{v}");
+
     // v1 → v2 while input keeps coming.
     let (s, swap) = srv.post(&format!("/v1/jobs/{id}/upgrade"), json!({"plugins": {"counter": "counter@2"}}));
     assert_eq!(s, 200, "{swap}\n{}", srv.log_text());
+    eprintln!("swap: {swap}");
     assert_eq!(swap["result"], "swapped", "{swap}");
     assert_eq!(swap["versions"]["counter"], "counter@2");
     assert!(swap["downtime_ms"].as_u64().is_some(), "{swap}");
@@ -380,6 +391,7 @@ fn hot_swap_under_input_rolls_back_a_failing_version_and_rescales_exactly() {
     // v2 → a version that traps in `open`: rolled back to v2 from the same savepoint.
     let (s, failed) = srv.post(&format!("/v1/jobs/{id}/upgrade"), json!({"plugins": {"counter": "counter@broken"}}));
     assert_eq!(s, 200, "{failed}\n{}", srv.log_text());
+    eprintln!("failed swap: {failed}");
     assert_eq!(failed["result"], "rolled_back", "{failed}");
     assert_eq!(failed["versions"]["counter"], "counter@2", "{failed}");
     assert!(failed["rollback_reason"].as_str().is_some_and(|r| r.contains("deliberate trap in open")), "{failed}");
@@ -446,7 +458,7 @@ fn a_killed_server_resumes_its_jobs_and_the_cli_drives_it() {
     let out = dir.path().join("out");
     let spec = dir.path().join("job.yaml");
     let total = 8000;
-    std::fs::write(&spec, serde_yaml::to_string(&counter_job(&out, total, 2000, "counter@${v}")).expect("yaml")).expect("spec");
+    std::fs::write(&spec, serde_yaml::to_string(&counter_job(&out, total, 1000, "counter@${v}")).expect("yaml")).expect("spec");
     let id = cli(&["job", "submit", &spec.display().to_string(), "--param", "v=1"], &srv.url).trim().to_owned();
     assert_eq!(id.len(), 16, "{id}");
     let listed = cli(&["job", "list"], &srv.url);
