@@ -82,7 +82,8 @@ fn job(out: &Path, ballast_keys: u64) -> Value {
     let mut operators = vec![json!({"uid": "counter", "plugin": "counter@1", "inputs": ["gen"], "key_by": {"field": "key"}})];
     if ballast_keys > 0 {
         sources.push(json!({"id": "fill", "type": "generator", "count": ballast_keys, "keys": ballast_keys}));
-        operators.push(json!({"uid": "ballast", "plugin": "ops@1", "inputs": ["fill"], "key_by": {"field": "key"}, "config": {"mode": "ballast", "bytes": 1024}}));
+        // Also fed by the unbounded `gen`, so it never finishes and its state stays live.
+        operators.push(json!({"uid": "ballast", "plugin": "ops@1", "inputs": ["fill", "gen"], "key_by": {"field": "key"}, "config": {"mode": "ballast", "bytes": 1024}}));
     }
     json!({
         "name": "swap-bench",
@@ -99,7 +100,7 @@ fn swap_once(srv: &Server, tmp: &Path, n: usize, ballast_keys: u64) -> Value {
     let sub = json!({"spec": job(&out, ballast_keys)});
     let id = srv.post("/v1/jobs", "application/json", sub.to_string().into_bytes())["id"].as_str().expect("id").to_owned();
     let loaded = Instant::now();
-    while srv.node_in(&id, "out") < 500 || (ballast_keys > 0 && srv.node_in(&id, "ballast") < ballast_keys) {
+    while srv.node_in(&id, "out") < 500 || (ballast_keys > 0 && srv.node_in(&id, "ballast") < ballast_keys + 500) {
         std::thread::sleep(Duration::from_millis(50));
     }
     if ballast_keys > 0 {

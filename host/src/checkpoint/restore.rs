@@ -181,6 +181,11 @@ impl RestorePoint {
             if st.key_groups.1 <= range.start || st.key_groups.0 >= range.end {
                 continue;
             }
+            // A subtask that had finished its input holds no state: it will never
+            // process again (its inputs are finished too) and had fired all its timers.
+            if st.finished && st.state.is_none() {
+                continue;
+            }
             out.parts.push(self.part(st)?);
         }
         Ok(Some(out))

@@ -211,6 +211,11 @@ impl ChainTask {
     }
 
     async fn on_change(&mut self, change: WatermarkChange) -> Result<(), JobError> {
+        if self.restored_finished {
+            // Restored as finished: never opened, fired everything before; it only
+            // passes End on (which releases downstream watermarks).
+            return Ok(());
+        }
         match change {
             WatermarkChange::None => Ok(()),
             WatermarkChange::Advanced(wm) => self.advance(wm).await,

@@ -535,3 +535,58 @@ fn checkpoint_timeouts_and_the_failure_tolerance() {
     let msg = err.to_string();
     assert!(msg.contains("3 consecutive checkpoints failed (tolerable: 2)") && msg.contains("injected fault"), "{msg}");
 }
+
+/// Counts per key 1..n, each once, summing to `total` (the exactly-once oracle of counter jobs).
+fn assert_counts_exact(out: &Path, total: u64) {
+    let mut per_key: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for r in crate::support::read_jsonl(out) {
+        per_key.entry(r["key"].as_str().expect("key").to_owned()).or_default().push(r["count"].as_u64().expect("count"));
+    }
+    let mut sum = 0;
+    for (k, mut c) in per_key {
+        c.sort_unstable();
+        let n = c.len() as u64;
+        assert_eq!(c, (1..=n).collect::<Vec<_>>(), "{}: key {k}", out.display());
+        sum += n;
+    }
+    assert_eq!(sum, total, "{}", out.display());
+}
+
+#[test]
+fn a_savepoint_with_a_finished_branch_restores() {
+    // One branch's source ends early, so its operator has finished (and holds no state)
+    // when the savepoint is taken; the job must still start from that savepoint.
+    let v1 = repo().join("plugins-examples/counter-v1/counter_v1.wasm");
+    for backend in ["memory", "rocksdb"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = dir.path().join("job.yaml");
+        std::fs::write(
+            &job,
+            format!(
+                "name: branches\nsources:\n  - {{id: short, type: generator, count: 20, keys: 5}}\n  - {{id: long, type: generator, count: 3000, keys: 10, rate: 3000}}\n\
+                 operators:\n  - {{uid: early, plugin: {p}, inputs: [short], key_by: {{field: key}}}}\n  - {{uid: late, plugin: {p}, inputs: [long], key_by: {{field: key}}}}\n\
+                 sinks:\n  - {{id: a, type: file, path: out-early, inputs: [early]}}\n  - {{id: b, type: file, path: out-late, inputs: [late]}}\n",
+                p = v1.display()
+            ),
+        )
+        .expect("job");
+        let ck = dir.path().join("ck");
+        let run = |extra: &[&str]| {
+            let out = rivulet()
+                .args(["run", "--quiet", "--state-backend", backend])
+                .arg(&job)
+                .arg("--checkpoint-dir")
+                .arg(&ck)
+                .args(extra)
+                .output()
+                .expect("run");
+            assert!(out.status.success(), "{backend} {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let sp = run(&["--stop-with-savepoint-after-records", "1500"]);
+        assert!(Path::new(&sp).join("_manifest.json").exists(), "{backend}: {sp}");
+        run(&["--restore", &sp]);
+        assert_counts_exact(&dir.path().join("out-early"), 20);
+        assert_counts_exact(&dir.path().join("out-late"), 3000);
+    }
+}
