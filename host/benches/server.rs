@@ -73,6 +73,17 @@ impl Drop for Server {
     }
 }
 
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            total += if path.is_dir() { dir_size(&path) } else { e.metadata().map_or(0, |m| m.len()) };
+        }
+    }
+    total
+}
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf()
 }
@@ -109,9 +120,7 @@ fn swap_once(srv: &Server, tmp: &Path, n: usize, ballast_keys: u64) -> Value {
     let started = Instant::now();
     let v = srv.post(&format!("/v1/jobs/{id}/upgrade"), "application/json", json!({"plugins": {"counter": "counter@2"}}).to_string().into_bytes());
     eprintln!("swap answered in {:.2}s: {v}", started.elapsed().as_secs_f64());
-    let cks = srv.get(&format!("/v1/jobs/{id}/checkpoints"));
-    let sp_bytes =
-        cks["completed"].as_array().and_then(|c| c.iter().rev().find(|s| s["kind"] == "savepoint")).and_then(|s| s["bytes"].as_u64()).unwrap_or(0);
+    let sp_bytes = v["savepoint"].as_str().map_or(0, |p| dir_size(Path::new(p)));
     srv.post(&format!("/v1/jobs/{id}/stop"), "application/json", b"{}".to_vec());
     json!({"downtime_ms": v["downtime_ms"], "result": v["result"], "savepoint_bytes": sp_bytes})
 }
@@ -139,7 +148,7 @@ fn main() {
         small.push((r["downtime_ms"].as_u64().unwrap_or(0), r["savepoint_bytes"].as_u64().unwrap_or(0)));
     }
     small.sort_unstable();
-    println!("| small (10 keys), median of 3 | {} B | {} ms |", small[1].1, small[1].0);
+    println!("| small (10 keys), median of 3 | {:.1} KB | {} ms |", small[1].1 as f64 / 1024.0, small[1].0);
     let keys = if quick { 100_000 } else { 1_000_000 };
     let r = swap_once(&srv, tmp.path(), 9, keys);
     println!(
