@@ -8,9 +8,12 @@
 //!
 //! Prints markdown tables (copied into `docs/benchmarks.md`). Needs `make plugins`.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::dir_size;
 
 use rivulet::checkpoint::manifest::{Manifest, OperatorEntry};
 use rivulet::checkpoint::subtask::{SubtaskMeta, capture, upload};
@@ -20,17 +23,6 @@ use rivulet::checkpoint::{
 use rivulet::job::{JobGraph, JobSpec};
 use rivulet::plugin::TimerService;
 use rivulet::state::{BackendKind, CurrentKey, KeyGroupRange, KeyedStateStore, key_group};
-
-fn dir_size(p: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            total += if path.is_dir() { dir_size(&path) } else { e.metadata().map_or(0, |m| m.len()) };
-        }
-    }
-    total
-}
 
 fn mb(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64

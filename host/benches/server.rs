@@ -9,10 +9,13 @@
 //! Runs a real `rivulet server` on 127.0.0.1 and prints markdown tables (copied into
 //! `docs/benchmarks.md`). Needs `make plugins`.
 
+mod support;
+
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::dir_size;
 
 use serde_json::{Value, json};
 
@@ -71,17 +74,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn dir_size(p: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            total += if path.is_dir() { dir_size(&path) } else { e.metadata().map_or(0, |m| m.len()) };
-        }
-    }
-    total
 }
 
 fn repo() -> PathBuf {

@@ -99,6 +99,22 @@ pub struct HistoryEvent {
     pub detail: Option<String>,
 }
 
+impl HistoryEvent {
+    /// An event of `kind` now, with the plugin versions after it and nothing else set.
+    pub fn new(kind: &str, versions: BTreeMap<String, String>) -> Self {
+        HistoryEvent {
+            at_ms: now_ms(),
+            kind: kind.into(),
+            versions,
+            from_versions: None,
+            savepoint: None,
+            downtime_ms: None,
+            parallelism: None,
+            detail: None,
+        }
+    }
+}
+
 /// A failure of a task, as kept for `GET /v1/jobs/{id}/exceptions`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExceptionInfo {
@@ -358,14 +374,9 @@ impl JobManager {
             let mut jobs = manager.lock();
             if let Some(entry) = jobs.get_mut(&id) {
                 entry.record.history.push(HistoryEvent {
-                    at_ms: now_ms(),
-                    kind: "resumed".into(),
-                    versions: versions(&entry.record.plugins),
-                    from_versions: None,
-                    savepoint: None,
-                    downtime_ms: None,
                     parallelism: entry.record.parallelism,
                     detail: Some("server restarted; resuming from the latest checkpoint".into()),
+                    ..HistoryEvent::new("resumed", versions(&entry.record.plugins))
                 });
                 entry.record.status = JobStatus::Running;
                 if let Err(e) = manager.start_run(entry, RestoreFrom::Latest, None) {
@@ -448,14 +459,9 @@ impl JobManager {
         // Check the graph before anything is stored.
         self.graph(&record, &record.plugins, record.parallelism)?;
         record.history.push(HistoryEvent {
-            at_ms: now_ms(),
-            kind: "submitted".into(),
-            versions: versions(&record.plugins),
-            from_versions: None,
             savepoint: sub.savepoint.clone(),
-            downtime_ms: None,
             parallelism: record.parallelism,
-            detail: None,
+            ..HistoryEvent::new("submitted", versions(&record.plugins))
         });
         let restore = match &sub.savepoint {
             Some(p) => RestoreFrom::Path(p.clone()),
@@ -546,16 +552,7 @@ impl JobManager {
             });
         }
         let versions_now = versions(&entry.record.plugins);
-        let event = |kind: &str, detail: Option<String>| HistoryEvent {
-            at_ms: now_ms(),
-            kind: kind.into(),
-            versions: versions_now.clone(),
-            from_versions: None,
-            savepoint: None,
-            downtime_ms: None,
-            parallelism: None,
-            detail,
-        };
+        let event = |kind: &str, detail: Option<String>| HistoryEvent { detail, ..HistoryEvent::new(kind, versions_now.clone()) };
         match result {
             Ok(report) if report.cancelled => {
                 entry.record.status = JobStatus::Cancelled;
@@ -582,14 +579,11 @@ impl JobManager {
                     entry.record.plugins = rb.plugins.clone();
                     entry.record.parallelism = rb.parallelism;
                     entry.record.history.push(HistoryEvent {
-                        at_ms: now_ms(),
-                        kind: "rollback".into(),
-                        versions: versions(&entry.record.plugins),
                         from_versions: Some(from),
                         savepoint: Some(rb.savepoint.clone()),
-                        downtime_ms: None,
                         parallelism: rb.parallelism,
                         detail: Some(reason),
+                        ..HistoryEvent::new("rollback", versions(&entry.record.plugins))
                     });
                     if let Err(e) = self.start_run(entry, RestoreFrom::Path(rb.savepoint.clone()), None) {
                         entry.record.status = JobStatus::Failed;
@@ -758,16 +752,7 @@ impl JobManager {
                 Ok(loc) => {
                     sp.status = "completed".into();
                     sp.location = Some(loc.clone());
-                    e.record.history.push(HistoryEvent {
-                        at_ms: now_ms(),
-                        kind: "savepoint".into(),
-                        versions: versions_now,
-                        from_versions: None,
-                        savepoint: Some(loc),
-                        downtime_ms: None,
-                        parallelism: None,
-                        detail: None,
-                    });
+                    e.record.history.push(HistoryEvent { savepoint: Some(loc), ..HistoryEvent::new("savepoint", versions_now) });
                 }
                 Err(reason) => {
                     sp.status = "failed".into();
@@ -899,15 +884,12 @@ impl JobManager {
             let rollback = Rollback { plugins: e.record.plugins.clone(), parallelism: e.record.parallelism, savepoint: savepoint.clone() };
             e.record.plugins = plugins.clone();
             e.record.parallelism = parallelism;
+            let kind = if changed.is_empty() { "rescale" } else { "swap" };
             e.record.history.push(HistoryEvent {
-                at_ms: now_ms(),
-                kind: if changed.is_empty() { "rescale".into() } else { "swap".into() },
-                versions: versions(&plugins),
                 from_versions: Some(from_versions.clone()),
                 savepoint: Some(savepoint.clone()),
-                downtime_ms: None,
                 parallelism,
-                detail: None,
+                ..HistoryEvent::new(kind, versions(&plugins))
             });
             if let Err(err) = self.start_run(e, RestoreFrom::Path(savepoint.clone()), Some(rollback.clone())) {
                 // The new graph cannot even be built: back to the old one.
