@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
 /// Where the server is and how to talk to it.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 pub struct ServerArgs {
     /// The server's base URL.
     #[arg(long, env = "RIVULET_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
@@ -21,6 +21,16 @@ pub struct ServerArgs {
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+impl std::fmt::Debug for ServerArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerArgs")
+            .field("server", &self.server)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("json", &self.json)
+            .finish()
+    }
 }
 
 /// `rivulet job …`.
@@ -289,10 +299,14 @@ pub fn job(args: &ServerArgs, cmd: JobCommand) -> Result<()> {
         JobCommand::Savepoint { id } => {
             let v = c.call("POST", &format!("/v1/jobs/{id}/savepoints"), None)?;
             let trigger = s(&v["trigger"]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(3600);
             let done = loop {
                 let v = c.call("GET", &format!("/v1/jobs/{id}/savepoints/{trigger}"), None)?;
                 if v["status"] != "in_progress" {
                     break v;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!("savepoint {trigger} of job {id} is still in progress after an hour");
                 }
                 std::thread::sleep(Duration::from_millis(100));
             };

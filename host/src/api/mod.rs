@@ -149,10 +149,16 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/jobs/{id}/rescale", post(rescale_job))
         .route("/v1/jobs/{id}/upgrade", post(upgrade_job))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         // Handlers read bodies themselves, each with its own limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let body = ErrorBody { error: format!("method {} is not allowed on {}", req.method(), req.uri().path()) };
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }
 
 async fn not_found(req: Request) -> ServerError {
@@ -318,9 +324,12 @@ async fn submit_job(
         let req: SubmitRequest = parse_json(&bytes)?;
         let spec = match req.spec {
             serde_json::Value::String(text) => JobSpec::parse(&text, "spec", &req.params),
-            other => {
+            mut other => {
+                // Params fill placeholders inside string values only, so a value cannot
+                // add fields to the spec.
+                substitute_in_strings(&mut other, &req.params)?;
                 let text = serde_json::to_string(&other).map_err(|e| ServerError::BadRequest(e.to_string()))?;
-                JobSpec::parse(&text, "spec", &req.params)
+                JobSpec::parse(&text, "spec", &BTreeMap::new())
             }
         }
         .map_err(|e| ServerError::BadRequest(e.to_string()))?;
@@ -337,6 +346,18 @@ async fn submit_job(
     }
     let record = state.jobs.submit(sub)?;
     Ok(json(StatusCode::CREATED, &record))
+}
+
+fn substitute_in_strings(v: &mut serde_json::Value, params: &BTreeMap<String, String>) -> ApiResult<()> {
+    match v {
+        serde_json::Value::String(s) if s.contains("${") => {
+            *s = crate::job::substitute_params(s, params).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+        }
+        serde_json::Value::Array(a) => a.iter_mut().try_for_each(|x| substitute_in_strings(x, params))?,
+        serde_json::Value::Object(o) => o.values_mut().try_for_each(|x| substitute_in_strings(x, params))?,
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Every job.

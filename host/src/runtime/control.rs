@@ -29,6 +29,7 @@ pub struct SavepointRequest {
 pub struct JobControl {
     requests: Mutex<VecDeque<SavepointRequest>>,
     cancel: AtomicBool,
+    closed: AtomicBool,
     live: Mutex<Live>,
     /// What the job's guests logged.
     pub guest_log: Arc<crate::plugin::GuestLog>,
@@ -62,11 +63,26 @@ impl JobControl {
         Arc::new(JobControl { guest_log: log, ..JobControl::default() })
     }
 
-    /// Ask for a savepoint; the receiver yields its location once complete.
+    /// Ask for a savepoint; the receiver yields its location once complete (or why
+    /// not: a request to a job that has ended is answered at once).
     pub fn request_savepoint(&self, stop: bool) -> oneshot::Receiver<SavepointReply> {
         let (reply, rx) = oneshot::channel();
-        self.lock_requests().push_back(SavepointRequest { stop, reply });
+        let mut queue = self.lock_requests();
+        if self.closed.load(Ordering::SeqCst) {
+            let _ = reply.send(Err("the job is no longer running".into()));
+        } else {
+            queue.push_back(SavepointRequest { stop, reply });
+        }
         rx
+    }
+
+    /// The job has ended for good: answer every queued request and refuse new ones.
+    pub fn close(&self) {
+        let mut queue = self.lock_requests();
+        self.closed.store(true, Ordering::SeqCst);
+        for r in queue.drain(..) {
+            let _ = r.reply.send(Err("the job ended before the savepoint could be taken".into()));
+        }
     }
 
     /// Stop the job at once, without a savepoint (the uncommitted output is discarded).

@@ -142,12 +142,25 @@ pub async fn run_job_with_restarts(
     opts: &RunOptions,
     restart: Option<&RestartSpec>,
 ) -> Result<JobReport, JobError> {
-    let mut failures = Vec::new();
     let mut opts = opts.clone();
+    // The handle also counts the snapshots each attempt completes (restart decisions).
+    let control = opts.control.get_or_insert_with(JobControl::new).clone();
+    let result = run_with_restarts(graph, engine, &mut opts, restart).await;
+    control.close();
+    result
+}
+
+async fn run_with_restarts(
+    graph: &JobGraph,
+    engine: &Arc<PluginEngine>,
+    opts: &mut RunOptions,
+    restart: Option<&RestartSpec>,
+) -> Result<JobReport, JobError> {
+    let mut failures = Vec::new();
     let max = restart.map_or(0, |r| r.attempts);
     let snapshots_before = opts.control.as_ref().map_or(0, |c| c.live().snapshots.len());
     loop {
-        match run_job(graph, engine, &opts).await {
+        match run_job(graph, engine, opts).await {
             Ok(mut report) => {
                 report.failures = failures;
                 return Ok(report);
@@ -163,9 +176,9 @@ pub async fn run_job_with_restarts(
                 if !e.is_restartable() || opts.attempt >= max || opts.control.as_ref().is_some_and(|c| c.cancelled()) {
                     return Err(e);
                 }
+                let completed_now = opts.control.as_ref().map_or(0, |c| c.live().snapshots.len());
                 if opts.probation {
-                    let snapshots = opts.control.as_ref().map_or(0, |c| c.live().snapshots.len());
-                    if snapshots == snapshots_before {
+                    if completed_now == snapshots_before {
                         return Err(e);
                     }
                     opts.probation = false;
@@ -179,7 +192,11 @@ pub async fn run_job_with_restarts(
                 );
                 tokio::time::sleep(delay).await;
                 opts.attempt += 1;
-                if opts.checkpoint.is_some() && opts.restore == RestoreFrom::Nothing {
+                // Restart from the newest snapshot this run completed; when it completed
+                // none, from where the run started (a fresh start discards the failed
+                // attempt's uncommitted output; a savepoint is restored again). Never from
+                // an older snapshot than one whose output was committed.
+                if opts.checkpoint.is_some() && completed_now > snapshots_before {
                     opts.restore = RestoreFrom::Latest;
                 }
             }
@@ -686,6 +703,13 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
         report.cancelled = true;
         report.elapsed = started.elapsed();
         return Ok(report);
+    }
+    if let Some(sp) = &report.stopped_with_savepoint
+        && let Some(e) = first_error.take()
+    {
+        // The stop's savepoint completed and committed the sinks: the job is over, and a
+        // task failing while it wound down must not start it again.
+        tracing::warn!(error = %e, savepoint = %sp, "a task failed after the job stopped with its savepoint");
     }
     if let Some(e) = first_error {
         return Err(e);

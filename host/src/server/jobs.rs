@@ -202,7 +202,8 @@ pub struct Submission {
 /// What a swap did.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpgradeOutcome {
-    /// `swapped` or `rolled_back`.
+    /// `swapped`, `rolled_back`, or `pending` (still on probation after 5 minutes:
+    /// no checkpoint of the new version yet, so it may still roll back).
     pub result: String,
     /// The savepoint both versions start from.
     pub savepoint: String,
@@ -228,6 +229,8 @@ pub struct JobDefaults {
 struct RunHandle {
     control: Arc<JobControl>,
     ended: watch::Receiver<bool>,
+    /// The run has ended and its failures are in the record's exceptions.
+    finished: bool,
     started: Instant,
 }
 
@@ -235,6 +238,27 @@ struct JobEntry {
     record: JobRecord,
     run: Option<RunHandle>,
     log: Arc<crate::plugin::GuestLog>,
+    /// Held by a stop, upgrade or rescale: one at a time per job.
+    op: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl JobEntry {
+    fn new(record: JobRecord) -> Self {
+        JobEntry { record, run: None, log: Default::default(), op: Default::default() }
+    }
+
+    /// Recorded exceptions plus those of the run in progress.
+    fn exceptions(&self) -> Vec<ExceptionInfo> {
+        let mut all = self.record.exceptions.clone();
+        if let Some(r) = self.run.as_ref().filter(|r| !r.finished) {
+            all.extend(r.control.live().failures.iter().map(exception));
+        }
+        all
+    }
+}
+
+fn exception(f: &crate::error::FailureRecord) -> ExceptionInfo {
+    ExceptionInfo { at_ms: f.at_ms, attempt: f.attempt, operator: f.operator.clone(), plugin: f.plugin.clone(), reason: f.reason.clone() }
 }
 
 /// What a rolled-back swap returns to.
@@ -364,7 +388,14 @@ impl JobManager {
             if path.extension().is_some_and(|x| x == "json")
                 && let Some(record) = store::read_json::<JobRecord>(&path)?
             {
-                jobs.insert(record.id.clone(), JobEntry { record, run: None, log: Default::default() });
+                jobs.insert(record.id.clone(), JobEntry::new(record));
+            }
+        }
+        // Savepoints in flight when the server died will not complete.
+        for e in jobs.values_mut() {
+            for sp in e.record.savepoints.iter_mut().filter(|sp| sp.status == "in_progress") {
+                sp.status = "failed".into();
+                sp.error = Some("the server stopped before the savepoint completed".into());
             }
         }
         let manager = Arc::new(JobManager { data_dir: data_dir.to_path_buf(), registry, defaults, jobs: Mutex::new(jobs) });
@@ -470,7 +501,7 @@ impl JobManager {
         // Under the lock, so the run cannot end before its record is in the map.
         let id = record.id.clone();
         let mut jobs = self.lock();
-        let entry = jobs.entry(id.clone()).or_insert(JobEntry { record, run: None, log: Default::default() });
+        let entry = jobs.entry(id.clone()).or_insert(JobEntry::new(record));
         if let Err(e) = self.start_run(entry, restore, None).and_then(|()| self.persist(&entry.record)) {
             jobs.remove(&id);
             return Err(e);
@@ -507,7 +538,7 @@ impl JobManager {
         opts.probation = probation.is_some();
         let restart = spec.restart.clone().unwrap_or(RestartSpec { attempts: 3, delay_ms: 1000 });
         let (tx, rx) = watch::channel(false);
-        entry.run = Some(RunHandle { control, ended: rx, started: Instant::now() });
+        entry.run = Some(RunHandle { control, ended: rx, finished: false, started: Instant::now() });
         record.status = JobStatus::Running;
         record.error = None;
         let manager = self.clone();
@@ -542,14 +573,9 @@ impl JobManager {
         let mut jobs = self.lock();
         let Some(entry) = jobs.get_mut(id) else { return };
         let live = opts.control.as_ref().map(|c| c.live()).unwrap_or_default();
-        for f in &live.failures {
-            entry.record.exceptions.push(ExceptionInfo {
-                at_ms: f.at_ms,
-                attempt: f.attempt,
-                operator: f.operator.clone(),
-                plugin: f.plugin.clone(),
-                reason: f.reason.clone(),
-            });
+        entry.record.exceptions.extend(live.failures.iter().map(exception));
+        if let Some(r) = &mut entry.run {
+            r.finished = true;
         }
         let versions_now = versions(&entry.record.plugins);
         let event = |kind: &str, detail: Option<String>| HistoryEvent { detail, ..HistoryEvent::new(kind, versions_now.clone()) };
@@ -618,7 +644,8 @@ impl JobManager {
     pub fn detail(&self, id: &str) -> Result<JobDetail, ServerError> {
         let jobs = self.lock();
         let entry = jobs.get(id).ok_or_else(|| ServerError::NotFound(format!("job {id}")))?;
-        let record = entry.record.clone();
+        let mut record = entry.record.clone();
+        record.exceptions = entry.exceptions();
         let (live, uptime) = match &entry.run {
             Some(r) => (r.control.live(), r.started.elapsed()),
             None => (Default::default(), Duration::ZERO),
@@ -677,7 +704,11 @@ impl JobManager {
                             .collect()
                     })
                     .unwrap_or_default();
-                out.push((e.record.clone(), kinds, r.control.live()));
+                let mut live = r.control.live();
+                if r.finished {
+                    live.failures.clear();
+                }
+                out.push((e.record.clone(), kinds, live));
             }
         }
         out
@@ -704,19 +735,23 @@ impl JobManager {
         })
     }
 
-    fn control(&self, id: &str) -> Result<(Arc<JobControl>, watch::Receiver<bool>), ServerError> {
+    fn control(&self, id: &str) -> Result<(Arc<JobControl>, watch::Receiver<bool>, Arc<tokio::sync::Mutex<()>>), ServerError> {
         let jobs = self.lock();
         let e = jobs.get(id).ok_or_else(|| ServerError::NotFound(format!("job {id}")))?;
-        if !e.record.status.is_active() {
+        if e.record.status != JobStatus::Running {
             return Err(ServerError::Conflict(format!("job {id} is {:?}, not running", e.record.status).to_lowercase()));
         }
-        let r = e.run.as_ref().ok_or_else(|| ServerError::Conflict(format!("job {id} has no running attempt")))?;
-        Ok((r.control.clone(), r.ended.clone()))
+        let r = e.run.as_ref().filter(|r| !r.finished).ok_or_else(|| ServerError::Conflict(format!("job {id} has no running attempt")))?;
+        Ok((r.control.clone(), r.ended.clone(), e.op.clone()))
+    }
+
+    fn busy(id: &str) -> ServerError {
+        ServerError::Conflict(format!("another stop, upgrade or rescale of job {id} is in progress"))
     }
 
     /// Ask for a savepoint; returns its trigger id at once.
     pub fn trigger_savepoint(self: &Arc<Self>, id: &str) -> Result<SavepointInfo, ServerError> {
-        let (control, _) = self.control(id)?;
+        let (control, _, _) = self.control(id)?;
         let info = SavepointInfo {
             trigger: new_id(),
             job: id.to_owned(),
@@ -782,7 +817,8 @@ impl JobManager {
 
     /// Stop a job: with a savepoint (drained and committed first) or at once.
     pub async fn stop(self: &Arc<Self>, id: &str, savepoint: bool) -> Result<JobRecord, ServerError> {
-        let (control, mut ended) = self.control(id)?;
+        let (control, mut ended, op) = self.control(id)?;
+        let _op = op.try_lock_owned().map_err(|_| Self::busy(id))?;
         if savepoint {
             let trigger = new_id();
             {
@@ -825,7 +861,8 @@ impl JobManager {
             let e = jobs.get(id).ok_or_else(|| ServerError::NotFound(format!("job {id}")))?;
             e.record.clone()
         };
-        let (control, mut ended) = self.control(id)?;
+        let (control, mut ended, op) = self.control(id)?;
+        let _op = op.try_lock_owned().map_err(|_| Self::busy(id))?;
         if new_plugins.is_empty() && parallelism.is_none() {
             return Err(ServerError::BadRequest("nothing to change: give `plugins` (uid → name@version) and/or `parallelism`".into()));
         }
@@ -856,10 +893,12 @@ impl JobManager {
         // 3. Stop with a savepoint.
         {
             let mut jobs = self.lock();
-            if let Some(e) = jobs.get_mut(id) {
-                e.record.status = JobStatus::Upgrading;
-                self.persist(&e.record)?;
+            let e = jobs.get_mut(id).ok_or_else(|| ServerError::NotFound(format!("job {id}")))?;
+            if e.record.status != JobStatus::Running {
+                return Err(ServerError::Conflict(format!("job {id} is {:?}, not running", e.record.status).to_lowercase()));
             }
+            e.record.status = JobStatus::Upgrading;
+            self.persist(&e.record)?;
         }
         let t0 = Instant::now();
         let savepoint = match control.request_savepoint(true).await.unwrap_or_else(|_| Err("the job ended before the savepoint completed".into())) {
@@ -881,6 +920,9 @@ impl JobManager {
         let new_control = {
             let mut jobs = self.lock();
             let e = jobs.get_mut(id).ok_or_else(|| ServerError::NotFound(format!("job {id}")))?;
+            if e.record.status != JobStatus::Upgrading {
+                return Err(ServerError::Conflict(format!("job {id} ended while it was being stopped for the swap ({:?})", e.record.status)));
+            }
             let rollback = Rollback { plugins: e.record.plugins.clone(), parallelism: e.record.parallelism, savepoint: savepoint.clone() };
             e.record.plugins = plugins.clone();
             e.record.parallelism = parallelism;
@@ -895,7 +937,15 @@ impl JobManager {
                 // The new graph cannot even be built: back to the old one.
                 e.record.plugins = rollback.plugins;
                 e.record.parallelism = rollback.parallelism;
-                self.start_run(e, RestoreFrom::Path(savepoint.clone()), None)?;
+                e.record.history.push(HistoryEvent {
+                    savepoint: Some(savepoint.clone()),
+                    detail: Some(err.to_string()),
+                    ..HistoryEvent::new("rollback", versions(&e.record.plugins))
+                });
+                if let Err(again) = self.start_run(e, RestoreFrom::Path(savepoint.clone()), None) {
+                    e.record.status = JobStatus::Failed;
+                    e.record.error = Some(format!("the swap failed ({err}) and so did the rollback: {again}"));
+                }
                 self.persist(&e.record)?;
                 return Err(err);
             }
@@ -925,8 +975,12 @@ impl JobManager {
             if let Some(reason) = rolled_back {
                 break ("rolled_back", Some(reason));
             }
-            if !live.snapshots.is_empty() || *new_ended.borrow() || Instant::now() > deadline {
+            if !live.snapshots.is_empty() || *new_ended.borrow() {
                 break ("swapped", None);
+            }
+            if Instant::now() > deadline {
+                // Still on probation (no checkpoint yet): it may yet roll back.
+                break ("pending", None);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };

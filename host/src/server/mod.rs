@@ -50,7 +50,7 @@ pub enum ServerError {
 }
 
 /// How to run a server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Address to bind.
     pub listen: SocketAddr,
@@ -64,6 +64,19 @@ pub struct ServerConfig {
     pub checkpoint_interval: Duration,
     /// State backend for jobs that set none.
     pub state_backend: BackendKind,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("max_plugin_bytes", &self.max_plugin_bytes)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("state_backend", &self.state_backend)
+            .finish()
+    }
 }
 
 impl ServerConfig {

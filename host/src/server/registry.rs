@@ -45,7 +45,12 @@ pub struct PluginRegistry {
     dir: PathBuf,
     engine: Arc<PluginEngine>,
     index: Mutex<Vec<PluginMeta>>,
+    /// Compiles running at once (a compile past its time limit keeps its permit).
+    compiles: Arc<tokio::sync::Semaphore>,
 }
+
+/// Uploads compiled at the same time; the rest wait.
+const CONCURRENT_COMPILES: usize = 2;
 
 /// Check a name or version: 1–64 characters of `[A-Za-z0-9._-]`.
 pub fn check_ident(what: &str, s: &str) -> Result<(), ServerError> {
@@ -59,7 +64,7 @@ impl PluginRegistry {
         let dir = data_dir.join("plugins");
         std::fs::create_dir_all(&dir).map_err(|e| ServerError::Internal(format!("{}: {e}", dir.display())))?;
         let index: Vec<PluginMeta> = store::read_json(&dir.join("index.json"))?.unwrap_or_default();
-        Ok(PluginRegistry { dir, engine, index: Mutex::new(index) })
+        Ok(PluginRegistry { dir, engine, index: Mutex::new(index), compiles: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_COMPILES)) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<PluginMeta>> {
@@ -116,7 +121,9 @@ impl PluginRegistry {
         // Compile and world-check before anything is stored.
         let engine = self.engine.clone();
         let label = format!("{name}@{version}");
+        let permit = self.compiles.clone().acquire_owned().await.map_err(|e| ServerError::Internal(format!("compile queue: {e}")))?;
         let compile = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let plugin = engine.load_bytes(&label, &bytes)?;
             Ok::<_, PluginError>((plugin, bytes))
         });
