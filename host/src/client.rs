@@ -15,9 +15,12 @@ pub struct ServerArgs {
     /// The server's base URL.
     #[arg(long, env = "RIVULET_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     pub server: String,
-    /// Bearer token.
+    /// Bearer token (prefer --token-file or RIVULET_TOKEN: arguments show in `ps`).
     #[arg(long, env = "RIVULET_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// A file holding the bearer token.
+    #[arg(long, env = "RIVULET_TOKEN_FILE", global = true, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -28,6 +31,7 @@ impl std::fmt::Debug for ServerArgs {
         f.debug_struct("ServerArgs")
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
             .field("json", &self.json)
             .finish()
     }
@@ -103,10 +107,14 @@ struct Client {
 }
 
 impl Client {
-    fn new(args: &ServerArgs) -> Self {
+    fn new(args: &ServerArgs) -> Result<Self> {
         let agent: ureq::Agent =
             ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(900))).build().into();
-        Client { base: args.server.trim_end_matches('/').to_owned(), token: args.token.clone(), agent }
+        let token = match &args.token_file {
+            Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading the token file {}", f.display()))?.trim().to_owned()),
+            None => args.token.clone(),
+        };
+        Ok(Client { base: args.server.trim_end_matches('/').to_owned(), token, agent })
     }
 
     fn call(&self, method: &str, path: &str, body: Option<(&str, Vec<u8>)>) -> Result<Value> {
@@ -189,7 +197,7 @@ pub fn plugin_upload(args: &ServerArgs, file: &std::path::Path, name: Option<Str
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let name = name.unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into()));
     let path = format!("/v1/plugins?name={}&version={}", urlencode(&name), urlencode(version));
-    let v = Client::new(args).call("POST", &path, Some(("application/wasm", bytes)))?;
+    let v = Client::new(args)?.call("POST", &path, Some(("application/wasm", bytes)))?;
     if args.json {
         println!("{v:#}");
     } else {
@@ -200,7 +208,7 @@ pub fn plugin_upload(args: &ServerArgs, file: &std::path::Path, name: Option<Str
 
 /// `rivulet plugin list`.
 pub fn plugin_list(args: &ServerArgs) -> Result<()> {
-    let v = Client::new(args).call("GET", "/v1/plugins", None)?;
+    let v = Client::new(args)?.call("GET", "/v1/plugins", None)?;
     if args.json {
         println!("{v:#}");
         return Ok(());
@@ -225,7 +233,7 @@ fn urlencode(s: &str) -> String {
 
 /// `rivulet job …`.
 pub fn job(args: &ServerArgs, cmd: JobCommand) -> Result<()> {
-    let c = Client::new(args);
+    let c = Client::new(args)?;
     match cmd {
         JobCommand::Submit { spec, params, savepoint, allow_non_restored_state, parallelism, state_backend } => {
             let text = std::fs::read_to_string(&spec).with_context(|| format!("reading {}", spec.display()))?;

@@ -485,6 +485,22 @@ fn a_killed_server_resumes_its_jobs_and_the_cli_drives_it() {
     assert!(history.as_array().is_some_and(|h| h.iter().any(|e| e["kind"] == "resumed")), "{history}");
     srv.wait_status(&id, "finished", Duration::from_secs(90));
     assert_exact_counts(&out, total);
+    let token_file = dir.path().join("client-token");
+    std::fs::write(&token_file, TOKEN).expect("token file");
+    let out = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+        .args(["job", "list", "--server", &srv.url, "--token-file"])
+        .arg(&token_file)
+        .env_remove("RIVULET_TOKEN")
+        .output()
+        .expect("rivulet");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&id), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+        .args(["job", "list", "--server", &srv.url])
+        .env_remove("RIVULET_TOKEN")
+        .env_remove("RIVULET_TOKEN_FILE")
+        .output()
+        .expect("rivulet");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("401"), "no token: {}", String::from_utf8_lossy(&out.stderr));
     let status = cli(&["job", "status", &id], &srv.url);
     assert!(status.contains("finished") && status.contains("counter"), "{status}");
 }
