@@ -184,10 +184,12 @@ async fn run_with_restarts(
                     opts.probation = false;
                 }
                 let delay = Duration::from_millis(restart.map_or(0, |r| r.delay_ms));
+                let from_latest = opts.checkpoint.is_some() && completed_now > snapshots_before;
                 eprintln!(
-                    "[rivulet] attempt {} failed: {e}; restarting in {} ms from the latest checkpoint ({} of {max} restarts)",
+                    "[rivulet] attempt {} failed: {e}; restarting in {} ms from {} ({} of {max} restarts)",
                     opts.attempt,
                     delay.as_millis(),
+                    if from_latest || opts.restore == RestoreFrom::Latest { "the latest checkpoint" } else { "where the run started" },
                     opts.attempt + 1
                 );
                 tokio::time::sleep(delay).await;
@@ -196,7 +198,7 @@ async fn run_with_restarts(
                 // none, from where the run started (a fresh start discards the failed
                 // attempt's uncommitted output; a savepoint is restored again). Never from
                 // an older snapshot than one whose output was committed.
-                if opts.checkpoint.is_some() && completed_now > snapshots_before {
+                if from_latest {
                     opts.restore = RestoreFrom::Latest;
                 }
             }
