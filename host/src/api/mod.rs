@@ -65,6 +65,10 @@ impl IntoResponse for ServerError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // What was not drained of the body is still on the wire.
+            resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        }
         resp
     }
 }
@@ -122,7 +126,10 @@ async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response
     {
         let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if !presented.is_some_and(|p| token_matches(p.trim(), expected)) {
-            return ServerError::Unauthorized.into_response();
+            // The body of an unauthenticated request is not read: the connection closes.
+            let mut resp = ServerError::Unauthorized.into_response();
+            resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            return resp;
         }
     }
     next.run(req).await
@@ -207,11 +214,12 @@ async fn upload_plugin(
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     req: Request,
 ) -> ApiResult<Response> {
-    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
     let limit = state.config.max_plugin_bytes;
     let is_multipart = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/form-data"));
     let (parts, body) = req.into_parts();
+    // The body is read before anything is judged, so the connection stays usable.
     let bytes = read_body(body, limit, "the plugin upload").await?;
+    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
     let bytes = if is_multipart {
         let req = Request::from_parts(parts, Body::from(bytes));
         let mut form = Multipart::from_request(req, &()).await.map_err(|e| ServerError::BadRequest(format!("multipart: {}", e.body_text())))?;
@@ -307,8 +315,8 @@ async fn submit_job(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
     let bytes = read_body(body, MAX_JSON_BYTES, "the job submission").await?;
+    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let sub = if ctype.contains("yaml") {
         let text = std::str::from_utf8(&bytes).map_err(|_| ServerError::BadRequest("the YAML spec is not UTF-8".into()))?;
