@@ -752,22 +752,7 @@ impl JobManager {
     /// Ask for a savepoint; returns its trigger id at once.
     pub fn trigger_savepoint(self: &Arc<Self>, id: &str) -> Result<SavepointInfo, ServerError> {
         let (control, _, _) = self.control(id)?;
-        let info = SavepointInfo {
-            trigger: new_id(),
-            job: id.to_owned(),
-            status: "in_progress".into(),
-            location: None,
-            error: None,
-            requested_ms: now_ms(),
-            stop: false,
-        };
-        {
-            let mut jobs = self.lock();
-            if let Some(e) = jobs.get_mut(id) {
-                e.record.savepoints.push(info.clone());
-                self.persist(&e.record)?;
-            }
-        }
+        let info = self.record_savepoint_request(id, false)?;
         let rx = control.request_savepoint(false);
         let manager = self.clone();
         let (job, trigger) = (id.to_owned(), info.trigger.clone());
@@ -775,6 +760,24 @@ impl JobManager {
             let outcome = rx.await.unwrap_or_else(|_| Err("the job ended before the savepoint completed".into()));
             manager.settle_savepoint(&job, &trigger, outcome);
         });
+        Ok(info)
+    }
+
+    /// Note a savepoint request in the job's record (status `in_progress`).
+    fn record_savepoint_request(&self, id: &str, stop: bool) -> Result<SavepointInfo, ServerError> {
+        let info = SavepointInfo {
+            trigger: new_id(),
+            job: id.to_owned(),
+            status: "in_progress".into(),
+            location: None,
+            error: None,
+            requested_ms: now_ms(),
+            stop,
+        };
+        let mut jobs = self.lock();
+        let e = jobs.get_mut(id).ok_or_else(|| ServerError::NotFound(format!("job {id}")))?;
+        e.record.savepoints.push(info.clone());
+        self.persist(&e.record)?;
         Ok(info)
     }
 
@@ -820,21 +823,7 @@ impl JobManager {
         let (control, mut ended, op) = self.control(id)?;
         let _op = op.try_lock_owned().map_err(|_| Self::busy(id))?;
         if savepoint {
-            let trigger = new_id();
-            {
-                let mut jobs = self.lock();
-                if let Some(e) = jobs.get_mut(id) {
-                    e.record.savepoints.push(SavepointInfo {
-                        trigger: trigger.clone(),
-                        job: id.to_owned(),
-                        status: "in_progress".into(),
-                        location: None,
-                        error: None,
-                        requested_ms: now_ms(),
-                        stop: true,
-                    });
-                }
-            }
+            let trigger = self.record_savepoint_request(id, true)?.trigger;
             let outcome = control.request_savepoint(true).await.unwrap_or_else(|_| Err("the job ended before the savepoint completed".into()));
             let failed = outcome.as_ref().err().cloned();
             self.settle_savepoint(id, &trigger, outcome);
