@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 RIVULET_RELEASE := $(CARGO_TARGET_DIR)/release/rivulet
 RIVULET_DEV := $(CARGO_TARGET_DIR)/debug/rivulet
 
-.PHONY: setup build plugins operator demo test bench clean
+.PHONY: setup build plugins ui ui-api ui-screenshots operator demo test test-ui bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -21,8 +21,16 @@ operator: setup
 	@test -n "$(DIR)" || { echo "usage: make operator DIR=path/to/operator" >&2; exit 2; }
 	@bash scripts/build-operator.sh $(DIR)
 
-## Host binary (release) and every example plugin.
-build: plugins
+## The web UI (web-ui/dist, embedded into the binary); skipped when unchanged.
+ui: setup
+	@bash scripts/build-ui.sh
+
+## Refresh the UI's copy of the server's OpenAPI document (a host test checks it).
+ui-api:
+	cargo run -q -p rivulet-host -- openapi > web-ui/src/api/openapi.json
+
+## Host binary (release) with the web UI, and every example plugin.
+build: plugins ui
 	cargo build --release -p rivulet-host
 	@echo "built $(RIVULET_RELEASE)"
 
@@ -34,9 +42,21 @@ demo: build
 	@echo "--- fraud alerts (committed part files of target/demo-alerts/) ---"
 	@cat $(CURDIR)/target/demo-alerts/part-*
 
-## Set up, build plugins and fixtures, run every test.
-test: plugins
+## Set up, build plugins, fixtures and the UI, run every test: Rust, then the UI's
+## component tests (Vitest) and end-to-end tests (Chromium against a real server).
+test: plugins ui
+	@bash scripts/setup-browser.sh
 	cargo test --workspace --no-fail-fast
+	@$(MAKE) test-ui
+
+test-ui:
+	cd web-ui && npm run --silent test
+	cd web-ui && RIVULET_BIN=$(RIVULET_DEV) node --test e2e/
+
+## Re-take the screenshots in docs/ui/ (the end-to-end test takes them).
+ui-screenshots: ui
+	cargo build -p rivulet-host
+	cd web-ui && RIVULET_BIN=$(RIVULET_DEV) RIVULET_DOCS_SCREENSHOTS=1 node --test e2e/
 
 ## Benchmarks (results go to docs/benchmarks.md by hand).
 bench: plugins

@@ -24,6 +24,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Print the OpenAPI document as pretty JSON with a final newline.
+fn openapi() -> anyhow::Result<()> {
+    use utoipa::OpenApi as _;
+    let doc = crate::api::ApiDoc::openapi().to_pretty_json()?;
+    println!("{doc}");
+    Ok(())
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -43,8 +51,10 @@ pub enum Command {
         #[command(subcommand)]
         command: SavepointCommand,
     },
-    /// Run the server: REST API, plugin registry, many jobs, hot swap.
+    /// Run the server: REST API, web UI, plugin registry, many jobs, hot swap.
     Server(ServerRunArgs),
+    /// Print the server's OpenAPI document (the web UI's API types are generated from it).
+    Openapi,
     /// Manage jobs on a server.
     Job {
         /// Server connection.
@@ -405,6 +415,7 @@ pub fn main() -> ExitCode {
         Command::Plugin { command: PluginCommand::List { server } } => crate::client::plugin_list(&server),
         Command::Job { server, command } => crate::client::job(&server, command),
         Command::Server(args) => server(args),
+        Command::Openapi => openapi(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@
 //! `{"error": …}`.
 
 mod metrics;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use utoipa::OpenApi;
 use crate::job::JobSpec;
 use crate::plugin::GuestLogLine;
 use crate::server::jobs::{
-    CheckpointsView, ExceptionInfo, HistoryEvent, JobDetail, JobRecord, JobStatus, NodeStatus, PluginRef, SavepointInfo, SnapshotStat, Submission,
+    CheckpointsView, EdgeStatus, ExceptionInfo, HistoryEvent, JobDetail, JobRecord, JobStatus, NodeStatus, PluginRef, SavepointInfo, SnapshotStat, Submission,
     UpgradeOutcome,
 };
 use crate::server::{AppState, PluginMeta, ServerError};
@@ -123,6 +124,7 @@ fn token_matches(presented: &str, expected: &str) -> bool {
 async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response {
     if let Some(expected) = &state.config.auth_token
         && req.uri().path() != "/healthz"
+        && !(req.method() == axum::http::Method::GET && ui::is_ui_path(req.uri().path()))
     {
         let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if !presented.is_some_and(|p| token_matches(p.trim(), expected)) {
@@ -168,14 +170,39 @@ async fn method_not_allowed(req: Request) -> Response {
     (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
 }
 
-async fn not_found(req: Request) -> ServerError {
-    ServerError::NotFound(format!("route {} {}", req.method(), req.uri().path()))
+async fn not_found(req: Request) -> Response {
+    if req.method() == axum::http::Method::GET && ui::is_ui_path(req.uri().path()) {
+        return ui::serve(req.uri().clone()).await;
+    }
+    ServerError::NotFound(format!("route {} {}", req.method(), req.uri().path())).into_response()
 }
 
-/// Liveness.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The server is up")))]
-async fn healthz() -> Response {
-    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+/// `GET /healthz`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+    /// Seconds since the server started.
+    pub uptime_s: f64,
+    /// Whether this binary serves the web UI at `/`.
+    pub ui: bool,
+    /// Whether the API needs a bearer token.
+    pub auth: bool,
+}
+
+/// Liveness, version and uptime (no token needed).
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health, description = "The server is up")))]
+async fn healthz(State(state): State<Shared>) -> Response {
+    let health = Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        uptime_s: state.started.elapsed().as_secs_f64(),
+        ui: ui::is_built(),
+        auth: state.config.auth_token.is_some(),
+    };
+    json(StatusCode::OK, &health)
 }
 
 /// Metrics in the Prometheus text format.
@@ -272,7 +299,7 @@ async fn delete_plugin(State(state): State<Shared>, Path((name, version)): Path<
 pub struct SubmitRequest {
     /// The job spec: an object, or YAML text. Operators name plugins as `name@version`
     /// or `sha256:<digest>`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub spec: serde_json::Value,
     /// Fill `${NAME}` placeholders of a YAML spec.
     #[serde(default)]
@@ -479,15 +506,23 @@ pub struct UpgradeRequest {
     /// A new parallelism too.
     #[serde(default)]
     pub parallelism: Option<u32>,
+    /// Only check: validate the versions and dry-run their `migrate-state` on the latest
+    /// snapshot, and leave the job running as it is (`result` = `dry_run_ok`).
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// Hot swap: new plugin versions per operator uid, through a savepoint, with
 /// `migrate-state` dry-run first and an automatic rollback when the new version fails.
+/// With `dry_run`, only the checks run and the job is left alone.
 #[utoipa::path(post, path = "/v1/jobs/{id}/upgrade", params(("id" = String, Path)), request_body = UpgradeRequest,
     responses((status = 200, body = UpgradeOutcome), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn upgrade_job(State(state): State<Shared>, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
     let bytes = read_body(body, MAX_JSON_BYTES, "the request").await?;
     let req: UpgradeRequest = parse_json(&bytes)?;
+    if req.dry_run {
+        return Ok(json(StatusCode::OK, &state.jobs.check_upgrade(&id, &req.plugins, req.parallelism).await?));
+    }
     Ok(json(StatusCode::OK, &state.jobs.upgrade(&id, &req.plugins, req.parallelism).await?))
 }
 
@@ -500,7 +535,7 @@ async fn upgrade_job(State(state): State<Shared>, Path(id): Path<String>, body: 
         job_exceptions, job_checkpoints, job_history, job_logs, trigger_savepoint, get_savepoint, list_savepoints, stop_job, rescale_job, upgrade_job
     ),
     components(schemas(
-        ErrorBody, PluginMeta, JobRecord, JobStatus, JobDetail, NodeStatus, SnapshotStat, CheckpointsView, HistoryEvent, ExceptionInfo,
+        ErrorBody, Health, PluginMeta, JobRecord, JobStatus, JobDetail, NodeStatus, EdgeStatus, SnapshotStat, CheckpointsView, HistoryEvent, ExceptionInfo,
         SavepointInfo, PluginRef, UpgradeOutcome, GuestLogLine, SubmitRequest, StopRequest, RescaleRequest, UpgradeRequest
     )),
     modifiers(&BearerAuth),
@@ -515,5 +550,20 @@ impl utoipa::Modify for BearerAuth {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi as _;
+
+    /// The web UI's API types are generated from a copy of the OpenAPI document: it must
+    /// be this server's, or the UI would type-check against an API that is not there.
+    #[test]
+    fn the_web_ui_has_the_current_openapi_document() {
+        let want = format!("{}\n", super::ApiDoc::openapi().to_pretty_json().expect("the document serializes"));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../web-ui/src/api/openapi.json");
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(have == want, "{path} is not the server's OpenAPI document: run `make ui-api` (rivulet openapi > {path}) and rebuild the UI");
     }
 }

@@ -19,6 +19,8 @@ struct Pending {
     barrier: Barrier,
     started: Instant,
     acks: BTreeMap<TaskKey, SnapshotPart>,
+    /// When the last sink acknowledged the barrier, from the trigger.
+    sinks_reached: Option<std::time::Duration>,
 }
 
 /// What finishing a snapshot produced.
@@ -34,8 +36,17 @@ pub struct CoordinatorOutcome {
     pub stop: bool,
     /// Bytes written for it (new files only).
     pub bytes: u64,
+    /// Bytes of every file it consists of (shared files of earlier checkpoints included).
+    pub total_bytes: u64,
     /// Time from trigger to completion.
     pub duration_ms: u64,
+    /// Time from the trigger until the barrier had passed every sink: it travels behind
+    /// every record already in the channels, so this is the pipeline's end-to-end
+    /// latency (Flink's latency markers measure the same way). None when no sink took
+    /// part (all finished).
+    pub latency_ms: Option<u64>,
+    /// Completed at, ms since the epoch.
+    pub completed_ms: i64,
 }
 
 /// Coordinates the snapshots of one job run.
@@ -142,7 +153,7 @@ impl Coordinator {
             // A finished source is gone: its final part stands in.
             let _ = s.send(barrier);
         }
-        self.pending = Some(Pending { barrier, started: Instant::now(), acks: BTreeMap::new() });
+        self.pending = Some(Pending { barrier, started: Instant::now(), acks: BTreeMap::new(), sinks_reached: None });
         Some(barrier.id)
     }
 
@@ -151,6 +162,9 @@ impl Coordinator {
         match report {
             TaskReport::Ack { id, part } => {
                 if let Some(p) = self.pending.as_mut().filter(|p| p.barrier.id == id) {
+                    if matches!(part, SnapshotPart::Sink(_)) {
+                        p.sinks_reached = Some(p.started.elapsed());
+                    }
                     p.acks.insert(part.task(), part);
                 }
             }
@@ -255,7 +269,7 @@ impl Coordinator {
                 SnapshotPart::Source(s) => s.position == super::manifest::SourcePosition::Finished,
                 SnapshotPart::Sink(s) => s.finished,
             });
-        self.write(p.barrier, parts, all_finished && p.barrier.kind == SnapshotKind::Checkpoint, p.started).await
+        self.write(p.barrier, parts, all_finished && p.barrier.kind == SnapshotKind::Checkpoint, p.started, p.sinks_reached).await
     }
 
     /// Every task has finished: write the final checkpoint (marked finished) so that a
@@ -271,7 +285,7 @@ impl Coordinator {
             let barrier = Barrier { id: self.next_id, kind: SnapshotKind::Checkpoint, stop: false };
             self.next_id += 1;
             let parts = self.finished_parts();
-            if let Some(done) = self.write(barrier, parts, true, Instant::now()).await? {
+            if let Some(done) = self.write(barrier, parts, true, Instant::now(), None).await? {
                 return Ok(done);
             }
             // The store is failing: the output cannot be committed until it is back.
@@ -288,6 +302,7 @@ impl Coordinator {
         parts: BTreeMap<TaskKey, SnapshotPart>,
         finished: bool,
         started: Instant,
+        sinks_reached: Option<std::time::Duration>,
     ) -> Result<Option<CoordinatorOutcome>, CheckpointError> {
         let mut operators: BTreeMap<String, OperatorEntry> = BTreeMap::new();
         let mut sources = Vec::new();
@@ -324,11 +339,12 @@ impl Coordinator {
             .filter(|f| f.path.starts_with(&dir) || !self.retained.iter().any(|m| m.files().any(|g| g.path == f.path)))
             .map(|f| f.size)
             .sum();
+        let total_bytes: u64 = manifest.files().map(|f| f.size).sum();
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Local(e.to_string()))?;
         super::failpoint::hit("before-manifest");
         if let Err(e) = self.cfg.storage.put(&format!("{dir}/{MANIFEST}"), Bytes::from(json)).await {
             // Not complete: the manifest is what makes it so.
-            self.pending = Some(Pending { barrier, started, acks: BTreeMap::new() });
+            self.pending = Some(Pending { barrier, started, acks: BTreeMap::new(), sinks_reached: None });
             self.abort(e.to_string()).await?;
             return Ok(None);
         }
@@ -343,7 +359,10 @@ impl Coordinator {
             location: self.cfg.storage.url_of(&dir),
             stop: barrier.stop,
             bytes: new_bytes,
+            total_bytes,
             duration_ms: started.elapsed().as_millis() as u64,
+            latency_ms: sinks_reached.map(|d| d.as_millis() as u64),
+            completed_ms: crate::runtime::now_ms(),
         };
         if barrier.kind == SnapshotKind::Checkpoint {
             self.retained.push(manifest);

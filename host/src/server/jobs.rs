@@ -157,7 +157,7 @@ pub struct JobRecord {
     /// The spec's name.
     pub name: String,
     /// The spec as submitted (plugins referenced as `name@version` or digest).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub spec: serde_json::Value,
     /// The plugin version each operator runs now.
     pub plugins: BTreeMap<String, PluginRef>,
@@ -215,6 +215,9 @@ pub struct UpgradeOutcome {
     pub downtime_ms: Option<u64>,
     /// Why the new version was rolled back.
     pub rollback_reason: Option<String>,
+    /// What a dry run checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Server-wide defaults for jobs.
@@ -261,6 +264,16 @@ fn exception(f: &crate::error::FailureRecord) -> ExceptionInfo {
     ExceptionInfo { at_ms: f.at_ms, attempt: f.attempt, operator: f.operator.clone(), plugin: f.plugin.clone(), reason: f.reason.clone() }
 }
 
+/// An upgrade that passed its checks.
+struct Checked {
+    plugins: BTreeMap<String, PluginRef>,
+    changed: Vec<String>,
+    parallelism: Option<u32>,
+    graph: JobGraph,
+    /// The snapshot the dry run restored (none yet: nothing to check).
+    snapshot: Option<String>,
+}
+
 /// What a rolled-back swap returns to.
 #[derive(Debug, Clone)]
 struct Rollback {
@@ -304,6 +317,19 @@ pub struct NodeStatus {
     pub memory_bytes: u64,
 }
 
+/// An edge of a job's graph.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EdgeStatus {
+    /// Upstream node id.
+    pub from: String,
+    /// Downstream node id.
+    pub to: String,
+    /// `forward`, `hash` or `rebalance`.
+    pub partitioning: String,
+    /// The side output it carries (absent for the main output).
+    pub tag: Option<String>,
+}
+
 /// A checkpoint or savepoint completed by the current server process.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SnapshotStat {
@@ -313,10 +339,17 @@ pub struct SnapshotStat {
     pub kind: String,
     /// Where.
     pub location: String,
-    /// Bytes written for it.
+    /// Bytes written for it (an incremental checkpoint's new files).
     pub bytes: u64,
+    /// Bytes of all files it consists of (shared files of earlier checkpoints included).
+    pub total_bytes: u64,
     /// Trigger to completion.
     pub duration_ms: u64,
+    /// Trigger until the barrier had passed every sink: the pipeline's end-to-end
+    /// latency (the barrier travels behind every record in flight).
+    pub latency_ms: Option<u64>,
+    /// Completed at, ms since the epoch.
+    pub at_ms: i64,
 }
 
 /// `GET /v1/jobs/{id}`.
@@ -329,8 +362,10 @@ pub struct JobDetail {
     pub attempt: u32,
     /// Seconds since the current run started.
     pub uptime_s: f64,
-    /// Operators and connectors.
+    /// Operators and connectors, sources first (topological order).
     pub nodes: Vec<NodeStatus>,
+    /// How records flow between them.
+    pub edges: Vec<EdgeStatus>,
     /// The latest snapshot completed since the run started.
     pub last_checkpoint: Option<SnapshotStat>,
 }
@@ -679,8 +714,24 @@ impl JobManager {
                 });
             }
         }
+        let edges = graph
+            .iter()
+            .flat_map(|g| {
+                g.edges.iter().map(|e| EdgeStatus {
+                    from: g.nodes[e.from].id.clone(),
+                    to: g.nodes[e.to].id.clone(),
+                    partitioning: match e.partition {
+                        crate::job::Partition::Forward => "forward",
+                        crate::job::Partition::Hash(_) => "hash",
+                        crate::job::Partition::Rebalance => "rebalance",
+                    }
+                    .into(),
+                    tag: e.tag.clone(),
+                })
+            })
+            .collect();
         let last_checkpoint = live.snapshots.last().map(stat);
-        Ok(JobDetail { record, attempt: live.attempt, uptime_s: uptime.as_secs_f64(), nodes, last_checkpoint })
+        Ok(JobDetail { record, attempt: live.attempt, uptime_s: uptime.as_secs_f64(), nodes, edges, last_checkpoint })
     }
 
     /// Live metrics of every job with a run: (job id, job name, node kinds, live view).
@@ -852,33 +903,7 @@ impl JobManager {
         };
         let (control, mut ended, op) = self.control(id)?;
         let _op = op.try_lock_owned().map_err(|_| Self::busy(id))?;
-        if new_plugins.is_empty() && parallelism.is_none() {
-            return Err(ServerError::BadRequest("nothing to change: give `plugins` (uid → name@version) and/or `parallelism`".into()));
-        }
-        if parallelism == Some(0) {
-            return Err(ServerError::BadRequest("parallelism must be at least 1".into()));
-        }
-        // 1. Validate the new components (compiled and world-checked at upload).
-        let mut plugins = record.plugins.clone();
-        let mut changed = Vec::new();
-        for (uid, reference) in new_plugins {
-            if !plugins.contains_key(uid) {
-                return Err(ServerError::BadRequest(format!("the job has no operator with uid '{uid}'")));
-            }
-            let meta = self.registry.resolve(reference)?;
-            plugins.insert(uid.clone(), PluginRef { name: meta.name, version: meta.version, digest: meta.digest });
-            changed.push(uid.clone());
-        }
-        let parallelism = parallelism.or(record.parallelism);
-        let graph = self.graph(&record, &plugins, parallelism)?;
-        // 2. Dry-run the new versions' restore on the latest snapshot.
-        let storage = self.storage(&record)?;
-        let latest = find_restore_point(&storage, &graph.name).await.map_err(|e| ServerError::Internal(e.to_string()))?;
-        if let Some(point) = &latest {
-            dry_run_restore(&graph, self.registry.engine(), &point.location, &changed)
-                .await
-                .map_err(|e| ServerError::Unprocessable(format!("dry run of the new version on {} failed: {e}", point.location)))?;
-        }
+        let Checked { plugins, changed, parallelism, graph, .. } = self.check(&record, new_plugins, parallelism).await?;
         // 3. Stop with a savepoint.
         {
             let mut jobs = self.lock();
@@ -987,7 +1012,69 @@ impl JobManager {
             versions: versions(&e.record.plugins),
             downtime_ms: downtime,
             rollback_reason: outcome.1,
+            detail: None,
         })
+    }
+
+    /// The checks of [`Self::upgrade`] (step 1 and 2) alone: the job is left running.
+    pub async fn check_upgrade(
+        self: &Arc<Self>,
+        id: &str,
+        new_plugins: &BTreeMap<String, String>,
+        parallelism: Option<u32>,
+    ) -> Result<UpgradeOutcome, ServerError> {
+        let record = {
+            let jobs = self.lock();
+            let e = jobs.get(id).ok_or_else(|| ServerError::NotFound(format!("job {id}")))?;
+            e.record.clone()
+        };
+        self.control(id)?;
+        let checked = self.check(&record, new_plugins, parallelism).await?;
+        let detail = match (&checked.snapshot, checked.changed.is_empty()) {
+            (Some(at), false) => format!("the new versions restored the state of {at} through migrate-state"),
+            (Some(at), true) => format!("the state of {at} can be redistributed"),
+            (None, _) => "the job has no snapshot yet: there is no state to migrate".into(),
+        };
+        Ok(UpgradeOutcome {
+            result: "dry_run_ok".into(),
+            savepoint: checked.snapshot.unwrap_or_default(),
+            from_versions: versions(&record.plugins),
+            versions: versions(&checked.plugins),
+            downtime_ms: None,
+            rollback_reason: None,
+            detail: Some(detail),
+        })
+    }
+
+    /// Validate an upgrade's new versions (compiled and world-checked at upload) and
+    /// dry-run their restore on the latest snapshot.
+    async fn check(&self, record: &JobRecord, new_plugins: &BTreeMap<String, String>, parallelism: Option<u32>) -> Result<Checked, ServerError> {
+        if new_plugins.is_empty() && parallelism.is_none() {
+            return Err(ServerError::BadRequest("nothing to change: give `plugins` (uid → name@version) and/or `parallelism`".into()));
+        }
+        if parallelism == Some(0) {
+            return Err(ServerError::BadRequest("parallelism must be at least 1".into()));
+        }
+        let mut plugins = record.plugins.clone();
+        let mut changed = Vec::new();
+        for (uid, reference) in new_plugins {
+            if !plugins.contains_key(uid) {
+                return Err(ServerError::BadRequest(format!("the job has no operator with uid '{uid}'")));
+            }
+            let meta = self.registry.resolve(reference)?;
+            plugins.insert(uid.clone(), PluginRef { name: meta.name, version: meta.version, digest: meta.digest });
+            changed.push(uid.clone());
+        }
+        let parallelism = parallelism.or(record.parallelism);
+        let graph = self.graph(record, &plugins, parallelism)?;
+        let storage = self.storage(record)?;
+        let latest = find_restore_point(&storage, &graph.name).await.map_err(|e| ServerError::Internal(e.to_string()))?;
+        if let Some(point) = &latest {
+            dry_run_restore(&graph, self.registry.engine(), &point.location, &changed)
+                .await
+                .map_err(|e| ServerError::Unprocessable(format!("dry run of the new version on {} failed: {e}", point.location)))?;
+        }
+        Ok(Checked { plugins, changed, parallelism, graph, snapshot: latest.map(|p| p.location) })
     }
 
     /// Whether an active job uses the plugin digest.
@@ -1000,5 +1087,14 @@ impl JobManager {
 }
 
 fn stat(s: &crate::checkpoint::CoordinatorOutcome) -> SnapshotStat {
-    SnapshotStat { id: s.id, kind: format!("{:?}", s.kind).to_lowercase(), location: s.location.clone(), bytes: s.bytes, duration_ms: s.duration_ms }
+    SnapshotStat {
+        id: s.id,
+        kind: format!("{:?}", s.kind).to_lowercase(),
+        location: s.location.clone(),
+        bytes: s.bytes,
+        total_bytes: s.total_bytes,
+        duration_ms: s.duration_ms,
+        latency_ms: s.latency_ms,
+        at_ms: s.completed_ms,
+    }
 }

@@ -102,6 +102,8 @@ pub struct AppState {
     pub jobs: Arc<JobManager>,
     /// The configuration.
     pub config: ServerConfig,
+    /// When the server started.
+    pub started: std::time::Instant,
 }
 
 /// Open the data dir, resume jobs, serve until the process ends.
@@ -120,7 +122,7 @@ pub async fn serve(config: ServerConfig, engine: Arc<PluginEngine>) -> Result<()
         .await
         .map_err(|e| ServerError::BadRequest(format!("cannot listen on {}: {e}", config.listen)))?;
     let addr = listener.local_addr().map_err(|e| ServerError::Internal(e.to_string()))?;
-    let state = Arc::new(AppState { registry, jobs, config });
+    let state = Arc::new(AppState { registry, jobs, config, started: std::time::Instant::now() });
     let app = crate::api::router(state);
     // The line tests and scripts wait for (the port is known even with `:0`).
     eprintln!("[rivulet] server listening on http://{addr}");

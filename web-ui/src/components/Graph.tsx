@@ -1,0 +1,77 @@
+// The job graph: operators and connectors as boxes, edges as arrows labelled with
+// their partitioning; each box shows parallelism, throughput, backpressure and
+// watermark lag.
+import type { EdgeStatus, NodeStatus } from '../api/client';
+import { fmtDuration, fmtPercent, fmtRate } from '../lib/format';
+import { pressureLevel, watermarkLagMs } from '../lib/jobstats';
+import { NODE_H, NODE_W, edgePath, layoutGraph } from '../lib/layout';
+
+export function JobGraph({ nodes, edges, rates, nowMs }: { nodes: NodeStatus[]; edges: EdgeStatus[]; rates: Record<string, number> | null; nowMs: number }) {
+  const layout = layoutGraph(nodes, edges);
+  return (
+    <div class="graph-scroll">
+      <svg
+        class="graph"
+        width={layout.width}
+        height={layout.height}
+        viewBox={`0 0 ${layout.width} ${layout.height}`}
+        role="img"
+        aria-label={`job graph: ${nodes.length} nodes, ${edges.length} edges`}
+      >
+        <defs>
+          <marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+            <path d="M0,0 L10,5 L0,10 z" class="arrowhead" />
+          </marker>
+        </defs>
+        {edges.map((e) => {
+          const a = layout.nodes.get(e.from);
+          const b = layout.nodes.get(e.to);
+          if (!a || !b) return null;
+          const label = e.tag ? `${e.partitioning} · ${e.tag}` : e.partitioning;
+          return (
+            <g key={`${e.from}->${e.to}:${e.tag ?? ''}`} class={`edge ${e.tag ? 'side' : ''}`}>
+              <path d={edgePath(a, b)} marker-end="url(#arrow)" />
+              <text x={(a.x + NODE_W + b.x) / 2} y={(a.y + b.y) / 2 + NODE_H / 2 - 6} text-anchor="middle">
+                {label}
+              </text>
+            </g>
+          );
+        })}
+        {nodes.map((n) => {
+          const p = layout.nodes.get(n.id);
+          if (!p) return null;
+          const level = pressureLevel(n.backpressure);
+          const lag = watermarkLagMs(n, nowMs);
+          const rateIn = rates?.[`${n.id}:in`];
+          const rateOut = rates?.[`${n.id}:out`];
+          const flow = n.kind === 'source' ? `out ${fmtRate(rateOut)}` : n.kind === 'sink' ? `in ${fmtRate(rateIn)}` : `in ${fmtRate(rateIn)} · out ${fmtRate(rateOut)}`;
+          return (
+            <g key={n.id} class={`node kind-${n.kind} pressure-${level}`} transform={`translate(${p.x},${p.y})`} data-node={n.id}>
+              <title>
+                {`${n.id} (${n.kind}${n.plugin ? `, ${n.plugin}` : ''}), parallelism ${n.parallelism}; records in ${n.records_in}, out ${n.records_out}; backpressure ${fmtPercent(n.backpressure)}${lag === null ? '' : `; watermark lag ${fmtDuration(lag)}`}`}
+              </title>
+              <rect width={NODE_W} height={NODE_H} rx="8" />
+              <rect class="pressure-bar" x="0" y={NODE_H - 5} width={Math.max(2, NODE_W * Math.min(1, n.backpressure))} height="5" rx="2" />
+              <text x="10" y="18" class="node-title">
+                {n.id.length > 22 ? `${n.id.slice(0, 21)}…` : n.id}
+              </text>
+              <text x={NODE_W - 10} y="18" class="node-par" text-anchor="end">
+                ×{n.parallelism}
+              </text>
+              <text x="10" y="35" class="node-sub">
+                {n.plugin ?? n.kind}
+              </text>
+              <text x="10" y="52" class="node-sub">
+                {flow}
+              </text>
+              <text x="10" y="67" class="node-sub">
+                bp {fmtPercent(n.backpressure)}
+                {lag === null ? '' : ` · wm lag ${fmtDuration(lag)}`}
+              </text>
+            </g>
+          );
+        })}
+      </svg>
+    </div>
+  );
+}
