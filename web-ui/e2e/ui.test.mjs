@@ -27,6 +27,7 @@ const TOKEN = 'ui-test-token-4f1c9a';
 
 const counterV1 = join(repo, 'plugins-examples/counter-v1/counter_v1.wasm');
 const counterV2 = join(repo, 'plugins-examples/counter-v2/counter_v2.wasm');
+const trapFixture = join(repo, 'tests/fixtures/wasm/fixture_trap.wasm');
 
 let server;
 let serverUrl;
@@ -70,7 +71,7 @@ async function shot(name) {
 }
 
 before(async () => {
-  for (const f of [bin, counterV1, counterV2, chromiumPath]) assert.ok(existsSync(f), `missing ${f}: run \`make test\` (it builds the server, the plugins and installs Chromium)`);
+  for (const f of [bin, counterV1, counterV2, trapFixture, chromiumPath]) assert.ok(existsSync(f), `missing ${f}: run \`make test\` (it builds the server, the plugins and installs Chromium)`);
   mkdirSync(shots, { recursive: true });
   if (docsShots) mkdirSync(docsShots, { recursive: true });
   work = mkdtempSync(join(tmpdir(), 'rivulet-ui-'));
@@ -306,6 +307,18 @@ test('a user operates and hot-swaps a job from the browser', async (top) => {
     await shot('job-history');
   });
 
+  await t.test('rescale 2 → 3 through the dialog', async () => {
+    await page.getByRole('button', { name: 'Rescale…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.getByLabel('New parallelism').fill('3');
+    await dialog.getByRole('button', { name: 'Rescale' }).click();
+    await page.getByTestId('notice').filter({ hasText: 'Rescaled to 3' }).waitFor({ timeout: 120_000 });
+    await waitFor('the graph to show ×3', async () => (await page.locator('svg.graph [data-node="counter"]').textContent()).includes('×3'));
+    const job = await apiGet(`/v1/jobs/${jobId}`);
+    assert.equal(job.nodes.find((n) => n.id === 'counter').parallelism, 3);
+    assert.equal(job.plugins.counter.version, '2', 'the rescale keeps the swapped version');
+  });
+
   await t.test('the page works in a narrow window', async () => {
     await page.setViewportSize({ width: 420, height: 860 });
     await page.getByRole('button', { name: 'Stop with savepoint' }).waitFor();
@@ -331,6 +344,37 @@ test('a user operates and hot-swaps a job from the browser', async (top) => {
     assert.equal(job.status, 'stopped');
     assert.ok(job.savepoints.some((s) => s.stop && s.status === 'completed'), 'a stop savepoint completed');
     await shot('job-stopped');
+  });
+
+  await t.test('a trapping operator shows up under exceptions with its plugin and message', async () => {
+    const resp = await fetch(`${serverUrl}/v1/plugins?name=trapper&version=1`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/wasm' },
+      body: readFileSync(trapFixture),
+    });
+    assert.equal(resp.status, 201);
+    await navLink('Submit job').click();
+    const spec = [
+      'name: trapping',
+      'restart: { attempts: 1, delay_ms: 100 }',
+      'sources:',
+      '  - { id: gen, type: generator, count: 1000, keys: 4, rate: 100 }',
+      'operators:',
+      '  - { uid: trapper, plugin: trapper@1, inputs: [gen] }',
+      'sinks:',
+      `  - { id: out, type: file, path: ${join(work, 'trap-out')}, inputs: [trapper] }`,
+    ].join('\n');
+    await page.getByLabel('Job spec (YAML or JSON)').fill(spec);
+    await page.getByRole('button', { name: 'Submit job' }).click();
+    await page.waitForURL(/#\/jobs\//);
+    await page.getByRole('tab', { name: /exceptions/ }).click();
+    const item = page.locator('ul.exceptions li').first();
+    await item.waitFor({ timeout: 60_000 });
+    const text = await item.innerText();
+    assert.match(text, /trapper/);
+    assert.match(text, /trapper@1/);
+    assert.match(text, /deliberate trap/);
+    await shot('job-exceptions');
   });
 
   await t.test('no console errors but the provoked one', async () => {

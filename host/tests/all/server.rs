@@ -174,8 +174,22 @@ fn auth_bad_uploads_and_the_job_lifecycle() {
     let data = dir.path().join("data");
     let srv = Server::start(&data, Some(TOKEN), &["--max-plugin-mb", "1"]);
 
-    // Auth: /healthz is open; everything else needs the token.
-    assert_eq!(srv.request("GET", "/healthz", None, None).0, 200);
+    // Auth: /healthz and the web UI's page are open (the page asks for the token);
+    // every API route needs the token.
+    let (s, health) = srv.request("GET", "/healthz", None, None);
+    assert_eq!(s, 200);
+    assert_eq!(health["auth"], true, "{health}");
+    assert!(health["version"].is_string() && health["uptime_s"].is_number(), "{health}");
+    let (s, page) = srv.request("GET", "/", None, None);
+    assert_eq!(s, 200);
+    assert!(page.as_str().is_some_and(|p| p.contains("<title>Rivulet</title>")), "{page}");
+    let (s, page) = srv.request("GET", "/jobs/anything", None, None);
+    assert_eq!(s, 200, "app routes get the app: {page}");
+    if health["ui"] == true {
+        let (s, _) = srv.request("GET", "/assets/no-such-asset.js", None, None);
+        assert_eq!(s, 404, "a missing asset is not the app page");
+    }
+    assert_eq!(srv.request("GET", "/v1/no-such-route", None, None).0, 401);
     assert_eq!(srv.request("GET", "/v1/jobs", None, None).0, 401);
     assert_eq!(srv.request("GET", "/v1/jobs", Some("wrong-token-wrong-token"), None).0, 401);
     let (s, doc) = srv.get("/v1/openapi.json");
@@ -379,6 +393,22 @@ fn hot_swap_under_input_rolls_back_a_failing_version_and_rescales_exactly() {
     let v = srv.job(&id);
     assert_eq!(v["status"], "running", "{v}");
     assert_eq!(v["plugins"]["counter"]["version"], "1", "{v}");
+
+    // The dry run alone (what the web UI shows before the swap): checked, job untouched.
+    let (s, dry) = srv.post(&format!("/v1/jobs/{id}/upgrade"), json!({"plugins": {"counter": "counter@2"}, "dry_run": true}));
+    assert_eq!(s, 200, "{dry}");
+    assert_eq!(dry["result"], "dry_run_ok", "{dry}");
+    assert_eq!(dry["versions"]["counter"], "counter@2", "{dry}");
+    assert!(dry["detail"].as_str().is_some_and(|d| d.contains("migrate-state") || d.contains("no snapshot")), "{dry}");
+    let v = srv.job(&id);
+    assert_eq!(v["status"], "running", "{v}");
+    assert_eq!(v["plugins"]["counter"]["version"], "1", "{v}");
+    assert!(v["history"].as_array().is_some_and(|h| h.iter().all(|e| e["kind"] != "swap")), "{v}");
+    let edges = v["edges"].as_array().expect("edges");
+    assert!(edges.iter().any(|e| e["to"] == "counter" && e["partitioning"] == "hash"), "{v}");
+    if let Some(c) = v["last_checkpoint"].as_object() {
+        assert!(c["total_bytes"].as_u64() >= c["bytes"].as_u64() && c["at_ms"].as_i64().is_some(), "{v}");
+    }
 
     // v1 → v2 while input keeps coming.
     let (s, swap) = srv.post(&format!("/v1/jobs/{id}/upgrade"), json!({"plugins": {"counter": "counter@2"}}));
