@@ -119,7 +119,7 @@ export function App() {
         ) : route.page === 'submit' ? (
           <Submit />
         ) : route.page === 'job' ? (
-          <JobPage id={route.id} />
+          <JobPage key={route.id} id={route.id} />
         ) : (
           <Empty title="No such page">
             <a href="#/">Back to the overview</a>

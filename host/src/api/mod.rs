@@ -124,7 +124,7 @@ fn token_matches(presented: &str, expected: &str) -> bool {
 async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response {
     if let Some(expected) = &state.config.auth_token
         && req.uri().path() != "/healthz"
-        && !(req.method() == axum::http::Method::GET && ui::is_ui_path(req.uri().path()))
+        && !(ui::is_read(req.method()) && ui::is_ui_path(req.uri().path()))
     {
         let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if !presented.is_some_and(|p| token_matches(p.trim(), expected)) {
@@ -171,8 +171,13 @@ async fn method_not_allowed(req: Request) -> Response {
 }
 
 async fn not_found(req: Request) -> Response {
-    if req.method() == axum::http::Method::GET && ui::is_ui_path(req.uri().path()) {
-        return ui::serve(req.uri().clone()).await;
+    if ui::is_read(req.method()) && ui::is_ui_path(req.uri().path()) {
+        let head = req.method() == axum::http::Method::HEAD;
+        let mut resp = ui::serve(req.uri().clone()).await;
+        if head {
+            *resp.body_mut() = Body::empty();
+        }
+        return resp;
     }
     ServerError::NotFound(format!("route {} {}", req.method(), req.uri().path())).into_response()
 }

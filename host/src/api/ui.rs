@@ -24,6 +24,11 @@ pub fn is_ui_path(path: &str) -> bool {
     !(path.starts_with("/v1/") || path == "/v1" || path == "/metrics" || path == "/healthz")
 }
 
+/// Whether a request only reads (`GET` or `HEAD`): the UI serves no other method.
+pub fn is_read(method: &axum::http::Method) -> bool {
+    method == axum::http::Method::GET || method == axum::http::Method::HEAD
+}
+
 /// Whether the binary holds a built UI.
 pub fn is_built() -> bool {
     Assets::get("index.html").is_some()
