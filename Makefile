@@ -59,11 +59,13 @@ ui-screenshots: ui
 	cd web-ui && RIVULET_BIN=$(RIVULET_DEV) RIVULET_DOCS_SCREENSHOTS=1 node --test e2e/
 
 ## Benchmarks (results go to docs/benchmarks.md by hand).
-bench: plugins
+bench: plugins ui
 	cargo bench -p rivulet-host --bench engine
 	cargo bench -p rivulet-host --bench checkpoint
 	cargo bench -p rivulet-host --bench languages
 	cargo bench -p rivulet-host --bench server
+	cargo build --release -p rivulet-host
+	cd web-ui && RIVULET_BIN=$(RIVULET_RELEASE) node bench/load.mjs 15 5
 
 clean:
 	cargo clean
