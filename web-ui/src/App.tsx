@@ -1,13 +1,28 @@
 // The app's frame: header with navigation and server state, the token prompt, and the
 // page of the current route.
+import { Component, type ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { UNAUTHORIZED_EVENT, api, sessionToken } from './api/client';
-import { Empty, Loading } from './components/States';
+import { Empty, ErrorBox, Loading } from './components/States';
 import { href, useRoute } from './lib/hooks';
 import { JobPage } from './pages/JobPage';
 import { Overview } from './pages/Overview';
 import { Plugins } from './pages/Plugins';
 import { Submit } from './pages/Submit';
+
+/** A page that throws while rendering shows the error, not a blank screen. */
+class Boundary extends Component<{ children: ComponentChildren }, { error: Error | null }> {
+  state = { error: null as Error | null };
+  static getDerivedStateFromError(error: unknown) {
+    return { error: error instanceof Error ? error : new Error(String(error)) };
+  }
+  render() {
+    if (this.state.error) {
+      return <ErrorBox title="This page failed to render" error={this.state.error} retry={() => this.setState({ error: null })} />;
+    }
+    return this.props.children;
+  }
+}
 
 function TokenForm({ onSaved, rejected }: { onSaved: () => void; rejected: boolean }) {
   const [token, setToken] = useState('');
@@ -74,7 +89,15 @@ export function App() {
   ];
   return (
     <>
-      <a class="skip" href="#main">
+      <a
+        class="skip"
+        href="#main"
+        onClick={(e) => {
+          // The hash is the router's: move focus without navigating.
+          e.preventDefault();
+          document.getElementById('main')?.focus();
+        }}
+      >
         Skip to content
       </a>
       <header class="top">
@@ -101,7 +124,8 @@ export function App() {
           </button>
         )}
       </header>
-      <main id="main" key={generation}>
+      <main id="main" tabIndex={-1} key={generation}>
+        <Boundary key={route.page === 'job' ? `job:${route.id}` : route.page}>
         {gate === 'checking' ? (
           <Loading what="the server's state" />
         ) : needToken ? (
@@ -125,6 +149,7 @@ export function App() {
             <a href="#/">Back to the overview</a>
           </Empty>
         )}
+        </Boundary>
       </main>
     </>
   );

@@ -40,6 +40,15 @@ describe('Client', () => {
     expect(await errorMessage(new Response('', { status: 502, statusText: 'Bad Gateway' }))).toBe('502 Bad Gateway');
     expect(await errorMessage(new Response('upstream down', { status: 503, statusText: 'Service Unavailable' }))).toBe('503 Service Unavailable: upstream down');
   });
+  it('says a dropped connection to a token-checking server is about the token', async () => {
+    const f = (async (url: string) => {
+      if (url.endsWith('/healthz')) return new Response('{"status":"ok","auth":true}', { status: 200 });
+      throw new TypeError('network error');
+    }) as unknown as typeof fetch;
+    const err = await new Client(store('wrong'), f).uploadPlugin('x', '1', new ArrayBuffer(8)).catch((e) => e);
+    expect(err.status).toBe(401);
+    expect(err.message).toMatch(/needs a token/);
+  });
   it('turns a network failure into an ApiError with status 0', async () => {
     const f = (async () => {
       throw new TypeError('fetch failed');

@@ -112,13 +112,33 @@ export class Client {
     try {
       resp = await this.fetchImpl(this.base + path, { method: method.toUpperCase(), headers, body });
     } catch (e) {
-      throw new ApiError(0, `the server did not answer (${e instanceof Error ? e.message : String(e)})`);
+      throw await this.networkError(e);
     }
     if (!resp.ok) {
       if (resp.status === 401 && typeof window !== 'undefined') window.dispatchEvent(new Event(UNAUTHORIZED_EVENT));
       throw new ApiError(resp.status, await errorMessage(resp));
     }
     return (await resp.json()) as T;
+  }
+
+  /**
+   * Why a request got no answer. A server that refuses the token closes the connection
+   * without reading a large body (an upload), which the browser reports as a network
+   * error: when the server is up and needs a token, say so and ask for it again.
+   */
+  private async networkError(e: unknown): Promise<ApiError> {
+    const why = e instanceof Error ? e.message : String(e);
+    try {
+      const resp = await this.fetchImpl(`${this.base}/healthz`, { method: 'GET', headers: { Accept: 'application/json' } });
+      const health = (await resp.json()) as { auth?: boolean };
+      if (resp.ok && health.auth) {
+        if (typeof window !== 'undefined') window.dispatchEvent(new Event(UNAUTHORIZED_EVENT));
+        return new ApiError(401, `the server closed the connection; it is up and needs a token: check the token (${why})`);
+      }
+    } catch {
+      // the server is down: the original error says it
+    }
+    return new ApiError(0, `the server did not answer (${why})`);
   }
 
   /** `GET` a route. */

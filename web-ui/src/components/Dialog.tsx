@@ -22,7 +22,11 @@ export function Dialog({ title, onClose, children }: { title: string; onClose: (
         const items = Array.from(box.querySelectorAll<HTMLElement>('button, input, select, textarea, a[href]')).filter((el) => !el.hasAttribute('disabled'));
         if (!items.length) return;
         const i = items.indexOf(document.activeElement as HTMLElement);
-        if (e.shiftKey && i <= 0) {
+        if (!box.contains(document.activeElement)) {
+          // Focus fell out (its button got disabled): back to the dialog.
+          e.preventDefault();
+          items[0].focus();
+        } else if (e.shiftKey && i <= 0) {
           e.preventDefault();
           items[items.length - 1].focus();
         } else if (!e.shiftKey && i === items.length - 1) {

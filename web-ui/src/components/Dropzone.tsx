@@ -28,6 +28,7 @@ export function Dropzone({ accept, label, file, onFile }: { accept: string; labe
         type="file"
         accept={accept}
         class="visually-hidden"
+        tabIndex={-1}
         aria-label={label}
         onChange={(e) => {
           const f = (e.currentTarget as HTMLInputElement).files?.[0];

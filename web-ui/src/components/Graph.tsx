@@ -9,14 +9,54 @@ import { NODE_H, NODE_W, edgePath, layoutGraph } from '../lib/layout';
 export function JobGraph({ nodes, edges, rates, nowMs }: { nodes: NodeStatus[]; edges: EdgeStatus[]; rates: Record<string, number> | null; nowMs: number }) {
   const layout = layoutGraph(nodes, edges);
   return (
-    <div class="graph-scroll">
+    <div class="graph-scroll" tabIndex={0} aria-label="job graph (scrollable)">
+      <div class="visually-hidden">
+      <table>
+        <caption>Operators and connectors of the job</caption>
+        <thead>
+          <tr>
+            <th>Node</th>
+            <th>Kind</th>
+            <th>Plugin</th>
+            <th>Parallelism</th>
+            <th>Records in per second</th>
+            <th>Records out per second</th>
+            <th>Backpressure</th>
+            <th>Watermark lag</th>
+            <th>Feeds</th>
+          </tr>
+        </thead>
+        <tbody>
+          {nodes.map((n) => {
+            const lag = watermarkLagMs(n, nowMs);
+            return (
+              <tr key={n.id}>
+                <td>{n.id}</td>
+                <td>{n.kind}</td>
+                <td>{n.plugin ?? ''}</td>
+                <td>{n.parallelism}</td>
+                <td>{fmtRate(rates?.[`${n.id}:in`])}</td>
+                <td>{fmtRate(rates?.[`${n.id}:out`])}</td>
+                <td>{fmtPercent(n.backpressure)}</td>
+                <td>{lag === null ? '' : fmtDuration(lag)}</td>
+                <td>
+                  {edges
+                    .filter((e) => e.from === n.id)
+                    .map((e) => `${e.to} (${e.partitioning}${e.tag ? `, ${e.tag}` : ''})`)
+                    .join(', ')}
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      </div>
       <svg
         class="graph"
         width={layout.width}
         height={layout.height}
         viewBox={`0 0 ${layout.width} ${layout.height}`}
-        role="img"
-        aria-label={`job graph: ${nodes.length} nodes, ${edges.length} edges`}
+        aria-hidden="true"
       >
         <defs>
           <marker id="arrow" viewBox="0 0 10 10" refX="8" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">

@@ -68,7 +68,13 @@ export function parseRoute(hash: string): Route {
   if (path === '/plugins') return { page: 'plugins' };
   if (path === '/submit') return { page: 'submit' };
   const m = /^\/jobs\/([^/]+)$/.exec(path);
-  if (m) return { page: 'job', id: decodeURIComponent(m[1]) };
+  if (m) {
+    try {
+      return { page: 'job', id: decodeURIComponent(m[1]) };
+    } catch {
+      return { page: 'missing', hash };
+    }
+  }
   return { page: 'missing', hash };
 }
 

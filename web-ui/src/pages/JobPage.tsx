@@ -79,12 +79,13 @@ export function JobPage({ id }: { id: string }) {
   const l = live.current;
   const running = isRunning(job.status);
 
+  /** Run an action; its notice is `what`, or the text the action returns. */
   const act = async (what: string, call: () => Promise<unknown>) => {
     setBusy(true);
     setNotice(null);
     try {
-      await call();
-      setNotice({ kind: 'success', text: what });
+      const said = await call();
+      setNotice({ kind: 'success', text: typeof said === 'string' ? said : what });
     } catch (e) {
       setNotice({ kind: 'error', text: e instanceof Error ? e.message : String(e) });
     } finally {
@@ -184,13 +185,16 @@ export function JobPage({ id }: { id: string }) {
             role="tab"
             id={`tab-${name}`}
             aria-selected={tab === name}
-            aria-controls={`panel-${name}`}
+            aria-controls={tab === name ? `panel-${name}` : undefined}
+            tabIndex={tab === name ? 0 : -1}
             class={tab === name ? 'tab active' : 'tab'}
             onClick={() => setTab(name)}
             onKeyDown={(e) => {
               const i = TABS.indexOf(name);
-              if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
-                const next = TABS[(i + (e.key === 'ArrowRight' ? 1 : TABS.length - 1)) % TABS.length];
+              const next =
+                e.key === 'ArrowRight' ? TABS[(i + 1) % TABS.length] : e.key === 'ArrowLeft' ? TABS[(i + TABS.length - 1) % TABS.length] : e.key === 'Home' ? TABS[0] : e.key === 'End' ? TABS[TABS.length - 1] : null;
+              if (next) {
+                e.preventDefault();
                 setTab(next);
                 document.getElementById(`tab-${next}`)?.focus();
               }
@@ -235,7 +239,7 @@ export function JobPage({ id }: { id: string }) {
           <p>The job stops with a savepoint and restarts with the new parallelism; keyed state is redistributed by key group.</p>
           <label>
             New parallelism
-            <input type="number" min={1} name="parallelism" value={parallelism} placeholder={String(job.parallelism ?? '')} onInput={(e) => setParallelism(e.currentTarget.value)} />
+            <input type="number" min={1} name="parallelism" value={parallelism} placeholder={String(job.parallelism ?? Math.max(1, ...job.nodes.filter((n) => n.kind === 'operator').map((n) => n.parallelism)))} onInput={(e) => setParallelism(e.currentTarget.value)} />
           </label>
           <div class="actions">
             <button type="button" onClick={() => setDialog(null)}>
@@ -244,11 +248,13 @@ export function JobPage({ id }: { id: string }) {
             <button
               type="button"
               class="danger"
-              disabled={busy || !(Number(parallelism) >= 1)}
+              disabled={busy || !(Number.isInteger(Number(parallelism)) && Number(parallelism) >= 1)}
               onClick={() =>
                 act(`Rescaled to ${parallelism}.`, async () => {
                   const out = await api.post('/v1/jobs/{id}/rescale', { parallelism: Number(parallelism) }, { id });
-                  if (out.result !== 'swapped') throw new Error(`rescale ${out.result}: ${out.rollback_reason ?? 'no checkpoint yet'}`);
+                  if (out.result === 'rolled_back') throw new Error(`the rescale was rolled back: ${out.rollback_reason ?? 'unknown reason'}`);
+                  if (out.result === 'pending') return `Rescaled to ${parallelism}; on probation until its first checkpoint.`;
+                  return undefined;
                 })
               }
             >
@@ -261,9 +267,9 @@ export function JobPage({ id }: { id: string }) {
         <UpgradeDialog
           job={job}
           plugins={plugins.data ?? []}
-          onClose={() => {
+          onClose={(changed) => {
             setDialog(null);
-            setTab('history');
+            if (changed) setTab('history');
             poll.refresh();
           }}
         />

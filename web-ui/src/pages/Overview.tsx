@@ -22,11 +22,18 @@ export function Overview() {
     const [health, jobs, plugins] = await Promise.all([api.health(), api.get('/v1/jobs'), api.get('/v1/plugins')]);
     const active = jobs.filter((j) => j.status === 'running' || j.status === 'upgrading');
     const details: Record<string, JobDetail> = {};
-    await Promise.all(
+    // One job's failed detail leaves that row without live numbers, not the page.
+    await Promise.allSettled(
       active.map(async (j) => {
         details[j.id] = await api.get('/v1/jobs/{id}', { id: j.id });
       }),
     );
+    for (const id of trackers.current.keys()) {
+      if (!active.some((j) => j.id === id)) {
+        trackers.current.delete(id);
+        rates.current.delete(id);
+      }
+    }
     const t = Date.now();
     for (const [id, d] of Object.entries(details)) {
       let tracker = trackers.current.get(id);

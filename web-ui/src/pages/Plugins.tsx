@@ -25,6 +25,8 @@ export function Plugins() {
   const [error, setError] = useState<string | null>(null);
   const [done, setDone] = useState<PluginMeta | null>(null);
   const [deleting, setDeleting] = useState<PluginMeta | null>(null);
+  const [deleteBusy, setDeleteBusy] = useState(false);
+  const [deleteError, setDeleteError] = useState<string | null>(null);
 
   const upload = async (e: Event) => {
     e.preventDefault();
@@ -44,13 +46,15 @@ export function Plugins() {
   };
 
   const remove = async () => {
-    if (!deleting) return;
+    if (!deleting || deleteBusy) return;
+    setDeleteBusy(true);
+    setDeleteError(null);
     try {
       await api.delete('/v1/plugins/{name}/{version}', { name: deleting.name, version: deleting.version });
-      setError(null);
     } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
+      setDeleteError(`${deleting.name}@${deleting.version}: ${err instanceof Error ? err.message : String(err)}`);
     }
+    setDeleteBusy(false);
     setDeleting(null);
     poll.refresh();
   };
@@ -95,6 +99,7 @@ export function Plugins() {
 
       <section>
         <h2>Plugins</h2>
+        {deleteError && <ErrorBox title="The server refused the delete" error={deleteError} />}
         {!poll.data ? (
           poll.error ? <ErrorBox error={poll.error} retry={poll.refresh} /> : <Loading what="plugins" />
         ) : poll.data.length === 0 ? (
@@ -148,6 +153,7 @@ export function Plugins() {
             </p>
           }
           confirmLabel="Delete"
+          busy={deleteBusy}
           onConfirm={remove}
           onCancel={() => setDeleting(null)}
         />

@@ -33,6 +33,7 @@ export function Submit() {
   const [parallelism, setParallelism] = useState('');
   const [backend, setBackend] = useState('');
   const [savepoint, setSavepoint] = useState('');
+  const [allowNonRestored, setAllowNonRestored] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -54,6 +55,7 @@ export function Submit() {
       if (parallelism.trim()) body.parallelism = Number(parallelism);
       if (backend) body.state_backend = backend;
       if (savepoint.trim()) body.savepoint = savepoint.trim();
+      if (allowNonRestored) body.allow_non_restored_state = true;
       const job = await api.post('/v1/jobs', body);
       location.hash = href({ page: 'job', id: job.id });
     } catch (err) {
@@ -90,14 +92,16 @@ export function Submit() {
             accept=".yaml,.yml,.json"
             label="…or drop a spec file here"
             file={file}
-            onFile={async (f) => {
+            onFile={(f) => {
               setFile(f);
-              setSpec(await f.text());
+              f.text().then(setSpec, (err: unknown) => setError(`cannot read ${f.name}: ${err instanceof Error ? err.message : String(err)}`));
             }}
           />
           <div class="plugin-picker">
             <span>Insert a plugin reference:</span>
-            {(plugins.data ?? []).length === 0 ? (
+            {plugins.error && !plugins.data ? (
+              <span class="warning">cannot list plugins: {plugins.error.message}</span>
+            ) : (plugins.data ?? []).length === 0 ? (
               <span class="muted">no plugins uploaded yet — <a href={href({ page: 'plugins' })}>upload one</a></span>
             ) : (
               (plugins.data ?? []).map((p) => (
@@ -128,6 +132,10 @@ export function Submit() {
               <input name="savepoint" placeholder="optional: a savepoint location" value={savepoint} onInput={(e) => setSavepoint(e.currentTarget.value)} />
             </label>
           </div>
+          <label class="check">
+            <input type="checkbox" name="allow_non_restored_state" checked={allowNonRestored} onChange={(e) => setAllowNonRestored(e.currentTarget.checked)} />
+            Drop savepoint state of operators this job does not have (allow non-restored state)
+          </label>
           {error && <ErrorBox title="The server refused the job" error={error} />}
           <div class="actions">
             <button type="submit" class="primary" disabled={busy || !spec.trim()}>

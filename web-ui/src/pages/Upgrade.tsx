@@ -20,14 +20,23 @@ export function candidates(plugins: PluginMeta[], current: string | undefined): 
 
 type Phase = 'choose' | 'checking' | 'checked' | 'swapping' | 'done';
 
-export function UpgradeDialog({ job, plugins, onClose }: { job: JobDetail; plugins: PluginMeta[]; onClose: () => void }) {
+/** The version offered first: the newest other version of the running plugin. */
+export function defaultTarget(plugins: PluginMeta[], current: string | undefined): string {
+  const options = candidates(plugins, current).map((p) => `${p.name}@${p.version}`);
+  return options.find((o) => o !== current) ?? options[0] ?? '';
+}
+
+export function UpgradeDialog({ job, plugins, onClose }: { job: JobDetail; plugins: PluginMeta[]; onClose: (changed: boolean) => void }) {
   const uids = operatorUids(job);
   const [uid, setUid] = useState(uids[0] ?? '');
   // The versions when the dialog opened: the job page keeps polling under the dialog.
   const [before] = useState(() => job.plugins);
   const current = before[uid] ? `${before[uid].name}@${before[uid].version}` : undefined;
   const options = candidates(plugins, current).map((p) => `${p.name}@${p.version}`);
-  const [target, setTarget] = useState(options.find((o) => o !== current) ?? options[0] ?? '');
+  const [picked, setTarget] = useState<string | null>(null);
+  // Until the user picks one, the target follows the operator (and the plugin list,
+  // which may arrive after the dialog opened).
+  const target = picked !== null && options.includes(picked) ? picked : defaultTarget(plugins, current);
   const [phase, setPhase] = useState<Phase>('choose');
   const [check, setCheck] = useState<UpgradeOutcome | null>(null);
   const [outcome, setOutcome] = useState<UpgradeOutcome | null>(null);
@@ -68,7 +77,7 @@ export function UpgradeDialog({ job, plugins, onClose }: { job: JobDetail; plugi
   const step = phase !== 'swapping' ? null : job.status === 'upgrading' ? 1 : job.plugins[uid] && `${job.plugins[uid].name}@${job.plugins[uid].version}` === target ? 2 : 0;
 
   return (
-    <Dialog title={`Upgrade an operator of ${job.name}`} onClose={phase === 'swapping' ? () => undefined : onClose}>
+    <Dialog title={`Upgrade an operator of ${job.name}`} onClose={phase === 'swapping' ? () => undefined : () => onClose(phase === 'done')}>
       {uids.length === 0 ? (
         <p>This job has no Wasm operators to upgrade.</p>
       ) : (
@@ -76,7 +85,7 @@ export function UpgradeDialog({ job, plugins, onClose }: { job: JobDetail; plugi
           <div class="row">
             <label>
               Operator
-              <select name="operator" value={uid} disabled={phase !== 'choose'} onChange={(e) => (setUid(e.currentTarget.value), reset())}>
+              <select name="operator" value={uid} disabled={phase !== 'choose'} onChange={(e) => (setUid(e.currentTarget.value), setTarget(null), reset())}>
                 {uids.map((u) => (
                   <option key={u} value={u}>
                     {u}
@@ -136,14 +145,19 @@ export function UpgradeDialog({ job, plugins, onClose }: { job: JobDetail; plugi
       )}
       <div class="actions">
         {phase === 'done' ? (
-          <button type="button" class="primary" onClick={onClose}>
+          <button type="button" class="primary" onClick={() => onClose(true)}>
             Close
           </button>
         ) : (
           <>
-            <button type="button" onClick={onClose} disabled={phase === 'swapping'}>
+            <button type="button" onClick={() => onClose(false)} disabled={phase === 'swapping'}>
               Cancel
             </button>
+            {phase === 'checked' && (
+              <button type="button" onClick={reset}>
+                Back
+              </button>
+            )}
             {phase === 'checked' ? (
               <button type="button" class="danger" onClick={swap}>
                 Swap now
