@@ -46,6 +46,7 @@ demo: build
 ## component tests (Vitest) and end-to-end tests (Chromium against a real server).
 test: plugins ui
 	@bash scripts/setup-browser.sh
+	@bash scripts/kafka.sh install
 	cargo test --workspace --no-fail-fast
 	@$(MAKE) test-ui
 

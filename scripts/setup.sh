@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Rivulet needs, skipping whatever is already there:
-#  - Debian packages: a C/C++ toolchain, clang's libclang (RocksDB's bindgen), cmake, pkg-config;
+#  - Debian packages: a C/C++ toolchain, clang's libclang (RocksDB's bindgen), cmake, pkg-config,
+#    libcurl4-openssl-dev (librdkafka, built by rdkafka's cmake-build);
 #  - the Rust target wasm32-wasip2 (operators are built for it);
 #  - SeaweedFS (S3-compatible server for tests) and componentize-py under ~/.cache/rivulet/tools;
 #  - componentize-js and esbuild in sdk/js/node_modules (npm, pinned by its lock).
@@ -8,7 +9,7 @@
 set -euo pipefail
 
 need_pkgs=()
-for pkg in build-essential libclang-dev clang cmake pkg-config; do
+for pkg in build-essential libclang-dev clang cmake pkg-config libcurl4-openssl-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -17,6 +18,18 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# Java 17 and Maven run the Kafka broker of the tests (scripts/kafka.sh fetches its jars).
+java_pkgs=()
+command -v java >/dev/null 2>&1 || java_pkgs+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || java_pkgs+=(maven)
+if [ ${#java_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${java_pkgs[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${java_pkgs[@]}" >/dev/null
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

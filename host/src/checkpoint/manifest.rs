@@ -144,6 +144,15 @@ pub enum SourcePosition {
         /// Largest event time seen (watermark generation).
         max_ts: i64,
     },
+    /// A Kafka source subtask: the next offset of each partition it reads.
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// Partition → next offset to read.
+        offsets: std::collections::BTreeMap<i32, i64>,
+        /// Largest event time seen.
+        max_ts: i64,
+    },
     /// A generator: the next id it would produce.
     Generator {
         /// Next id.

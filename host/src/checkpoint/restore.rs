@@ -225,6 +225,12 @@ impl RestorePoint {
         Ok(found)
     }
 
+    /// Every subtask's entry of source `id`, whatever the parallelism then (sources that
+    /// can be rescaled, like Kafka's, merge them).
+    pub fn source_entries(&self, id: &str) -> Vec<&SourceEntry> {
+        self.manifest.sources.iter().filter(|s| s.id == id).collect()
+    }
+
     /// The sink entry of `id` subtask `subtask`.
     pub fn sink(&self, id: &str, subtask: u32) -> Option<&SinkEntry> {
         self.manifest.sinks.iter().find(|s| s.id == id && s.subtask == subtask)

@@ -6,10 +6,12 @@
 
 mod file;
 mod generator;
+mod kafka;
 mod sink;
 
 pub use file::FileSource;
 pub use generator::Generator;
+pub use kafka::{KafkaSource, KafkaTime};
 pub use sink::{LineSink, SinkTarget, prepare_sink_dir};
 
 use std::sync::Arc;
@@ -51,6 +53,9 @@ pub struct SourceOutput {
     metrics: Arc<NodeMetrics>,
     checkpointing: Option<SourceCheckpointing>,
     last_barrier: u64,
+    /// What watermarks are derived from instead of the largest timestamp seen (a source
+    /// with partitions sets the minimum over its partitions).
+    wm_basis: Option<i64>,
 }
 
 impl SourceOutput {
@@ -68,7 +73,40 @@ impl SourceOutput {
             metrics,
             checkpointing: None,
             last_barrier: 0,
+            wm_basis: None,
         }
+    }
+
+    /// Derive watermarks from `basis` (e.g. the least of per-partition maxima) rather
+    /// than from the largest timestamp seen; `None` holds the watermark back.
+    pub fn set_watermark_basis(&mut self, basis: Option<i64>) {
+        self.wm_basis = Some(basis.unwrap_or(i64::MIN));
+    }
+
+    /// Whether the source generates watermarks (it has event time).
+    pub fn out_of_orderness_set(&self) -> bool {
+        self.out_of_orderness.is_some()
+    }
+
+    /// Send an undecodable record to the `dead-letter` side output (dropped there when
+    /// nothing reads it, but always counted in the node's `dead_letters`).
+    pub async fn dead_letter(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) -> Result<(), JobError> {
+        self.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
+        self.push_side("dead-letter", key, value, timestamp).await
+    }
+
+    /// Send one record to the source's `tag` side output at once (rare records).
+    pub async fn push_side(&mut self, tag: &str, key: Option<&[u8]>, value: &[u8], timestamp: i64) -> Result<(), JobError> {
+        let mut batch = Vec::new();
+        rivulet_sdk::encode_record(&mut batch, key, value, timestamp);
+        for i in 0..self.outputs.len() {
+            if self.outputs[i].tag.as_deref() == Some(tag)
+                && let Err(e) = self.outputs[i].send_batch(&batch).await
+            {
+                return Err(self.err(e));
+            }
+        }
+        Ok(())
     }
 
     /// Take part in checkpoints.
@@ -153,16 +191,20 @@ impl SourceOutput {
             self.in_batch = 0;
             let waited = std::time::Instant::now();
             for i in 0..self.outputs.len() {
+                if self.outputs[i].tag.is_some() {
+                    continue;
+                }
                 if let Err(e) = self.outputs[i].send_batch(&batch).await {
                     return Err(self.err(e));
                 }
             }
             self.metrics.backpressure_ns.fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
+        let basis = self.wm_basis.unwrap_or(self.max_ts);
         if let Some(bound) = self.out_of_orderness
-            && self.max_ts != i64::MIN
+            && basis != i64::MIN
         {
-            let wm = self.max_ts.saturating_sub(bound).saturating_sub(1);
+            let wm = basis.saturating_sub(bound).saturating_sub(1);
             if wm > self.last_wm {
                 self.send_control(Message::Watermark(wm)).await?;
                 self.last_wm = wm;

@@ -194,8 +194,12 @@ impl JobGraph {
                 if matches!(nodes[from].kind, NodeKind::Sink(_)) {
                     return Err(SpecError::invalid(&at, format!("'{name}' is a sink and has no output")));
                 }
-                if tag.is_some() && !matches!(nodes[from].kind, NodeKind::Operator { .. }) {
-                    return Err(SpecError::invalid(&at, format!("'{input}': only operators have side outputs")));
+                let source_dead_letter = matches!(&nodes[from].kind, NodeKind::Source(SourceSpec::Kafka { .. })) && tag.as_deref() == Some("dead-letter");
+                if tag.is_some() && !matches!(nodes[from].kind, NodeKind::Operator { .. }) && !source_dead_letter {
+                    return Err(SpecError::invalid(
+                        &at,
+                        format!("'{input}': only operators have side outputs (and Kafka sources their `dead-letter`)"),
+                    ));
                 }
                 if tag.as_deref() == Some("") {
                     return Err(SpecError::invalid(&at, format!("'{input}': empty side-output tag")));

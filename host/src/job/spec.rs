@@ -179,28 +179,95 @@ pub enum SourceSpec {
         #[serde(default)]
         event_time: Option<EventTimeSpec>,
     },
+    /// A Kafka topic. Partitions are spread over the subtasks (partition p goes to
+    /// subtask p mod parallelism); the offsets are part of every checkpoint, so a
+    /// restored job reads each record once. Consumer-group offsets are committed after
+    /// each checkpoint for monitoring only.
+    Kafka {
+        /// Unique id.
+        id: String,
+        /// `host:port[,host:port…]`.
+        bootstrap_servers: String,
+        /// The topic.
+        topic: String,
+        /// Where to start without a checkpoint.
+        #[serde(default)]
+        start: KafkaStart,
+        /// For `start: timestamp`.
+        #[serde(default)]
+        start_timestamp_ms: Option<i64>,
+        /// Consumer group (offsets committed for monitoring; `start: group` reads them).
+        /// Default `rivulet-<job>-<source id>`.
+        #[serde(default)]
+        group_id: Option<String>,
+        /// Read up to the end offsets found at the start, then finish (a bounded input).
+        #[serde(default)]
+        bounded: bool,
+        /// `bytes` (default) or `json` (undecodable values go to the `dead-letter` side
+        /// output, counted).
+        #[serde(default)]
+        format: KafkaFormat,
+        /// Parallel instances.
+        #[serde(default)]
+        parallelism: Option<u32>,
+        /// Event time: the record's timestamp, or the JSON field `field`; watermarks per
+        /// partition (the source's is their minimum; idle partitions don't hold it back).
+        #[serde(default)]
+        event_time: Option<EventTimeSpec>,
+        /// Extra librdkafka consumer properties (e.g. security settings).
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
+    },
 }
 
 impl SourceSpec {
     /// The source's id.
     pub fn id(&self) -> &str {
         match self {
-            SourceSpec::File { id, .. } | SourceSpec::Generator { id, .. } => id,
+            SourceSpec::File { id, .. } | SourceSpec::Generator { id, .. } | SourceSpec::Kafka { id, .. } => id,
         }
     }
     /// Its parallelism.
     pub fn parallelism(&self) -> u32 {
         match self {
             SourceSpec::File { .. } => 1,
-            SourceSpec::Generator { parallelism, .. } => parallelism.unwrap_or(1),
+            SourceSpec::Generator { parallelism, .. } | SourceSpec::Kafka { parallelism, .. } => parallelism.unwrap_or(1),
         }
     }
     /// Its event-time settings.
     pub fn event_time(&self) -> Option<&EventTimeSpec> {
         match self {
-            SourceSpec::File { event_time, .. } | SourceSpec::Generator { event_time, .. } => event_time.as_ref(),
+            SourceSpec::File { event_time, .. } | SourceSpec::Generator { event_time, .. } | SourceSpec::Kafka { event_time, .. } => {
+                event_time.as_ref()
+            }
         }
     }
+}
+
+/// Where a Kafka source starts when no checkpoint says where it was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaStart {
+    /// The oldest retained record of each partition.
+    #[default]
+    Earliest,
+    /// Only records produced after the job starts.
+    Latest,
+    /// The first record at or after `start_timestamp_ms`.
+    Timestamp,
+    /// The consumer group's committed offsets (earliest where it has none).
+    Group,
+}
+
+/// How a Kafka source reads record values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KafkaFormat {
+    /// Values are passed on as they are.
+    #[default]
+    Bytes,
+    /// Values must be JSON: others go to the `dead-letter` side output.
+    Json,
 }
 
 /// How an operator's input is partitioned by key.

@@ -23,6 +23,8 @@ pub struct NodeMetrics {
     pub memory_bytes: AtomicU64,
     /// Batches received.
     pub batches_in: AtomicU64,
+    /// Undecodable records a source sent to its `dead-letter` side output.
+    pub dead_letters: AtomicU64,
 }
 
 impl NodeMetrics {
@@ -38,6 +40,7 @@ impl NodeMetrics {
             backpressure_ns: AtomicU64::new(0),
             memory_bytes: AtomicU64::new(0),
             batches_in: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
         }
     }
 }

@@ -429,7 +429,9 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                         SourceCheckpointing { barriers: rx, ctx: ctx.clone(), subtask: s, parallelism: node.parallelism }
                     });
                     expected.insert(TaskKey { kind: 0, id: node.id.clone(), subtask: s });
+                    // Kafka sources merge every subtask's offsets (they rescale by partition).
                     let start = match &point {
+                        Some(_) if matches!(spec, SourceSpec::Kafka { .. }) => None,
                         Some(p) => p.source(&node.id, s, node.parallelism)?.map(|e| e.position.clone()),
                         None => None,
                     };
@@ -444,6 +446,45 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                                 delimiter: csv.as_ref().and_then(|c| c.delimiter).map_or(b',', |c| c as u8),
                                 time_field: event_time.as_ref().map(|et| et.field.clone().unwrap_or_else(|| "timestamp".into())),
                                 start,
+                            };
+                            tasks.spawn(src.run(out));
+                        }
+                        SourceSpec::Kafka {
+                            id,
+                            bootstrap_servers,
+                            topic,
+                            start: kstart,
+                            start_timestamp_ms,
+                            group_id,
+                            bounded,
+                            format,
+                            event_time,
+                            properties,
+                            ..
+                        } => {
+                            let restored = match &point {
+                                Some(p) => Some(p.source_entries(&node.id).into_iter().map(|e| e.position.clone()).collect()),
+                                None => None,
+                            };
+                            let src = crate::connectors::KafkaSource {
+                                id: id.clone(),
+                                job: graph.name.clone(),
+                                bootstrap: bootstrap_servers.clone(),
+                                topic: topic.clone(),
+                                start: *kstart,
+                                start_timestamp_ms: *start_timestamp_ms,
+                                group_id: group_id.clone(),
+                                bounded: *bounded,
+                                format: *format,
+                                time: match event_time.as_ref().and_then(|et| et.field.clone()) {
+                                    Some(f) => crate::connectors::KafkaTime::Field(f),
+                                    None => crate::connectors::KafkaTime::RecordTimestamp,
+                                },
+                                idle_timeout: event_time.as_ref().and_then(|et| et.idle_timeout_ms).map(Duration::from_millis),
+                                properties: properties.clone(),
+                                subtask: s,
+                                parallelism: node.parallelism,
+                                restored,
                             };
                             tasks.spawn(src.run(out));
                         }

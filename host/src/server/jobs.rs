@@ -307,6 +307,8 @@ pub struct NodeStatus {
     pub records_out: u64,
     /// Late records sent to the side output.
     pub late_records: u64,
+    /// Undecodable records a source sent to its `dead-letter` output.
+    pub dead_letter_records: u64,
     /// Current watermark (absent before the first).
     pub watermark: Option<i64>,
     /// Share of the run's time spent waiting on full downstream channels (0–1).
@@ -707,6 +709,7 @@ impl JobManager {
                     records_in: load(|m| &m.records_in),
                     records_out: load(|m| &m.records_out),
                     late_records: load(|m| &m.late_records),
+                    dead_letter_records: load(|m| &m.dead_letters),
                     watermark: wm,
                     backpressure: (load(|m| &m.backpressure_ns) as f64 / 1e9 / secs).min(1.0),
                     guest_ms: load(|m| &m.guest_ns) / 1_000_000,

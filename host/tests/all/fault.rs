@@ -537,7 +537,7 @@ fn checkpoint_timeouts_and_the_failure_tolerance() {
 }
 
 /// Counts per key 1..n, each once, summing to `total` (the exactly-once oracle of counter jobs).
-fn assert_counts_exact(out: &Path, total: u64) {
+pub fn assert_counts_exact(out: &Path, total: u64) {
     let mut per_key: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
     for r in crate::support::read_jsonl(out) {
         per_key.entry(r["key"].as_str().expect("key").to_owned()).or_default().push(r["count"].as_u64().expect("count"));

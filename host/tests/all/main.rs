@@ -8,6 +8,7 @@ mod cli;
 mod examples;
 mod fault;
 mod features;
+mod kafka;
 mod languages;
 mod s3;
 mod server;

@@ -1,0 +1,251 @@
+//! Kafka against a real broker: Apache Kafka in KRaft mode, one node on 127.0.0.1,
+//! started by `scripts/kafka.sh` (jars from Maven Central, run on Java 17) in a
+//! temporary directory and killed when the test ends.
+//!
+//! The oracle is the counter job's (RELIABILITY.md B7.1): per key the committed counts
+//! are 1..n, each once, and the n add up to the records in the topic — whatever was
+//! killed along the way.
+
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+
+use crate::fault::rivulet;
+use crate::support::*;
+
+/// A broker of our own, in its own directory; `kill -9`ed on drop.
+pub struct Broker {
+    dir: tempfile::TempDir,
+    pub bootstrap: String,
+}
+
+fn script() -> PathBuf {
+    repo().join("scripts/kafka.sh")
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bootstrap = Self::launch(dir.path());
+        Broker { dir, bootstrap }
+    }
+
+    fn launch(dir: &Path) -> String {
+        let out = Command::new("bash").arg(script()).arg("start").arg(dir).stderr(Stdio::inherit()).output().expect("run scripts/kafka.sh");
+        assert!(out.status.success(), "scripts/kafka.sh start failed (is Java 17 and Maven installed? `make test` installs them)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let addr = text.lines().last().unwrap_or_default().trim().to_owned();
+        assert!(addr.starts_with("127.0.0.1:"), "unexpected bootstrap address {addr:?}");
+        addr
+    }
+
+    /// SIGKILL the broker process.
+    pub fn kill9(&self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("pid")) {
+            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        }
+    }
+
+    /// Start it again on the same ports and data (after [`Self::kill9`]).
+    pub fn restart(&self) {
+        let addr = Self::launch(self.dir.path());
+        assert_eq!(addr, self.bootstrap, "the broker came back on another port");
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &self.bootstrap).create().expect("admin client");
+        let rt = runtime();
+        let res = rt
+            .block_on(admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &AdminOptions::new()))
+            .expect("create topic");
+        for r in res {
+            r.unwrap_or_else(|(t, e)| panic!("topic {t}: {e}"));
+        }
+    }
+
+    /// Produce `(key, value)` records, round-robin over `partitions`, and wait for every ack.
+    pub fn produce(&self, topic: &str, partitions: i32, records: &[(String, Vec<u8>)]) {
+        let producer: FutureProducer =
+            ClientConfig::new().set("bootstrap.servers", &self.bootstrap).set("linger.ms", "5").set("acks", "all").create().expect("producer");
+        let rt = runtime();
+        rt.block_on(async {
+            // Enqueue everything first (`send` would wait for each delivery in turn).
+            let mut pending = Vec::with_capacity(records.len());
+            for (i, (k, v)) in records.iter().enumerate() {
+                let mut rec = FutureRecord::to(topic).key(k).payload(v).partition((i as i32) % partitions);
+                loop {
+                    match producer.send_result(rec) {
+                        Ok(delivery) => break pending.push(delivery),
+                        Err((e, back)) => {
+                            assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)), "produce: {e}");
+                            rec = back;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+            }
+            for p in pending {
+                p.await.expect("delivery").unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+            }
+        });
+        producer.flush(Duration::from_secs(30)).expect("flush");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `n` counter inputs over `keys` keys, plus `bad` values that are not JSON.
+fn records(n: usize, keys: usize, bad: usize) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("k{}", i % keys), format!(r#"{{"key":"k{}","value":{i}}}"#, i % keys).into_bytes())).collect();
+    for b in 0..bad {
+        out.insert((b * 997) % out.len().max(1), (format!("bad{b}"), format!("not json {b} {{").into_bytes()));
+    }
+    out
+}
+
+fn job(dir: &Path, bootstrap: &str, topic: &str, parallelism: u32, extra: &str) -> PathBuf {
+    let spec = format!(
+        r#"name: kafka-count
+{extra}
+sources:
+  - id: events
+    type: kafka
+    bootstrap_servers: "{bootstrap}"
+    topic: {topic}
+    bounded: true
+    format: json
+    parallelism: {parallelism}
+operators:
+  - uid: counter
+    plugin: {plugin}
+    inputs: [events]
+    key_by: {{ field: key }}
+sinks:
+  - {{ id: out, type: file, path: "{out}", inputs: [counter] }}
+  - {{ id: dead, type: file, path: "{dead}", inputs: [events.dead-letter] }}
+"#,
+        plugin = wasm("plugins-examples/counter-v1/counter_v1.wasm").display(),
+        out = dir.join("out").display(),
+        dead = dir.join("dead").display(),
+    );
+    let path = dir.join("job.yaml");
+    std::fs::write(&path, spec).expect("write spec");
+    path
+}
+
+fn dead_letters(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = read_output(&dir.join("dead")).lines().map(str::to_owned).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn kafka_source_exactly_once_under_kill_9_and_dead_letters() {
+    let t0 = std::time::Instant::now();
+    let broker = Broker::start();
+    let (n, bad) = (60_000, 7);
+    broker.create_topic("events", 4);
+    println!("broker up and topic created after {:?}", t0.elapsed());
+    broker.produce("events", 4, &records(n, 50, bad));
+    println!("produced after {:?}", t0.elapsed());
+    let mut expected_dead: Vec<String> = (0..bad).map(|b| format!("not json {b} {{")).collect();
+    expected_dead.sort();
+    let mut rng = Rng(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(3, |d| d.as_nanos() as u64));
+    for (backend, parallelism) in [("memory", 1), ("rocksdb", 3)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = job(dir.path(), &broker.bootstrap, "events", parallelism, "");
+        let (mut kills, mut runs) = (0, 0);
+        loop {
+            runs += 1;
+            let mut child = rivulet()
+                .arg("run")
+                .arg(&spec)
+                .args(["--state-backend", backend, "--checkpoint-interval", "50ms", "--restore", "latest", "--quiet"])
+                .arg("--checkpoint-dir")
+                .arg(dir.path().join("ck"))
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            if kills < 5 {
+                std::thread::sleep(Duration::from_millis(150 + rng.below(if kills == 0 { 200 } else { 700 })));
+                if child.try_wait().expect("poll").is_none() {
+                    child.kill().expect("kill -9");
+                    assert_eq!(child.wait().expect("reap").signal(), Some(9));
+                    kills += 1;
+                    continue;
+                }
+            }
+            let out = child.wait_with_output().expect("wait");
+            assert!(out.status.success(), "{backend} p={parallelism} run {runs}: {}", String::from_utf8_lossy(&out.stderr));
+            break;
+        }
+        println!("kafka {backend} p={parallelism}: {kills} kills, {runs} runs, at {:?}", t0.elapsed());
+        assert!(kills > 0, "the schedule never killed a run");
+        crate::fault::assert_counts_exact(&dir.path().join("out"), n as u64);
+        assert_eq!(dead_letters(dir.path()), expected_dead, "{backend} p={parallelism}: every undecodable record once in the dead-letter output");
+    }
+}
+
+#[test]
+fn the_broker_killed_and_restarted_during_a_run() {
+    let broker = Broker::start();
+    let n = 40_000;
+    broker.create_topic("events", 3);
+    broker.produce("events", 3, &records(n, 20, 0));
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Restarts cover a broker that is down while the job (re)starts.
+    let spec = job(dir.path(), &broker.bootstrap, "events", 2, "restart: { attempts: 60, delay_ms: 500 }");
+    let child = rivulet()
+        .arg("run")
+        .arg(&spec)
+        .args(["--state-backend", "rocksdb", "--checkpoint-interval", "50ms", "--quiet", "--checkpoint-dir"])
+        .arg(dir.path().join("ck"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut child = child;
+    std::thread::sleep(Duration::from_millis(120));
+    assert!(child.try_wait().expect("poll").is_none(), "the job ended before the broker was killed");
+    broker.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.restart();
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    crate::fault::assert_counts_exact(&dir.path().join("out"), n as u64);
+}
+
+#[test]
+fn a_missing_topic_and_an_unreachable_broker_are_clear_errors() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = job(dir.path(), &broker.bootstrap, "no-such-topic", 1, "");
+    let out = rivulet().arg("run").arg(&spec).arg("--quiet").output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("topic 'no-such-topic' does not exist"), "{err}");
+    assert!(err.contains("events"), "names the source: {err}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    drop(broker);
+    let spec = job(dir.path(), &closed.to_string(), "events", 1, "");
+    let out = rivulet().arg("run").arg(&spec).arg("--quiet").output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("cannot reach the Kafka cluster") && err.contains(&closed.to_string()), "{err}");
+}
