@@ -180,6 +180,9 @@ pub struct SinkEntry {
     pub next_seq: u64,
     /// The sink had finished.
     pub finished: bool,
+    /// A Kafka sink: its part files are committed by producing them in a transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<crate::connectors::KafkaCommitTarget>,
 }
 
 /// A part file awaiting commit.

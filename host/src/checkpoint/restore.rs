@@ -140,6 +140,10 @@ pub fn commit_pending(sinks: &[SinkEntry]) -> Result<u64, CheckpointError> {
     let mut n = 0;
     for s in sinks {
         let dir = Path::new(&s.dir);
+        if let Some(k) = &s.kafka {
+            n += crate::connectors::commit_kafka(k, dir, &s.pending)?;
+            continue;
+        }
         for PendingFile { hidden, visible } in &s.pending {
             let (h, v) = (dir.join(hidden), dir.join(visible));
             if h.exists() {

@@ -7,11 +7,13 @@
 mod file;
 mod generator;
 mod kafka;
+mod kafka_sink;
 mod sink;
 
 pub use file::FileSource;
 pub use generator::Generator;
 pub use kafka::{KafkaSource, KafkaTime};
+pub use kafka_sink::{KafkaCommitTarget, commit as commit_kafka};
 pub use sink::{LineSink, SinkTarget, prepare_sink_dir};
 
 use std::sync::Arc;

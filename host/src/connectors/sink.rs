@@ -50,6 +50,8 @@ pub struct LineSink {
     pub next_seq: u64,
     /// The last barrier processed.
     pub last_barrier: u64,
+    /// A Kafka sink: the part files are a spool committed to Kafka.
+    pub kafka: Option<super::KafkaCommitTarget>,
 }
 
 /// Get a sink directory ready for a run. Hidden in-progress files are discarded (no
@@ -120,7 +122,7 @@ impl PartWriter {
         Ok(())
     }
 
-    fn entry(&self, id: &str, finished: bool) -> SinkEntry {
+    fn entry(&self, id: &str, finished: bool, kafka: Option<&super::KafkaCommitTarget>) -> SinkEntry {
         SinkEntry {
             id: id.to_owned(),
             subtask: self.subtask,
@@ -128,6 +130,7 @@ impl PartWriter {
             pending: self.pending.iter().map(|(p, _)| p.clone()).collect(),
             next_seq: self.next_seq,
             finished,
+            kafka: kafka.cloned(),
         }
     }
 }
@@ -208,9 +211,9 @@ impl LineSink {
                     p.pending.retain(|(_, id)| *id > done);
                 }
                 crate::runtime::blocking(|| p.close(b.id)).map_err(|e| self.err(format!("cannot close part file: {e}")))?;
-                p.entry(&self.id, false)
+                p.entry(&self.id, false, self.kafka.as_ref())
             }
-            None => SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: false },
+            None => SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: false, kafka: None },
         };
         let _ = ctx.reports.send(TaskReport::Ack { id: b.id, part: SnapshotPart::Sink(entry) });
         Ok(())
@@ -220,7 +223,7 @@ impl LineSink {
         let Some(mut p) = parts else {
             if let Some(ctx) = &self.checkpointing {
                 let entry =
-                    SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: true };
+                    SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: true, kafka: None };
                 let _ = ctx.reports.send(TaskReport::Finished { part: SnapshotPart::Sink(entry), after: self.last_barrier });
             }
             return Ok(());
@@ -232,10 +235,10 @@ impl LineSink {
                 if let Some(done) = ctx.ledger.max_complete() {
                     p.pending.retain(|(_, id)| *id > done);
                 }
-                let _ = ctx.reports.send(TaskReport::Finished { part: SnapshotPart::Sink(p.entry(&self.id, true)), after: self.last_barrier });
+                let _ = ctx.reports.send(TaskReport::Finished { part: SnapshotPart::Sink(p.entry(&self.id, true, self.kafka.as_ref())), after: self.last_barrier });
             }
             None => {
-                let entry = p.entry(&self.id, true);
+                let entry = p.entry(&self.id, true, self.kafka.as_ref());
                 crate::checkpoint::commit_pending(&[entry]).map_err(|e| self.err(e.to_string()))?;
             }
         }

@@ -373,6 +373,28 @@ pub enum SinkSpec {
         /// a fresh (not restored) run clears earlier part files.
         path: String,
     },
+    /// Produces each record's value to a Kafka topic, exactly-once: values are spooled
+    /// locally and produced in one transaction per checkpoint once it completes (see
+    /// `connectors::kafka_sink`); read the topic with `isolation.level=read_committed`.
+    Kafka {
+        /// Unique id.
+        id: String,
+        /// Upstream ids.
+        inputs: Vec<String>,
+        /// `host:port[,host:port…]`.
+        bootstrap_servers: String,
+        /// The topic (it must exist).
+        topic: String,
+        /// JSON field of the value used as the record key.
+        #[serde(default)]
+        key_field: Option<String>,
+        /// Spool directory (default: `<data dir>/kafka-spool/<job>/<sink id>`).
+        #[serde(default)]
+        spool_dir: Option<String>,
+        /// Extra librdkafka producer properties.
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
+    },
     /// Prints each record's value as one line on stdout.
     Stdout {
         /// Unique id.
@@ -386,13 +408,13 @@ impl SinkSpec {
     /// The sink's id.
     pub fn id(&self) -> &str {
         match self {
-            SinkSpec::File { id, .. } | SinkSpec::Stdout { id, .. } => id,
+            SinkSpec::File { id, .. } | SinkSpec::Stdout { id, .. } | SinkSpec::Kafka { id, .. } => id,
         }
     }
     /// Its inputs.
     pub fn inputs(&self) -> &[String] {
         match self {
-            SinkSpec::File { inputs, .. } | SinkSpec::Stdout { inputs, .. } => inputs,
+            SinkSpec::File { inputs, .. } | SinkSpec::Stdout { inputs, .. } | SinkSpec::Kafka { inputs, .. } => inputs,
         }
     }
 }

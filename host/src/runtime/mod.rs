@@ -309,8 +309,8 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
         }
     }
     for node in &graph.nodes {
-        if let NodeKind::Sink(SinkSpec::File { path, .. }) = &node.kind {
-            let dir = spec_resolve(&graph.base_dir, path);
+        if let NodeKind::Sink(spec @ (SinkSpec::File { .. } | SinkSpec::Kafka { .. })) = &node.kind {
+            let dir = sink_dir(graph, opts, spec);
             let keep = |sub: u32| point.as_ref().and_then(|p| p.sink(&node.id, sub)).map_or(0, |e| e.next_seq);
             let keep: &dyn Fn(u32) -> u64 = &keep;
             prepare_sink_dir(&dir, point.is_some().then_some(keep)).map_err(|e| JobError::Connector {
@@ -562,8 +562,18 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
             NodeKind::Operator { .. } => {}
             NodeKind::Sink(spec) => {
                 let target = match spec {
-                    SinkSpec::File { path, .. } => SinkTarget::Dir(spec_resolve(&graph.base_dir, path)),
+                    SinkSpec::File { .. } | SinkSpec::Kafka { .. } => SinkTarget::Dir(sink_dir(graph, opts, spec)),
                     SinkSpec::Stdout { .. } => SinkTarget::Stdout,
+                };
+                let kafka = match spec {
+                    SinkSpec::Kafka { bootstrap_servers, topic, key_field, properties, .. } => Some(crate::connectors::KafkaCommitTarget {
+                        bootstrap: bootstrap_servers.clone(),
+                        topic: topic.clone(),
+                        key_field: key_field.clone(),
+                        transactional_id: format!("rivulet-{}-{}-0", sanitize(&graph.name), node.id),
+                        properties: properties.clone(),
+                    }),
+                    _ => None,
                 };
                 expected.insert(TaskKey { kind: 2, id: node.id.clone(), subtask: 0 });
                 let next_seq = point.as_ref().and_then(|p| p.sink(&node.id, 0)).map_or(0, |e| e.next_seq);
@@ -580,6 +590,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                         checkpointing: task_ckpt.clone(),
                         next_seq,
                         last_barrier: 0,
+                        kafka,
                     }
                     .run(),
                 );
@@ -965,5 +976,15 @@ async fn report_progress(metrics: Vec<Arc<NodeMetrics>>, graph: JobGraph) {
             (r_out - last_out) as f64 / period.as_secs_f64(),
         );
         (last_in, last_out) = (r_in, r_out);
+    }
+}
+
+/// Where a sink writes its part files: a file sink's directory, or a Kafka sink's spool.
+fn sink_dir(graph: &JobGraph, opts: &RunOptions, spec: &SinkSpec) -> PathBuf {
+    match spec {
+        SinkSpec::Kafka { spool_dir: Some(d), .. } => spec_resolve(&graph.base_dir, d),
+        SinkSpec::Kafka { id, .. } => opts.data_dir.join("kafka-spool").join(sanitize(&graph.name)).join(id),
+        SinkSpec::File { path, .. } => spec_resolve(&graph.base_dir, path),
+        SinkSpec::Stdout { .. } => PathBuf::new(),
     }
 }

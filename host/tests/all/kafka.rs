@@ -143,6 +143,102 @@ sinks:
     path
 }
 
+/// Every committed value of `topic` (read_committed), until `want` have come or 20 s
+/// pass without a new one.
+fn consume_committed(bootstrap: &str, topic: &str, want: usize) -> Vec<serde_json::Value> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::Message as _;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("oracle-{topic}-{}", std::process::id()))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let mut quiet_since = std::time::Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(if out.len() >= want { 2 } else { 20 }) {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).expect("a JSON value"));
+            quiet_since = std::time::Instant::now();
+        }
+    }
+    out
+}
+
+/// The counter oracle on values read from Kafka.
+fn assert_counts_exact_values(rows: &[serde_json::Value], total: u64) {
+    let mut per_key: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for r in rows {
+        per_key.entry(r["key"].as_str().expect("key").to_owned()).or_default().push(r["count"].as_u64().expect("count"));
+    }
+    let mut sum = 0;
+    for (k, mut c) in per_key {
+        c.sort_unstable();
+        let n = c.len() as u64;
+        assert_eq!(c, (1..=n).collect::<Vec<_>>(), "key {k}: counts lost or duplicated");
+        sum += n;
+    }
+    assert_eq!(sum, total, "committed records in the output topic");
+}
+
+#[test]
+fn kafka_to_kafka_exactly_once_under_kill_9() {
+    let broker = Broker::start();
+    let n = 40_000;
+    broker.create_topic("in", 4);
+    broker.create_topic("counts", 3);
+    broker.produce("in", 4, &records(n, 40, 0));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = job(dir.path(), &broker.bootstrap, "in", 2, "")
+        .to_str()
+        .map(|p| std::fs::read_to_string(p).expect("spec"))
+        .expect("utf-8 path")
+        .replace(
+            &format!(r#"{{ id: out, type: file, path: "{}", inputs: [counter] }}"#, dir.path().join("out").display()),
+            &format!(r#"{{ id: out, type: kafka, bootstrap_servers: "{}", topic: counts, key_field: key, inputs: [counter] }}"#, broker.bootstrap),
+        );
+    assert!(spec.contains("type: kafka, bootstrap"), "{spec}");
+    let spec_path = dir.path().join("k2k.yaml");
+    std::fs::write(&spec_path, spec).expect("spec");
+    let mut rng = Rng(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(5, |d| d.as_nanos() as u64));
+    let (mut kills, mut runs) = (0, 0);
+    loop {
+        runs += 1;
+        let mut child = rivulet()
+            .arg("run")
+            .arg(&spec_path)
+            .args(["--state-backend", "rocksdb", "--checkpoint-interval", "50ms", "--restore", "latest", "--quiet"])
+            .arg("--checkpoint-dir")
+            .arg(dir.path().join("ck"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        if kills < 5 {
+            std::thread::sleep(Duration::from_millis(200 + rng.below(if kills == 0 { 200 } else { 900 })));
+            if child.try_wait().expect("poll").is_none() {
+                child.kill().expect("kill -9");
+                assert_eq!(child.wait().expect("reap").signal(), Some(9));
+                kills += 1;
+                continue;
+            }
+        }
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "run {runs}: {}", String::from_utf8_lossy(&out.stderr));
+        break;
+    }
+    println!("kafka → kafka: {kills} kills, {runs} runs");
+    assert!(kills > 0, "the schedule never killed a run");
+    let rows = consume_committed(&broker.bootstrap, "counts", n);
+    assert_counts_exact_values(&rows, n as u64);
+}
+
 fn dead_letters(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = read_output(&dir.join("dead")).lines().map(str::to_owned).collect();
     v.sort();
