@@ -182,3 +182,108 @@ fn commit_with(t: &KafkaCommitTarget, c: &TxClient, dir: &Path, pending: &[Pendi
     }
     Ok(produced)
 }
+
+/// Where an at-least-once Kafka sink produces.
+#[derive(Debug, Clone)]
+pub struct KafkaDirectTarget {
+    /// Bootstrap servers.
+    pub bootstrap: String,
+    /// Topic.
+    pub topic: String,
+    /// JSON field of each value that becomes the record key.
+    pub key_field: Option<String>,
+    /// Extra librdkafka producer properties.
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Counts failed deliveries, so a flush can fail the sink (and the job restarts from its
+/// last checkpoint: nothing is lost).
+#[derive(Default)]
+struct DeliveryCheck {
+    failed: std::sync::atomic::AtomicU64,
+    last: Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for DeliveryCheck {}
+
+impl rdkafka::producer::ProducerContext for DeliveryCheck {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+        }
+    }
+}
+
+/// Lines written to it become Kafka records (at-least-once: `flush` waits until every
+/// one is acknowledged, and fails if any delivery failed).
+pub struct KafkaLineWriter {
+    producer: rdkafka::producer::ThreadedProducer<DeliveryCheck>,
+    target: KafkaDirectTarget,
+    line: Vec<u8>,
+}
+
+impl KafkaLineWriter {
+    /// A producer for `t`.
+    pub fn new(t: &KafkaDirectTarget) -> Result<Self, KafkaError> {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &t.bootstrap).set("linger.ms", "5").set("enable.idempotence", "true");
+        for (k, v) in &t.properties {
+            cfg.set(k, v);
+        }
+        Ok(KafkaLineWriter { producer: cfg.create_with_context(DeliveryCheck::default())?, target: t.clone(), line: Vec::new() })
+    }
+
+    fn produce_line(&mut self) -> std::io::Result<()> {
+        let key = self.target.key_field.as_deref().and_then(|f| {
+            let v: serde_json::Value = serde_json::from_slice(&self.line).ok()?;
+            Some(match v.get(f)? {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        });
+        let mut record = BaseRecord::<String, [u8], ()>::with_opaque_to(&self.target.topic, ()).payload(&self.line[..]);
+        if let Some(k) = &key {
+            record = record.key(k);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    record = back;
+                }
+                Err((e, _)) => return Err(std::io::Error::other(format!("produce to {}: {e}", self.target.topic))),
+            }
+        }
+        self.line.clear();
+        Ok(())
+    }
+}
+
+impl std::io::Write for KafkaLineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for chunk in buf.split_inclusive(|b| *b == b'\n') {
+            match chunk.strip_suffix(b"\n") {
+                Some(body) => {
+                    self.line.extend_from_slice(body);
+                    self.produce_line()?;
+                }
+                None => self.line.extend_from_slice(chunk),
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.producer.flush(TIMEOUT).map_err(|e| std::io::Error::other(format!("flush to {}: {e}", self.target.topic)))?;
+        let ctx = self.producer.context();
+        let failed = ctx.failed.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if failed > 0 {
+            let last = ctx.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone().unwrap_or_default();
+            return Err(std::io::Error::other(format!("{failed} records were not delivered to {} (last error: {last})", self.target.topic)));
+        }
+        Ok(())
+    }
+}

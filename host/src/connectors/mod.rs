@@ -13,7 +13,7 @@ mod sink;
 pub use file::FileSource;
 pub use generator::Generator;
 pub use kafka::{KafkaSource, KafkaTime};
-pub use kafka_sink::{KafkaCommitTarget, commit as commit_kafka};
+pub use kafka_sink::{KafkaCommitTarget, KafkaDirectTarget, commit as commit_kafka};
 pub use sink::{LineSink, SinkTarget, prepare_sink_dir};
 
 use std::sync::Arc;

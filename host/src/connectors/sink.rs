@@ -28,6 +28,9 @@ pub enum SinkTarget {
     Dir(PathBuf),
     /// The process's stdout.
     Stdout,
+    /// Straight to Kafka, at-least-once: produced as records come, flushed (every
+    /// record acknowledged) at each barrier before the sink acknowledges it.
+    KafkaDirect(super::kafka_sink::KafkaDirectTarget),
 }
 
 /// A sink writing one line per record value.
@@ -147,12 +150,19 @@ impl LineSink {
                 std::fs::create_dir_all(dir).map_err(|e| self.err(format!("cannot create {}: {e}", dir.display())))?;
                 Some(PartWriter { dir: dir.clone(), subtask: self.subtask, current: None, pending: Vec::new(), next_seq: self.next_seq })
             }
-            SinkTarget::Stdout => None,
+            SinkTarget::Stdout | SinkTarget::KafkaDirect(_) => None,
         };
-        let mut stdout = std::io::LineWriter::new(std::io::stdout());
+        let mut stdout: Box<dyn Write + Send> = match &self.target {
+            SinkTarget::KafkaDirect(t) => Box::new(super::kafka_sink::KafkaLineWriter::new(t).map_err(|e| self.err(e.to_string()))?),
+            _ => Box::new(std::io::LineWriter::new(std::io::stdout())),
+        };
         while let Some(ev) = self.input.next().await {
             let env = match ev {
                 GateEvent::Aligned(b) => {
+                    if parts.is_none() {
+                        // Everything before the barrier is out (acknowledged, for Kafka).
+                        crate::runtime::blocking(|| stdout.flush()).map_err(|e| self.err(format!("flush failed: {e}")))?;
+                    }
                     self.on_barrier(b, parts.as_mut())?;
                     if b.stop {
                         return Ok(());

@@ -259,6 +259,17 @@ pub enum KafkaStart {
     Group,
 }
 
+/// The Kafka sink's guarantee.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaDelivery {
+    /// Transactions committed when the checkpoint completes.
+    #[default]
+    ExactlyOnce,
+    /// Produced at once; flushed at barriers.
+    AtLeastOnce,
+}
+
 /// How a Kafka source reads record values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -388,6 +399,11 @@ pub enum SinkSpec {
         /// JSON field of the value used as the record key.
         #[serde(default)]
         key_field: Option<String>,
+        /// `exactly_once` (default: transactions per completed checkpoint) or
+        /// `at_least_once` (produced as records come, flushed at every barrier: lower
+        /// latency; a restart may write records of the last checkpoint interval again).
+        #[serde(default)]
+        delivery: KafkaDelivery,
         /// Spool directory (default: `<data dir>/kafka-spool/<job>/<sink id>`).
         #[serde(default)]
         spool_dir: Option<String>,

@@ -562,11 +562,19 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
             NodeKind::Operator { .. } => {}
             NodeKind::Sink(spec) => {
                 let target = match spec {
+                    SinkSpec::Kafka { delivery: crate::job::KafkaDelivery::AtLeastOnce, bootstrap_servers, topic, key_field, properties, .. } => {
+                        SinkTarget::KafkaDirect(crate::connectors::KafkaDirectTarget {
+                            bootstrap: bootstrap_servers.clone(),
+                            topic: topic.clone(),
+                            key_field: key_field.clone(),
+                            properties: properties.clone(),
+                        })
+                    }
                     SinkSpec::File { .. } | SinkSpec::Kafka { .. } => SinkTarget::Dir(sink_dir(graph, opts, spec)),
                     SinkSpec::Stdout { .. } => SinkTarget::Stdout,
                 };
                 let kafka = match spec {
-                    SinkSpec::Kafka { bootstrap_servers, topic, key_field, properties, .. } => Some(crate::connectors::KafkaCommitTarget {
+                    SinkSpec::Kafka { delivery: crate::job::KafkaDelivery::ExactlyOnce, bootstrap_servers, topic, key_field, properties, .. } => Some(crate::connectors::KafkaCommitTarget {
                         bootstrap: bootstrap_servers.clone(),
                         topic: topic.clone(),
                         key_field: key_field.clone(),
