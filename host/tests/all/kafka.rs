@@ -71,14 +71,20 @@ impl Broker {
 
     /// Produce `(key, value)` records, round-robin over `partitions`, and wait for every ack.
     pub fn produce(&self, topic: &str, partitions: i32, records: &[(String, Vec<u8>)]) {
+        let with_partitions: Vec<(i32, String, Vec<u8>)> = records.iter().enumerate().map(|(i, (k, v))| ((i as i32) % partitions, k.clone(), v.clone())).collect();
+        self.produce_to(topic, &with_partitions);
+    }
+
+    /// Produce `(partition, key, value)` records and wait for every ack.
+    pub fn produce_to(&self, topic: &str, records: &[(i32, String, Vec<u8>)]) {
         let producer: FutureProducer =
             ClientConfig::new().set("bootstrap.servers", &self.bootstrap).set("linger.ms", "5").set("acks", "all").create().expect("producer");
         let rt = runtime();
         rt.block_on(async {
             // Enqueue everything first (`send` would wait for each delivery in turn).
             let mut pending = Vec::with_capacity(records.len());
-            for (i, (k, v)) in records.iter().enumerate() {
-                let mut rec = FutureRecord::to(topic).key(k).payload(v).partition((i as i32) % partitions);
+            for (partition, k, v) in records {
+                let mut rec = FutureRecord::to(topic).key(k).payload(v).partition(*partition);
                 loop {
                     match producer.send_result(rec) {
                         Ok(delivery) => break pending.push(delivery),
@@ -361,4 +367,64 @@ fn a_missing_topic_and_an_unreachable_broker_are_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("cannot reach the Kafka cluster") && err.contains(&closed.to_string()), "{err}");
+}
+
+#[test]
+fn the_kafka_enrich_example_matches_an_independent_enrichment_after_a_kill() {
+    let broker = Broker::start();
+    broker.create_topic("orders", 4);
+    broker.create_topic("enriched", 4);
+    // 30 customers; a customer's orders stay in one partition, in order.
+    let mut rng = Rng(11);
+    let mut input = Vec::new();
+    let mut expected = Vec::new();
+    let mut state: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for order_id in 0..20_000u64 {
+        let c = rng.below(30);
+        let customer = format!("c{c}");
+        let (price, qty) = (100 + rng.below(5_000), 1 + rng.below(4));
+        input.push(((c % 4) as i32, customer.clone(), serde_json::json!({"order_id": order_id, "customer": customer, "price_cents": price, "qty": qty}).to_string().into_bytes()));
+        let e = state.entry(customer.clone()).or_default();
+        e.0 += 1;
+        e.1 += price * qty;
+        let tier = if e.1 < 10_000 { "bronze" } else if e.1 < 100_000 { "silver" } else { "gold" };
+        expected.push(serde_json::json!({"order_id": order_id, "customer": customer, "total_cents": price * qty,
+            "customer_orders": e.0, "customer_spend_cents": e.1, "tier": tier}).to_string());
+    }
+    input.push((1, "c1".into(), b"{oops".to_vec()));
+    broker.produce_to("orders", &input);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = |c: &mut Command| {
+        c.arg("run")
+            .arg(repo().join("plugins-examples/kafka-enrich/job.yaml"))
+            .args(["--param", &format!("bootstrap={}", broker.bootstrap), "--param", "input_topic=orders", "--param", "output_topic=enriched"])
+            .args(["--param", "bounded=true", "--param"])
+            .arg(format!("rejected={}", dir.path().join("rejected").display()))
+            .args(["--checkpoint-interval", "50ms", "--restore", "latest", "--quiet", "--checkpoint-dir"])
+            .arg(dir.path().join("ck"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"));
+    };
+    let mut first = rivulet();
+    args(&mut first);
+    let mut child = first.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    std::thread::sleep(Duration::from_millis(400));
+    let killed = child.try_wait().expect("poll").is_none();
+    if killed {
+        child.kill().expect("kill -9");
+    }
+    let _ = child.wait();
+    let mut second = rivulet();
+    args(&mut second);
+    let out = second.output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!("kafka-enrich: killed the first run: {killed}");
+
+    let mut got: Vec<String> = consume_committed(&broker.bootstrap, "enriched", expected.len()).iter().map(|v| v.to_string()).collect();
+    got.sort();
+    expected.sort();
+    assert_eq!(got.len(), expected.len(), "committed enriched orders");
+    assert!(got == expected, "the enriched orders differ from the independent enrichment");
+    assert_eq!(read_output(&dir.path().join("rejected")).trim(), "{oops");
 }
