@@ -65,6 +65,7 @@ bench: plugins ui
 	cargo bench -p rivulet-host --bench checkpoint
 	cargo bench -p rivulet-host --bench languages
 	cargo bench -p rivulet-host --bench server
+	cargo bench -p rivulet-host --bench kafka
 	cargo build --release -p rivulet-host
 	cd web-ui && RIVULET_BIN=$(RIVULET_RELEASE) node bench/load.mjs 15 5
 

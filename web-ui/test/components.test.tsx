@@ -15,6 +15,7 @@ const node = (id: string, kind: string, backpressure = 0) => ({
   records_in: 10,
   records_out: 10,
   late_records: 0,
+  dead_letter_records: 0,
   watermark: null,
   backpressure,
   guest_ms: 0,

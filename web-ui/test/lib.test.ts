@@ -116,6 +116,7 @@ describe('job stats', () => {
     watermark,
     parallelism: 1,
     late_records: 0,
+    dead_letter_records: 0,
     backpressure: 0,
     guest_ms: 0,
     memory_bytes: 0,

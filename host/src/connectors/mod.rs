@@ -8,12 +8,14 @@ mod file;
 mod generator;
 mod kafka;
 mod kafka_sink;
+mod postgres;
 mod sink;
 
 pub use file::FileSource;
 pub use generator::Generator;
 pub use kafka::{KafkaSource, KafkaTime};
 pub use kafka_sink::{KafkaCommitTarget, KafkaDirectTarget, commit as commit_kafka};
+pub use postgres::PostgresTarget;
 pub use sink::{LineSink, SinkTarget, prepare_sink_dir};
 
 use std::sync::Arc;

@@ -31,6 +31,8 @@ pub enum SinkTarget {
     /// Straight to Kafka, at-least-once: produced as records come, flushed (every
     /// record acknowledged) at each barrier before the sink acknowledges it.
     KafkaDirect(super::kafka_sink::KafkaDirectTarget),
+    /// Upserts into a PostgreSQL table, flushed at each barrier.
+    Postgres(super::PostgresTarget),
 }
 
 /// A sink writing one line per record value.
@@ -150,10 +152,14 @@ impl LineSink {
                 std::fs::create_dir_all(dir).map_err(|e| self.err(format!("cannot create {}: {e}", dir.display())))?;
                 Some(PartWriter { dir: dir.clone(), subtask: self.subtask, current: None, pending: Vec::new(), next_seq: self.next_seq })
             }
-            SinkTarget::Stdout | SinkTarget::KafkaDirect(_) => None,
+            SinkTarget::Stdout | SinkTarget::KafkaDirect(_) | SinkTarget::Postgres(_) => None,
         };
         let mut stdout: Box<dyn Write + Send> = match &self.target {
             SinkTarget::KafkaDirect(t) => Box::new(super::kafka_sink::KafkaLineWriter::new(t).map_err(|e| self.err(e.to_string()))?),
+            SinkTarget::Postgres(t) => {
+                let t = t.clone();
+                Box::new(crate::runtime::blocking(|| super::postgres::PostgresLineWriter::new(&t)).map_err(|e| self.err(e))?)
+            }
             _ => Box::new(std::io::LineWriter::new(std::io::stdout())),
         };
         while let Some(ev) = self.input.next().await {

@@ -411,6 +411,25 @@ pub enum SinkSpec {
         #[serde(default)]
         properties: BTreeMap<String, String>,
     },
+    /// Upserts each record's value (a JSON object: one row, its fields the columns) into
+    /// a PostgreSQL table by key, batched; flushed at every checkpoint barrier, so a
+    /// replay after recovery rewrites the same rows and the table converges.
+    Postgres {
+        /// Unique id.
+        id: String,
+        /// Upstream ids.
+        inputs: Vec<String>,
+        /// `postgres://user[:password]@host:port/database`.
+        url: String,
+        /// Table (`name` or `schema.name`); it must exist, with a primary key or unique
+        /// constraint on `key`.
+        table: String,
+        /// Key columns.
+        key: Vec<String>,
+        /// Rows per statement (default 500).
+        #[serde(default)]
+        batch_size: Option<usize>,
+    },
     /// Prints each record's value as one line on stdout.
     Stdout {
         /// Unique id.
@@ -424,13 +443,13 @@ impl SinkSpec {
     /// The sink's id.
     pub fn id(&self) -> &str {
         match self {
-            SinkSpec::File { id, .. } | SinkSpec::Stdout { id, .. } | SinkSpec::Kafka { id, .. } => id,
+            SinkSpec::File { id, .. } | SinkSpec::Stdout { id, .. } | SinkSpec::Kafka { id, .. } | SinkSpec::Postgres { id, .. } => id,
         }
     }
     /// Its inputs.
     pub fn inputs(&self) -> &[String] {
         match self {
-            SinkSpec::File { inputs, .. } | SinkSpec::Stdout { inputs, .. } | SinkSpec::Kafka { inputs, .. } => inputs,
+            SinkSpec::File { inputs, .. } | SinkSpec::Stdout { inputs, .. } | SinkSpec::Kafka { inputs, .. } | SinkSpec::Postgres { inputs, .. } => inputs,
         }
     }
 }

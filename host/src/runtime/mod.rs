@@ -571,6 +571,12 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                         })
                     }
                     SinkSpec::File { .. } | SinkSpec::Kafka { .. } => SinkTarget::Dir(sink_dir(graph, opts, spec)),
+                    SinkSpec::Postgres { url, table, key, batch_size, .. } => SinkTarget::Postgres(crate::connectors::PostgresTarget {
+                        url: url.clone(),
+                        table: table.clone(),
+                        key: key.clone(),
+                        batch_size: batch_size.unwrap_or(500),
+                    }),
                     SinkSpec::Stdout { .. } => SinkTarget::Stdout,
                 };
                 let kafka = match spec {
@@ -993,6 +999,6 @@ fn sink_dir(graph: &JobGraph, opts: &RunOptions, spec: &SinkSpec) -> PathBuf {
         SinkSpec::Kafka { spool_dir: Some(d), .. } => spec_resolve(&graph.base_dir, d),
         SinkSpec::Kafka { id, .. } => opts.data_dir.join("kafka-spool").join(sanitize(&graph.name)).join(id),
         SinkSpec::File { path, .. } => spec_resolve(&graph.base_dir, path),
-        SinkSpec::Stdout { .. } => PathBuf::new(),
+        SinkSpec::Stdout { .. } | SinkSpec::Postgres { .. } => PathBuf::new(),
     }
 }

@@ -9,6 +9,7 @@ mod examples;
 mod fault;
 mod features;
 mod kafka;
+mod postgres;
 mod languages;
 mod s3;
 mod server;

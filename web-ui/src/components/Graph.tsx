@@ -88,7 +88,7 @@ export function JobGraph({ nodes, edges, rates, nowMs }: { nodes: NodeStatus[]; 
           return (
             <g key={n.id} class={`node kind-${n.kind} pressure-${level}`} transform={`translate(${p.x},${p.y})`} data-node={n.id}>
               <title>
-                {`${n.id} (${n.kind}${n.plugin ? `, ${n.plugin}` : ''}), parallelism ${n.parallelism}; records in ${n.records_in}, out ${n.records_out}; backpressure ${fmtPercent(n.backpressure)}${lag === null ? '' : `; watermark lag ${fmtDuration(lag)}`}`}
+                {`${n.id} (${n.kind}${n.plugin ? `, ${n.plugin}` : ''}), parallelism ${n.parallelism}; records in ${n.records_in}, out ${n.records_out}; backpressure ${fmtPercent(n.backpressure)}${lag === null ? '' : `; watermark lag ${fmtDuration(lag)}`}${n.dead_letter_records ? `; ${n.dead_letter_records} undecodable records to dead-letter` : ''}`}
               </title>
               <rect width={NODE_W} height={NODE_H} rx="8" />
               <rect class="pressure-bar" x="0" y={NODE_H - 5} width={Math.max(2, NODE_W * Math.min(1, n.backpressure))} height="5" rx="2" />
@@ -107,6 +107,7 @@ export function JobGraph({ nodes, edges, rates, nowMs }: { nodes: NodeStatus[]; 
               <text x="10" y="67" class="node-sub">
                 bp {fmtPercent(n.backpressure)}
                 {lag === null ? '' : ` · wm lag ${fmtDuration(lag)}`}
+                {n.dead_letter_records ? ` · ${n.dead_letter_records} dead` : ''}
               </text>
             </g>
           );
