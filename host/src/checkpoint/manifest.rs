@@ -153,6 +153,15 @@ pub enum SourcePosition {
         /// Largest event time seen.
         max_ts: i64,
     },
+    /// An object source: the object it was reading and the records emitted from it.
+    Objects {
+        /// Object name.
+        object: String,
+        /// Records of it emitted.
+        records: u64,
+        /// Largest event time seen.
+        max_ts: i64,
+    },
     /// A generator: the next id it would produce.
     Generator {
         /// Next id.
@@ -183,6 +192,9 @@ pub struct SinkEntry {
     /// A Kafka sink: its part files are committed by producing them in a transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<crate::connectors::KafkaCommitTarget>,
+    /// An object-storage sink: its part files are committed by uploading them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<crate::connectors::ObjectCommitTarget>,
 }
 
 /// A part file awaiting commit.

@@ -76,8 +76,9 @@ async fn verify(root: &CheckpointStorage, dir: &str, job: &str) -> Result<Restor
         }
     }
     for s in &manifest.sinks {
-        if s.kafka.is_some() {
-            // A Kafka sink removes a spool file once it is committed: a missing one was.
+        if s.kafka.is_some() || s.objects.is_some() {
+            // Kafka and object-storage sinks remove a spool file once it is committed: a
+            // missing one was.
             continue;
         }
         for p in &s.pending {
@@ -146,6 +147,10 @@ pub fn commit_pending(sinks: &[SinkEntry]) -> Result<u64, CheckpointError> {
         let dir = Path::new(&s.dir);
         if let Some(k) = &s.kafka {
             n += crate::connectors::commit_kafka(k, dir, &s.pending)?;
+            continue;
+        }
+        if let Some(o) = &s.objects {
+            n += crate::connectors::commit_objects(o, dir, &s.pending)?;
             continue;
         }
         for PendingFile { hidden, visible } in &s.pending {

@@ -8,6 +8,7 @@ mod file;
 mod generator;
 mod kafka;
 mod kafka_sink;
+pub mod objects;
 mod postgres;
 mod sink;
 
@@ -15,6 +16,7 @@ pub use file::FileSource;
 pub use generator::Generator;
 pub use kafka::{KafkaSource, KafkaTime};
 pub use kafka_sink::{KafkaCommitTarget, KafkaDirectTarget, commit as commit_kafka};
+pub use objects::{ObjectCommitTarget, ObjectSource, commit as commit_objects};
 pub use postgres::PostgresTarget;
 pub use sink::{LineSink, SinkTarget, prepare_sink_dir};
 

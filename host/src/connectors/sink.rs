@@ -57,6 +57,12 @@ pub struct LineSink {
     pub last_barrier: u64,
     /// A Kafka sink: the part files are a spool committed to Kafka.
     pub kafka: Option<super::KafkaCommitTarget>,
+    /// An object-storage sink: the part files are a spool uploaded on commit.
+    pub objects: Option<super::ObjectCommitTarget>,
+    /// Roll to a new part file after this many bytes.
+    pub roll_bytes: Option<u64>,
+    /// Roll to a new part file after this long.
+    pub roll_interval: Option<std::time::Duration>,
 }
 
 /// Get a sink directory ready for a run. Hidden in-progress files are discarded (no
@@ -96,6 +102,9 @@ pub fn prepare_sink_dir(dir: &Path, keep_below: Option<&dyn Fn(u32) -> u64>) -> 
 struct PartWriter {
     dir: PathBuf,
     subtask: u32,
+    /// Bytes in the current file and when it was opened (rolling).
+    written: u64,
+    opened: std::time::Instant,
     current: Option<(String, std::io::BufWriter<std::fs::File>)>,
     /// Closed files not known to be committed: (file, barrier id that closed it).
     pending: Vec<(PendingFile, u64)>,
@@ -108,6 +117,8 @@ impl PartWriter {
             let hidden = format!(".part-{}-{:06}.inprogress", self.subtask, self.next_seq);
             let f = std::fs::File::create(self.dir.join(&hidden))?;
             self.current = Some((hidden, std::io::BufWriter::with_capacity(1 << 16, f)));
+            self.written = 0;
+            self.opened = std::time::Instant::now();
         }
         match self.current.as_mut() {
             Some((_, w)) => Ok(w),
@@ -127,7 +138,7 @@ impl PartWriter {
         Ok(())
     }
 
-    fn entry(&self, id: &str, finished: bool, kafka: Option<&super::KafkaCommitTarget>) -> SinkEntry {
+    fn entry(&self, id: &str, finished: bool, kafka: Option<&super::KafkaCommitTarget>, objects: Option<&super::ObjectCommitTarget>) -> SinkEntry {
         SinkEntry {
             id: id.to_owned(),
             subtask: self.subtask,
@@ -136,6 +147,7 @@ impl PartWriter {
             next_seq: self.next_seq,
             finished,
             kafka: kafka.cloned(),
+            objects: objects.cloned(),
         }
     }
 }
@@ -150,7 +162,15 @@ impl LineSink {
         let mut parts = match &self.target {
             SinkTarget::Dir(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| self.err(format!("cannot create {}: {e}", dir.display())))?;
-                Some(PartWriter { dir: dir.clone(), subtask: self.subtask, current: None, pending: Vec::new(), next_seq: self.next_seq })
+                Some(PartWriter {
+                    dir: dir.clone(),
+                    subtask: self.subtask,
+                    written: 0,
+                    opened: std::time::Instant::now(),
+                    current: None,
+                    pending: Vec::new(),
+                    next_seq: self.next_seq,
+                })
             }
             SinkTarget::Stdout | SinkTarget::KafkaDirect(_) | SinkTarget::Postgres(_) => None,
         };
@@ -180,6 +200,7 @@ impl LineSink {
             match env.msg {
                 Message::Batch(batch) => {
                     let mut n = 0;
+                    let mut bytes = 0u64;
                     let w: &mut dyn Write = match parts.as_mut() {
                         Some(p) => p.writer().map_err(|e| self.err(format!("cannot create a part file: {e}")))?,
                         None => &mut stdout,
@@ -192,8 +213,20 @@ impl LineSink {
                             message: format!("write failed: {e}"),
                         })?;
                         n += 1;
+                        bytes += r.value.len() as u64 + 1;
                     }
                     self.metrics.records_in.fetch_add(n, Ordering::Relaxed);
+                    if let Some(p) = parts.as_mut() {
+                        p.written += bytes;
+                    }
+                    // Rolling: a part closed between barriers belongs to the next checkpoint.
+                    if let Some(p) = parts.as_mut()
+                        && p.current.is_some()
+                        && (self.roll_bytes.is_some_and(|b| p.written >= b) || self.roll_interval.is_some_and(|t| p.opened.elapsed() >= t))
+                    {
+                        // Its barrier is the next one, whatever its id (it is set there).
+                        crate::runtime::blocking(|| p.close(u64::MAX)).map_err(|e| self.err(format!("cannot close part file: {e}")))?;
+                    }
                 }
                 Message::Watermark(wm) => {
                     self.inputs.watermark(env.channel, wm);
@@ -222,14 +255,18 @@ impl LineSink {
         };
         let entry = match parts {
             Some(p) => {
+                // Files rolled since the last barrier belong to this one.
+                for (_, id) in p.pending.iter_mut().filter(|(_, id)| *id == u64::MAX) {
+                    *id = b.id;
+                }
                 // Files closed at a barrier whose (or a later) checkpoint completed are committed.
                 if let Some(done) = ctx.ledger.max_complete() {
                     p.pending.retain(|(_, id)| *id > done);
                 }
                 crate::runtime::blocking(|| p.close(b.id)).map_err(|e| self.err(format!("cannot close part file: {e}")))?;
-                p.entry(&self.id, false, self.kafka.as_ref())
+                p.entry(&self.id, false, self.kafka.as_ref(), self.objects.as_ref())
             }
-            None => SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: false, kafka: None },
+            None => SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: false, kafka: None, objects: None },
         };
         let _ = ctx.reports.send(TaskReport::Ack { id: b.id, part: SnapshotPart::Sink(entry) });
         Ok(())
@@ -239,7 +276,7 @@ impl LineSink {
         let Some(mut p) = parts else {
             if let Some(ctx) = &self.checkpointing {
                 let entry =
-                    SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: true, kafka: None };
+                    SinkEntry { id: self.id.clone(), subtask: self.subtask, dir: String::new(), pending: Vec::new(), next_seq: 0, finished: true, kafka: None, objects: None };
                 let _ = ctx.reports.send(TaskReport::Finished { part: SnapshotPart::Sink(entry), after: self.last_barrier });
             }
             return Ok(());
@@ -251,10 +288,10 @@ impl LineSink {
                 if let Some(done) = ctx.ledger.max_complete() {
                     p.pending.retain(|(_, id)| *id > done);
                 }
-                let _ = ctx.reports.send(TaskReport::Finished { part: SnapshotPart::Sink(p.entry(&self.id, true, self.kafka.as_ref())), after: self.last_barrier });
+                let _ = ctx.reports.send(TaskReport::Finished { part: SnapshotPart::Sink(p.entry(&self.id, true, self.kafka.as_ref(), self.objects.as_ref())), after: self.last_barrier });
             }
             None => {
-                let entry = p.entry(&self.id, true, self.kafka.as_ref());
+                let entry = p.entry(&self.id, true, self.kafka.as_ref(), self.objects.as_ref());
                 crate::checkpoint::commit_pending(&[entry]).map_err(|e| self.err(e.to_string()))?;
             }
         }

@@ -7,7 +7,7 @@ mod spec;
 pub use graph::{Edge, JobGraph, Node, NodeKind, Partition};
 pub(crate) use spec::resolve as spec_resolve;
 pub use spec::{
-    CheckpointSpec, CsvOptions, EventTimeSpec, FileFormat, GeneratorKind, JobSpec, KafkaDelivery, KafkaFormat, KafkaStart, KeyBy, LimitsSpec, OperatorSpec, RestartSpec, SinkSpec,
+    CheckpointSpec, CsvOptions, EventTimeSpec, FileFormat, GeneratorKind, JobSpec, KafkaDelivery, KafkaFormat, KafkaStart, KeyBy, LimitsSpec, ObjectFormat, OperatorSpec, RestartSpec, SinkSpec,
     SourceSpec, WindowKind, WindowSpec, substitute_params,
 };
 

@@ -179,6 +179,20 @@ pub enum SourceSpec {
         #[serde(default)]
         event_time: Option<EventTimeSpec>,
     },
+    /// Objects on object storage (a local directory, `file://…`, `s3://bucket/prefix`),
+    /// read in name order, whole; bounded.
+    Objects {
+        /// Unique id.
+        id: String,
+        /// Location.
+        url: String,
+        /// `jsonl` (default) or `parquet`.
+        #[serde(default)]
+        format: ObjectFormat,
+        /// Event time (`field`) and watermarks.
+        #[serde(default)]
+        event_time: Option<EventTimeSpec>,
+    },
     /// A Kafka topic. Partitions are spread over the subtasks (partition p goes to
     /// subtask p mod parallelism); the offsets are part of every checkpoint, so a
     /// restored job reads each record once. Consumer-group offsets are committed after
@@ -224,20 +238,23 @@ impl SourceSpec {
     /// The source's id.
     pub fn id(&self) -> &str {
         match self {
-            SourceSpec::File { id, .. } | SourceSpec::Generator { id, .. } | SourceSpec::Kafka { id, .. } => id,
+            SourceSpec::File { id, .. } | SourceSpec::Generator { id, .. } | SourceSpec::Kafka { id, .. } | SourceSpec::Objects { id, .. } => id,
         }
     }
     /// Its parallelism.
     pub fn parallelism(&self) -> u32 {
         match self {
-            SourceSpec::File { .. } => 1,
+            SourceSpec::File { .. } | SourceSpec::Objects { .. } => 1,
             SourceSpec::Generator { parallelism, .. } | SourceSpec::Kafka { parallelism, .. } => parallelism.unwrap_or(1),
         }
     }
     /// Its event-time settings.
     pub fn event_time(&self) -> Option<&EventTimeSpec> {
         match self {
-            SourceSpec::File { event_time, .. } | SourceSpec::Generator { event_time, .. } | SourceSpec::Kafka { event_time, .. } => {
+            SourceSpec::File { event_time, .. }
+            | SourceSpec::Generator { event_time, .. }
+            | SourceSpec::Kafka { event_time, .. }
+            | SourceSpec::Objects { event_time, .. } => {
                 event_time.as_ref()
             }
         }
@@ -257,6 +274,17 @@ pub enum KafkaStart {
     Timestamp,
     /// The consumer group's committed offsets (earliest where it has none).
     Group,
+}
+
+/// Format of objects on object storage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectFormat {
+    /// One JSON value per line.
+    #[default]
+    Jsonl,
+    /// Apache Parquet (columns from the JSON fields).
+    Parquet,
 }
 
 /// The Kafka sink's guarantee.
@@ -430,6 +458,30 @@ pub enum SinkSpec {
         #[serde(default)]
         batch_size: Option<usize>,
     },
+    /// Writes each record's value into part objects on object storage (a local
+    /// directory, `file://…` or `s3://bucket/prefix`), as JSON lines or Parquet, rolled
+    /// by size and time; exactly-once: a part appears (whole) when the checkpoint
+    /// covering it completes.
+    Objects {
+        /// Unique id.
+        id: String,
+        /// Upstream ids.
+        inputs: Vec<String>,
+        /// Location.
+        url: String,
+        /// `jsonl` (default) or `parquet`.
+        #[serde(default)]
+        format: ObjectFormat,
+        /// Roll to a new part after this many bytes of JSON (default 64 MiB).
+        #[serde(default)]
+        roll_size_bytes: Option<u64>,
+        /// Roll to a new part after this long (default: only at checkpoints).
+        #[serde(default)]
+        roll_interval_ms: Option<u64>,
+        /// Spool directory (default: `<data dir>/object-spool/<job>/<sink id>`).
+        #[serde(default)]
+        spool_dir: Option<String>,
+    },
     /// Prints each record's value as one line on stdout.
     Stdout {
         /// Unique id.
@@ -443,13 +495,21 @@ impl SinkSpec {
     /// The sink's id.
     pub fn id(&self) -> &str {
         match self {
-            SinkSpec::File { id, .. } | SinkSpec::Stdout { id, .. } | SinkSpec::Kafka { id, .. } | SinkSpec::Postgres { id, .. } => id,
+            SinkSpec::File { id, .. }
+            | SinkSpec::Stdout { id, .. }
+            | SinkSpec::Kafka { id, .. }
+            | SinkSpec::Postgres { id, .. }
+            | SinkSpec::Objects { id, .. } => id,
         }
     }
     /// Its inputs.
     pub fn inputs(&self) -> &[String] {
         match self {
-            SinkSpec::File { inputs, .. } | SinkSpec::Stdout { inputs, .. } | SinkSpec::Kafka { inputs, .. } | SinkSpec::Postgres { inputs, .. } => inputs,
+            SinkSpec::File { inputs, .. }
+            | SinkSpec::Stdout { inputs, .. }
+            | SinkSpec::Kafka { inputs, .. }
+            | SinkSpec::Postgres { inputs, .. }
+            | SinkSpec::Objects { inputs, .. } => inputs,
         }
     }
 }

@@ -309,7 +309,14 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
         }
     }
     for node in &graph.nodes {
-        if let NodeKind::Sink(spec @ (SinkSpec::File { .. } | SinkSpec::Kafka { .. })) = &node.kind {
+        if let NodeKind::Sink(SinkSpec::Objects { url, .. }) = &node.kind {
+            let keep = |sub: u32| point.as_ref().and_then(|p| p.sink(&node.id, sub)).map_or(0, |e| e.next_seq);
+            let keep: &(dyn Fn(u32) -> u64 + Sync) = &keep;
+            crate::connectors::objects::prepare(url, point.is_some().then_some(keep))
+                .await
+                .map_err(|e| JobError::Connector { node: "sink", id: node.id.clone(), message: format!("cannot prepare {url}: {e}") })?;
+        }
+        if let NodeKind::Sink(spec @ (SinkSpec::File { .. } | SinkSpec::Kafka { .. } | SinkSpec::Objects { .. })) = &node.kind {
             let dir = sink_dir(graph, opts, spec);
             let keep = |sub: u32| point.as_ref().and_then(|p| p.sink(&node.id, sub)).map_or(0, |e| e.next_seq);
             let keep: &dyn Fn(u32) -> u64 = &keep;
@@ -449,6 +456,16 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                             };
                             tasks.spawn(src.run(out));
                         }
+                        SourceSpec::Objects { id, url, format, event_time } => {
+                            let src = crate::connectors::ObjectSource {
+                                id: id.clone(),
+                                url: url.clone(),
+                                format: *format,
+                                time_field: event_time.as_ref().map(|et| et.field.clone().unwrap_or_else(|| "timestamp".into())),
+                                start,
+                            };
+                            tasks.spawn(src.run(out));
+                        }
                         SourceSpec::Kafka {
                             id,
                             bootstrap_servers,
@@ -570,7 +587,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                             properties: properties.clone(),
                         })
                     }
-                    SinkSpec::File { .. } | SinkSpec::Kafka { .. } => SinkTarget::Dir(sink_dir(graph, opts, spec)),
+                    SinkSpec::File { .. } | SinkSpec::Kafka { .. } | SinkSpec::Objects { .. } => SinkTarget::Dir(sink_dir(graph, opts, spec)),
                     SinkSpec::Postgres { url, table, key, batch_size, .. } => SinkTarget::Postgres(crate::connectors::PostgresTarget {
                         url: url.clone(),
                         table: table.clone(),
@@ -605,6 +622,18 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
                         next_seq,
                         last_barrier: 0,
                         kafka,
+                        objects: match spec {
+                            SinkSpec::Objects { url, format, .. } => Some(crate::connectors::ObjectCommitTarget { url: url.clone(), format: *format }),
+                            _ => None,
+                        },
+                        roll_bytes: match spec {
+                            SinkSpec::Objects { roll_size_bytes, .. } => Some(roll_size_bytes.unwrap_or(64 << 20)),
+                            _ => None,
+                        },
+                        roll_interval: match spec {
+                            SinkSpec::Objects { roll_interval_ms: Some(ms), .. } => Some(Duration::from_millis(*ms)),
+                            _ => None,
+                        },
                     }
                     .run(),
                 );
@@ -998,6 +1027,8 @@ fn sink_dir(graph: &JobGraph, opts: &RunOptions, spec: &SinkSpec) -> PathBuf {
     match spec {
         SinkSpec::Kafka { spool_dir: Some(d), .. } => spec_resolve(&graph.base_dir, d),
         SinkSpec::Kafka { id, .. } => opts.data_dir.join("kafka-spool").join(sanitize(&graph.name)).join(id),
+        SinkSpec::Objects { spool_dir: Some(d), .. } => spec_resolve(&graph.base_dir, d),
+        SinkSpec::Objects { id, .. } => opts.data_dir.join("object-spool").join(sanitize(&graph.name)).join(id),
         SinkSpec::File { path, .. } => spec_resolve(&graph.base_dir, path),
         SinkSpec::Stdout { .. } | SinkSpec::Postgres { .. } => PathBuf::new(),
     }

@@ -11,6 +11,7 @@ mod features;
 mod kafka;
 mod postgres;
 mod languages;
+mod objects;
 mod s3;
 mod server;
 mod support;

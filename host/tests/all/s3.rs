@@ -105,7 +105,7 @@ impl SeaweedFs {
         ]
     }
 
-    fn storage(&self, prefix: &str) -> rivulet::checkpoint::CheckpointStorage {
+    pub fn storage(&self, prefix: &str) -> rivulet::checkpoint::CheckpointStorage {
         // SAFETY-free: tests in this binary that read AWS_* run the rivulet process with
         // them set on the child; here the in-process client gets them the same way.
         for (k, v) in self.env() {
