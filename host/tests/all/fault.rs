@@ -248,7 +248,7 @@ sinks:
 }
 
 /// What a failure-free `seq_check` run over ids `0..count` emits.
-fn seq_expected(count: u64) -> Vec<String> {
+pub fn seq_expected(count: u64) -> Vec<String> {
     let mut rows = Vec::new();
     let mut windows: BTreeMap<(u64, i64), u64> = BTreeMap::new();
     let (mut seq, mut sum) = (vec![0u64; 50], vec![0i64; 50]);
