@@ -25,6 +25,8 @@ use crate::job::{KafkaFormat, KafkaStart};
 
 /// How long metadata and offset lookups may take at start.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long consumer errors may go on with no record read before the source fails.
+const ERROR_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often an unbounded source with nothing to read checks idleness and barriers.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -268,6 +270,9 @@ impl KafkaSource {
         let event_time = out.out_of_orderness_set();
         let mut idle_sent = false;
         let mut last_error: Option<Instant> = None;
+        // Errors with no record in between since then: a source that cannot read for
+        // this long fails (the job's restart strategy takes over) instead of waiting on.
+        let mut failing_since: Option<Instant> = None;
         loop {
             if this.bounded && parts.values().all(|s| s.end.is_some_and(|e| s.next >= e)) {
                 out.flush().await?;
@@ -303,13 +308,18 @@ impl KafkaSource {
                         }
                         Ok(Err(e)) => {
                             // librdkafka retries on its own (a broker restart is survived):
-                            // report, and go on.
+                            // report, and go on — for a while.
+                            let since = *failing_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() > ERROR_TIMEOUT {
+                                return Err(this.kafka_err(&format!("no record could be read for {} s", ERROR_TIMEOUT.as_secs()), &e));
+                            }
                             if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
                                 tracing::warn!(source = %this.id, error = %e, "Kafka consumer error (retrying)");
                                 last_error = Some(Instant::now());
                             }
                         }
                         Ok(Ok(msg)) => {
+                            failing_since = None;
                             let p = msg.partition();
                             let Some(state) = parts.get_mut(&p) else { continue };
                             let off = msg.offset();
