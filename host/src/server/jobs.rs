@@ -202,8 +202,9 @@ pub struct Submission {
 /// What a swap did.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpgradeOutcome {
-    /// `swapped`, `rolled_back`, or `pending` (still on probation after 5 minutes:
-    /// no checkpoint of the new version yet, so it may still roll back).
+    /// `swapped`, `rolled_back`, `pending` (still on probation after 5 minutes: no
+    /// checkpoint of the new version yet, so it may still roll back), or `dry_run_ok`
+    /// (only checked: nothing changed).
     pub result: String,
     /// The savepoint both versions start from.
     pub savepoint: String,

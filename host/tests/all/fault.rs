@@ -30,7 +30,7 @@ pub fn rivulet() -> Command {
     c
 }
 
-fn seed() -> u64 {
+pub fn seed() -> u64 {
     let seed = std::env::var("RIVULET_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -6,7 +6,6 @@
 //! are 1..n, each once, and the n add up to the records in the topic — whatever was
 //! killed along the way.
 
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -219,37 +218,17 @@ fn kafka_to_kafka(delivery: &str) {
     assert!(spec.contains("type: kafka, bootstrap"), "{spec}");
     let spec_path = dir.path().join("k2k.yaml");
     std::fs::write(&spec_path, spec).expect("spec");
-    let mut rng = Rng(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(5, |d| d.as_nanos() as u64));
-    let (mut kills, mut runs) = (0, 0);
-    loop {
-        runs += 1;
-        let mut child = rivulet()
-            .arg("run")
+    let kills = kill_loop(&format!("kafka → kafka ({delivery})"), 5, 200, 200, 900, || {
+        let mut c = rivulet();
+        c.arg("run")
             .arg(&spec_path)
             .args(["--state-backend", "rocksdb", "--checkpoint-interval", "50ms", "--restore", "latest", "--quiet"])
             .arg("--checkpoint-dir")
             .arg(dir.path().join("ck"))
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        if kills < 5 {
-            std::thread::sleep(Duration::from_millis(200 + rng.below(if kills == 0 { 200 } else { 900 })));
-            if child.try_wait().expect("poll").is_none() {
-                child.kill().expect("kill -9");
-                assert_eq!(child.wait().expect("reap").signal(), Some(9));
-                kills += 1;
-                continue;
-            }
-        }
-        let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "run {runs}: {}", String::from_utf8_lossy(&out.stderr));
-        break;
-    }
-    println!("kafka → kafka ({delivery}): {kills} kills, {runs} runs");
-    assert!(kills > 0, "the schedule never killed a run");
+            .arg(dir.path().join("data"));
+        c
+    });
     let mut rows = consume_committed(&broker.bootstrap, "counts", n);
     if delivery == "at_least_once" {
         // Replays after a kill write some counts again (the same values: the operator
@@ -279,40 +258,20 @@ fn kafka_source_exactly_once_under_kill_9_and_dead_letters() {
     println!("produced after {:?}", t0.elapsed());
     let mut expected_dead: Vec<String> = (0..bad).map(|b| format!("not json {b} {{")).collect();
     expected_dead.sort();
-    let mut rng = Rng(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(3, |d| d.as_nanos() as u64));
     for (backend, parallelism) in [("memory", 1), ("rocksdb", 3)] {
         let dir = tempfile::tempdir().expect("tempdir");
         let spec = job(dir.path(), &broker.bootstrap, "events", parallelism, "");
-        let (mut kills, mut runs) = (0, 0);
-        loop {
-            runs += 1;
-            let mut child = rivulet()
-                .arg("run")
+        kill_loop(&format!("kafka {backend} p={parallelism}"), 5, 150, 200, 700, || {
+            let mut c = rivulet();
+            c.arg("run")
                 .arg(&spec)
                 .args(["--state-backend", backend, "--checkpoint-interval", "50ms", "--restore", "latest", "--quiet"])
                 .arg("--checkpoint-dir")
                 .arg(dir.path().join("ck"))
                 .arg("--data-dir")
-                .arg(dir.path().join("data"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn");
-            if kills < 5 {
-                std::thread::sleep(Duration::from_millis(150 + rng.below(if kills == 0 { 200 } else { 700 })));
-                if child.try_wait().expect("poll").is_none() {
-                    child.kill().expect("kill -9");
-                    assert_eq!(child.wait().expect("reap").signal(), Some(9));
-                    kills += 1;
-                    continue;
-                }
-            }
-            let out = child.wait_with_output().expect("wait");
-            assert!(out.status.success(), "{backend} p={parallelism} run {runs}: {}", String::from_utf8_lossy(&out.stderr));
-            break;
-        }
-        println!("kafka {backend} p={parallelism}: {kills} kills, {runs} runs, at {:?}", t0.elapsed());
-        assert!(kills > 0, "the schedule never killed a run");
+                .arg(dir.path().join("data"));
+            c
+        });
         crate::fault::assert_counts_exact(&dir.path().join("out"), n as u64);
         assert_eq!(dead_letters(dir.path()), expected_dead, "{backend} p={parallelism}: every undecodable record once in the dead-letter output");
     }
@@ -474,37 +433,17 @@ sinks:
     );
     let spec_path = dir.path().join("seqcheck.yaml");
     std::fs::write(&spec_path, spec).expect("spec");
-    let mut rng = Rng(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(13, |d| d.as_nanos() as u64));
-    let (mut kills, mut runs) = (0, 0);
-    loop {
-        runs += 1;
-        let mut child = rivulet()
-            .arg("run")
+    kill_loop("kafka seq_check", 5, 200, 200, 900, || {
+        let mut c = rivulet();
+        c.arg("run")
             .arg(&spec_path)
             .args(["--state-backend", "rocksdb", "--checkpoint-interval", "50ms", "--restore", "latest", "--quiet"])
             .arg("--checkpoint-dir")
             .arg(dir.path().join("ck"))
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        if kills < 5 {
-            std::thread::sleep(Duration::from_millis(200 + rng.below(if kills == 0 { 200 } else { 900 })));
-            if child.try_wait().expect("poll").is_none() {
-                child.kill().expect("kill -9");
-                assert_eq!(child.wait().expect("reap").signal(), Some(9));
-                kills += 1;
-                continue;
-            }
-        }
-        let out = child.wait_with_output().expect("wait");
-        assert!(out.status.success(), "run {runs}: {}", String::from_utf8_lossy(&out.stderr));
-        break;
-    }
-    println!("kafka seq_check: {kills} kills, {runs} runs");
-    assert!(kills > 0, "the schedule never killed a run");
+            .arg(dir.path().join("data"));
+        c
+    });
     let expected = crate::fault::seq_expected(count);
     let mut got: Vec<String> = consume_committed(&broker.bootstrap, "checked", expected.len()).iter().map(|v| v.to_string()).collect();
     got.sort();

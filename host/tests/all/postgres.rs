@@ -3,10 +3,8 @@
 //! ends. The oracle: after any number of `kill -9`s and restores, the table holds the
 //! failure-free result (per key, the count of its records).
 
-use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::fault::rivulet;
 use crate::support::*;
@@ -61,41 +59,21 @@ sinks:
 fn postgres_upsert_converges_under_kill_9() {
     let pg = Pg::start();
     let (count, keys) = (50_000u64, 40u64);
-    let mut rng = Rng(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(9, |d| d.as_nanos() as u64));
     for (backend, parallelism, table) in [("memory", "1", "counts_a"), ("rocksdb", "3", "counts_b")] {
         pg.client().batch_execute(&format!("CREATE TABLE {table} (key text PRIMARY KEY, count bigint NOT NULL)")).expect("create table");
         let dir = tempfile::tempdir().expect("tempdir");
         let spec = job(dir.path(), &pg.url, table, count, keys);
-        let (mut kills, mut runs) = (0, 0);
-        loop {
-            runs += 1;
-            let mut child = rivulet()
-                .arg("run")
+        kill_loop(&format!("postgres {backend} p={parallelism}"), 5, 300, 300, 1200, || {
+            let mut c = rivulet();
+            c.arg("run")
                 .arg(&spec)
                 .args(["--state-backend", backend, "--parallelism", parallelism, "--checkpoint-interval", "100ms", "--restore", "latest", "--quiet"])
                 .arg("--checkpoint-dir")
                 .arg(dir.path().join("ck"))
                 .arg("--data-dir")
-                .arg(dir.path().join("data"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn");
-            if kills < 5 {
-                std::thread::sleep(Duration::from_millis(300 + rng.below(if kills == 0 { 300 } else { 1200 })));
-                if child.try_wait().expect("poll").is_none() {
-                    child.kill().expect("kill -9");
-                    assert_eq!(child.wait().expect("reap").signal(), Some(9));
-                    kills += 1;
-                    continue;
-                }
-            }
-            let out = child.wait_with_output().expect("wait");
-            assert!(out.status.success(), "{backend} p={parallelism} run {runs}: {}", String::from_utf8_lossy(&out.stderr));
-            break;
-        }
-        println!("postgres {backend} p={parallelism}: {kills} kills, {runs} runs");
-        assert!(kills > 0, "the schedule never killed a run");
+                .arg(dir.path().join("data"));
+            c
+        });
         let rows = pg.client().query(&format!("SELECT key, count FROM {table} ORDER BY key"), &[]).expect("query");
         assert_eq!(rows.len() as u64, keys, "{backend} p={parallelism}: one row per key");
         for r in rows {

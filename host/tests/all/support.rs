@@ -98,3 +98,36 @@ impl Rng {
 }
 
 pub const BACKENDS: [BackendKind; 2] = [BackendKind::Memory, BackendKind::Rocksdb];
+
+/// Run a job to its end, `kill -9`ing it at up to `max_kills` random moments first: a run
+/// is killed `base_ms` plus up to `first_spread_ms` (the first) or `spread_ms` (later
+/// ones) after it starts, if still running. `make` builds each run's command afresh
+/// (with `--restore latest`). The schedule's seed is printed (`RIVULET_FAULT_SEED`
+/// replays it). Returns the kills; asserts there was at least one and the last run
+/// succeeded.
+pub fn kill_loop(what: &str, max_kills: u32, base_ms: u64, first_spread_ms: u64, spread_ms: u64, mut make: impl FnMut() -> std::process::Command) -> u32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::Stdio;
+    let mut rng = Rng(crate::fault::seed() ^ 0x6b69_6c6c);
+    let (mut kills, mut runs) = (0, 0);
+    loop {
+        runs += 1;
+        let mut cmd = make();
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+        if kills < max_kills {
+            let spread = if kills == 0 { first_spread_ms } else { spread_ms };
+            std::thread::sleep(std::time::Duration::from_millis(base_ms + rng.below(spread.max(1))));
+            if child.try_wait().expect("poll").is_none() {
+                child.kill().expect("kill -9"); // SIGKILL on Unix
+                assert_eq!(child.wait().expect("reap").signal(), Some(9));
+                kills += 1;
+                continue;
+            }
+        }
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{what}, run {runs}: {}", String::from_utf8_lossy(&out.stderr));
+        println!("{what}: {kills} kills, {runs} runs");
+        assert!(kills > 0, "{what}: the schedule never killed a run");
+        return kills;
+    }
+}
