@@ -102,6 +102,15 @@ fn forget(t: &KafkaCommitTarget) {
     clients().lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&t.transactional_id);
 }
 
+/// The record key of a JSON value: its `field` (a string as is, anything else as JSON).
+fn key_of(value: &[u8], field: Option<&str>) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+    Some(match v.get(field?)? {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
 /// The part-file sequence number in `part-<subtask>-<seq>.jsonl`.
 fn seq_of(visible: &str) -> Option<i64> {
     visible.trim_end_matches(".jsonl").rsplit('-').next()?.parse().ok()
@@ -148,13 +157,7 @@ fn commit_with(t: &KafkaCommitTarget, c: &TxClient, dir: &Path, pending: &[Pendi
         let file = std::fs::File::open(&hidden).map_err(|e| CheckpointError::Local(format!("{}: {e}", hidden.display())))?;
         for line in std::io::BufReader::new(file).lines() {
             let line = line.map_err(|e| CheckpointError::Local(format!("{}: {e}", hidden.display())))?;
-            let key = t.key_field.as_deref().and_then(|f| {
-                let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-                Some(match v.get(f)? {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-            });
+            let key = key_of(line.as_bytes(), t.key_field.as_deref());
             let mut record = BaseRecord::<String, String>::to(&t.topic).payload(&line);
             if let Some(k) = &key {
                 record = record.key(k);
@@ -235,15 +238,9 @@ impl KafkaLineWriter {
         Ok(KafkaLineWriter { producer: cfg.create_with_context(DeliveryCheck::default())?, target: t.clone(), line: Vec::new() })
     }
 
-    fn produce_line(&mut self) -> std::io::Result<()> {
-        let key = self.target.key_field.as_deref().and_then(|f| {
-            let v: serde_json::Value = serde_json::from_slice(&self.line).ok()?;
-            Some(match v.get(f)? {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-        });
-        let mut record = BaseRecord::<String, [u8], ()>::with_opaque_to(&self.target.topic, ()).payload(&self.line[..]);
+    fn produce(&self, line: &[u8]) -> std::io::Result<()> {
+        let key = key_of(line, self.target.key_field.as_deref());
+        let mut record = BaseRecord::<String, [u8], ()>::with_opaque_to(&self.target.topic, ()).payload(line);
         if let Some(k) = &key {
             record = record.key(k);
         }
@@ -257,23 +254,16 @@ impl KafkaLineWriter {
                 Err((e, _)) => return Err(std::io::Error::other(format!("produce to {}: {e}", self.target.topic))),
             }
         }
-        self.line.clear();
         Ok(())
     }
 }
 
 impl std::io::Write for KafkaLineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for chunk in buf.split_inclusive(|b| *b == b'\n') {
-            match chunk.strip_suffix(b"\n") {
-                Some(body) => {
-                    self.line.extend_from_slice(body);
-                    self.produce_line()?;
-                }
-                None => self.line.extend_from_slice(chunk),
-            }
-        }
-        Ok(buf.len())
+        let mut line = std::mem::take(&mut self.line);
+        let r = super::sink::split_lines(&mut line, buf, |l| self.produce(l));
+        self.line = line;
+        r.map(|()| buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

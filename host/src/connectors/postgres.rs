@@ -175,28 +175,21 @@ impl PostgresLineWriter {
         std::io::Error::other(format!("the writer of table {} stopped", self.table))
     }
 
-    fn send_line(&mut self) -> std::io::Result<()> {
-        let row: serde_json::Value = serde_json::from_slice(&self.line)
+    fn send(&self, line: &[u8]) -> std::io::Result<()> {
+        let row: serde_json::Value = serde_json::from_slice(line)
             .ok()
             .filter(serde_json::Value::is_object)
-            .ok_or_else(|| std::io::Error::other(format!("a record for table {} is not a JSON object: {}", self.table, String::from_utf8_lossy(&self.line))))?;
-        self.line.clear();
+            .ok_or_else(|| std::io::Error::other(format!("a record for table {} is not a JSON object: {}", self.table, String::from_utf8_lossy(line))))?;
         self.tx.send(Cmd::Row(row)).map_err(|_| self.gone())
     }
 }
 
 impl std::io::Write for PostgresLineWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for chunk in buf.split_inclusive(|b| *b == b'\n') {
-            match chunk.strip_suffix(b"\n") {
-                Some(body) => {
-                    self.line.extend_from_slice(body);
-                    self.send_line()?;
-                }
-                None => self.line.extend_from_slice(chunk),
-            }
-        }
-        Ok(buf.len())
+        let mut line = std::mem::take(&mut self.line);
+        let r = super::sink::split_lines(&mut line, buf, |l| self.send(l));
+        self.line = line;
+        r.map(|()| buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

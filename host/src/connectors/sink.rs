@@ -298,3 +298,20 @@ impl LineSink {
         Ok(())
     }
 }
+
+/// Feed `buf` into the line being assembled in `line`, calling `each` on every complete
+/// line (the sink writes one value per line; writers that take records split them
+/// again here).
+pub(super) fn split_lines(line: &mut Vec<u8>, buf: &[u8], mut each: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>) -> std::io::Result<()> {
+    for chunk in buf.split_inclusive(|b| *b == b'\n') {
+        match chunk.strip_suffix(b"\n") {
+            Some(body) => {
+                line.extend_from_slice(body);
+                each(line)?;
+                line.clear();
+            }
+            None => line.extend_from_slice(chunk),
+        }
+    }
+    Ok(())
+}

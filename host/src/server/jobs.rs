@@ -889,6 +889,11 @@ impl JobManager {
             control.cancel();
         }
         let _ = ended.wait_for(|e| *e).await;
+        self.record(id)
+    }
+
+    /// The stored record of job `id`.
+    fn record(&self, id: &str) -> Result<JobRecord, ServerError> {
         self.lock().get(id).map(|e| e.record.clone()).ok_or_else(|| ServerError::NotFound(format!("job {id}")))
     }
 
@@ -900,11 +905,7 @@ impl JobManager {
         new_plugins: &BTreeMap<String, String>,
         parallelism: Option<u32>,
     ) -> Result<UpgradeOutcome, ServerError> {
-        let record = {
-            let jobs = self.lock();
-            let e = jobs.get(id).ok_or_else(|| ServerError::NotFound(format!("job {id}")))?;
-            e.record.clone()
-        };
+        let record = self.record(id)?;
         let (control, mut ended, op) = self.control(id)?;
         let _op = op.try_lock_owned().map_err(|_| Self::busy(id))?;
         let Checked { plugins, changed, parallelism, graph, .. } = self.check(&record, new_plugins, parallelism).await?;
@@ -1027,11 +1028,7 @@ impl JobManager {
         new_plugins: &BTreeMap<String, String>,
         parallelism: Option<u32>,
     ) -> Result<UpgradeOutcome, ServerError> {
-        let record = {
-            let jobs = self.lock();
-            let e = jobs.get(id).ok_or_else(|| ServerError::NotFound(format!("job {id}")))?;
-            e.record.clone()
-        };
+        let record = self.record(id)?;
         self.control(id)?;
         let checked = self.check(&record, new_plugins, parallelism).await?;
         let detail = match (&checked.snapshot, checked.changed.is_empty()) {
