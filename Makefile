@@ -27,11 +27,11 @@ ui: setup
 
 ## Refresh the UI's copy of the server's OpenAPI document (a host test checks it).
 ui-api:
-	cargo run -q -p rivulet-host -- openapi > web-ui/src/api/openapi.json
+	cargo run -q -p rivulet -- openapi > web-ui/src/api/openapi.json
 
 ## Host binary (release) with the web UI, and every example plugin.
 build: plugins ui
-	cargo build --release -p rivulet-host
+	cargo build --release -p rivulet
 	@echo "built $(RIVULET_RELEASE)"
 
 ## Set up, build, and run the fraud-detection example on its bundled sample.
@@ -56,17 +56,17 @@ test-ui:
 
 ## Re-take the screenshots in docs/ui/ (the end-to-end test takes them).
 ui-screenshots: ui
-	cargo build -p rivulet-host
+	cargo build -p rivulet
 	cd web-ui && RIVULET_BIN=$(RIVULET_DEV) RIVULET_DOCS_SCREENSHOTS=1 node --test e2e/
 
 ## Benchmarks (results go to docs/benchmarks.md by hand).
 bench: plugins ui
-	cargo bench -p rivulet-host --bench engine
-	cargo bench -p rivulet-host --bench checkpoint
-	cargo bench -p rivulet-host --bench languages
-	cargo bench -p rivulet-host --bench server
-	cargo bench -p rivulet-host --bench kafka
-	cargo build --release -p rivulet-host
+	cargo bench -p rivulet --bench engine
+	cargo bench -p rivulet --bench checkpoint
+	cargo bench -p rivulet --bench languages
+	cargo bench -p rivulet --bench server
+	cargo bench -p rivulet --bench kafka
+	cargo build --release -p rivulet
 	cd web-ui && RIVULET_BIN=$(RIVULET_RELEASE) node bench/load.mjs 15 5
 
 clean:

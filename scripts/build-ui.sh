@@ -1,20 +1,15 @@
 #!/usr/bin/env bash
 # Builds the web UI (web-ui/ → web-ui/dist, embedded into the `rivulet` binary by
-# host/src/api/ui.rs): npm packages pinned by web-ui/package-lock.json, the API types
+# crates/api/src/ui.rs): npm packages pinned by web-ui/package-lock.json, the API types
 # generated from web-ui/src/api/openapi.json, a type check, then Vite.
 # Skips everything when nothing the build reads has changed since the last build, so
 # cargo does not re-embed (and relink) an identical UI.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 here="$(cd "$(dirname "$0")/.." && pwd)"
 ui="$here/web-ui"
 
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  echo "build-ui: Node.js and npm are needed to build the web UI; installing Debian's"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
-fi
+ensure_node build-ui "to build the web UI"
 
 stamp="$ui/node_modules/.rivulet-lock"
 if [ ! -f "$stamp" ] || ! cmp -s "$ui/package-lock.json" "$stamp"; then

@@ -8,17 +8,14 @@
 #
 # As root, the server runs as the `postgres` user (PostgreSQL refuses to run as root).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 die() { echo "postgres.sh: $*" >&2; exit 1; }
 
 find_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 bin="$(find_bin)"
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
-  echo "postgres.sh: installing Debian's postgresql" >&2
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+  apt_install postgres.sh postgresql
   bin="$(find_bin)"
   [ -n "$bin" ] || die "postgresql did not install"
 fi

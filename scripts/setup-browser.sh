@@ -7,8 +7,5 @@ browser="${RIVULET_CHROMIUM:-/usr/bin/chromium}"
 if [ -x "$browser" ]; then
   exit 0
 fi
-echo "setup: installing Debian's chromium (for the web UI tests)"
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+. "$(dirname "$0")/lib.sh"
+apt_install "setup (for the web UI tests)" chromium

@@ -7,17 +7,14 @@
 #  - componentize-js and esbuild in sdk/js/node_modules (npm, pinned by its lock).
 # Idempotent and quiet when everything is present.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 need_pkgs=()
 for pkg in build-essential libclang-dev clang cmake pkg-config libcurl4-openssl-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
-  echo "setup: installing Debian packages: ${need_pkgs[*]}"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  apt_install setup "${need_pkgs[@]}"
 fi
 
 # Java 17 and Maven run the Kafka broker of the tests (scripts/kafka.sh fetches its jars).
@@ -25,11 +22,7 @@ java_pkgs=()
 command -v java >/dev/null 2>&1 || java_pkgs+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || java_pkgs+=(maven)
 if [ ${#java_pkgs[@]} -gt 0 ]; then
-  echo "setup: installing Debian packages: ${java_pkgs[*]}"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${java_pkgs[@]}" >/dev/null
+  apt_install setup "${java_pkgs[@]}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -74,13 +67,7 @@ fi
 
 # JavaScript operators: componentize-js and esbuild (npm), pinned by sdk/js/package-lock.json.
 here="$(cd "$(dirname "$0")/.." && pwd)"
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  echo "setup: Node.js and npm are needed for JavaScript operators; installing Debian's"
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
-fi
+ensure_node setup "for JavaScript operators"
 stamp="$here/sdk/js/node_modules/.rivulet-lock"
 if [ ! -f "$stamp" ] || ! cmp -s "$here/sdk/js/package-lock.json" "$stamp"; then
   echo "setup: installing the JavaScript operator toolchain (npm install in sdk/js, pinned by its lock)"

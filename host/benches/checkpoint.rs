@@ -1,4 +1,4 @@
-//! `cargo bench -p rivulet-host --bench checkpoint [-- --quick]`: what checkpoints cost.
+//! `cargo bench -p rivulet --bench checkpoint [-- --quick]`: what checkpoints cost.
 //!
 //! 1. State snapshots of a RocksDB subtask holding N keys (100-byte values): a full
 //!    (canonical) snapshot vs incremental ones (only new SST files), each after 1% of
@@ -15,14 +15,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::dir_size;
 
-use rivulet::checkpoint::manifest::{Manifest, OperatorEntry};
-use rivulet::checkpoint::subtask::{SubtaskMeta, capture, upload};
-use rivulet::checkpoint::{
-    Barrier, CheckpointStorage, Ledger, SnapshotKind, TaskCheckpointing, find_restore_point, native_fast_path, write_db_files,
-};
-use rivulet::job::{JobGraph, JobSpec};
-use rivulet::plugin::TimerService;
-use rivulet::state::{BackendKind, CurrentKey, KeyGroupRange, KeyedStateStore, key_group};
+use rivulet_checkpoint::manifest::{Manifest, OperatorEntry};
+use rivulet_checkpoint::{Barrier, CheckpointStorage, Ledger, SnapshotKind, TaskCheckpointing, find_restore_point, native_fast_path, write_db_files};
+use rivulet_checkpoint::{SubtaskMeta, capture, upload};
+use rivulet_job::{JobGraph, JobSpec};
+use rivulet_state::TimerService;
+use rivulet_state::{BackendKind, CurrentKey, KeyGroupRange, KeyedStateStore, key_group};
 
 fn mb(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
@@ -52,7 +50,7 @@ fn put_keys(store: &mut KeyedStateStore, id: u16, keys: std::ops::Range<u64>, ro
 fn state_snapshots(rt: &tokio::runtime::Runtime, keys: u64, rounds: usize, tmp: &Path) {
     let db_dir = tmp.join(format!("db-{keys}"));
     let mut store = KeyedStateStore::new(BackendKind::Rocksdb.open(&db_dir).expect("rocksdb"), 128);
-    let id = store.declare("value", rivulet::state::StateKind::Value, None).expect("declare");
+    let id = store.declare("value", rivulet_state::StateKind::Value, None).expect("declare");
     let t = Instant::now();
     put_keys(&mut store, id, 0..keys, 0);
     let load = t.elapsed();
@@ -120,8 +118,8 @@ fn state_snapshots(rt: &tokio::runtime::Runtime, keys: u64, rounds: usize, tmp: 
     drop(store);
     let Some((last_id, state)) = last_state.borrow_mut().take() else { panic!("no checkpoint") };
     let manifest = Manifest {
-        format: rivulet::checkpoint::manifest::FORMAT.into(),
-        version: rivulet::checkpoint::manifest::VERSION,
+        format: rivulet_checkpoint::manifest::FORMAT.into(),
+        version: rivulet_checkpoint::manifest::VERSION,
         kind: SnapshotKind::Checkpoint,
         id: last_id,
         job: "bench".into(),
@@ -142,7 +140,7 @@ fn state_snapshots(rt: &tokio::runtime::Runtime, keys: u64, rounds: usize, tmp: 
     let bytes: u64 = manifest.files().map(|f| f.size).sum();
     rt.block_on(storage.put(&format!("chk-{last_id:010}/_manifest.json"), serde_json::to_vec(&manifest).expect("json").into())).expect("manifest");
     let t = Instant::now();
-    let point = rt.block_on(find_restore_point(&storage, "bench")).expect("restore point").expect("found");
+    let point = rt.block_on(find_restore_point(&storage, "bench", &Default::default())).expect("restore point").expect("found");
     let verified = t.elapsed();
     let restore = point.operator("op", 0, 1).expect("operator").expect("state");
     let range = KeyGroupRange::for_subtask(0, 1, 128);

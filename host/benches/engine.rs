@@ -1,4 +1,4 @@
-//! `cargo bench -p rivulet-host --bench engine`: the Wasm boundary and state costs that
+//! `cargo bench -p rivulet --bench engine`: the Wasm boundary and state costs that
 //! shape Rivulet's design, each measured against native code in the same run.
 //!
 //! Prints a markdown table (copied into `docs/benchmarks.md`). Needs the example
@@ -8,9 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rivulet::plugin::{InstanceSetup, Limits, OperatorInstance, PluginEngine};
-use rivulet::state::{BackendKind, CurrentKey, KeyedStateStore, StateKind, key_group};
+use rivulet_dataflow::Batch;
+use rivulet_plugin::{InstanceSetup, Limits, OperatorInstance, PluginEngine};
 use rivulet_sdk::{RecordIter, encode_record};
+use rivulet_state::{BackendKind, CurrentKey, KeyedStateStore, StateKind, key_group};
 
 const VALUE: &[u8] = &[b'x'; 100];
 
@@ -85,13 +86,13 @@ fn main() {
     let passthrough = repo.join("plugins-examples/passthrough/passthrough.wasm");
     let mut inst = instance(&rt, &engine, &passthrough, BackendKind::Memory, &tmp.path().join("p"));
     for n in [1usize, 64, 256, 1024] {
-        let b = batch(n, 1000, 0);
+        let b = Batch::counted(batch(n, 1000, 0));
         let wasm = measure(n, budget, || {
-            let out = rt.block_on(inst.process(b.clone())).expect("process");
+            let out = rt.block_on(inst.process(&b)).expect("process");
             std::hint::black_box(out);
         });
         let native = measure(n, budget, || {
-            std::hint::black_box(native_passthrough(std::hint::black_box(&b.clone())));
+            std::hint::black_box(native_passthrough(std::hint::black_box(b.as_slice())));
         });
         println!("| passthrough | {n} | {wasm:.1} | {native:.1} | {:.0}% | {:.2}M |", 100.0 * native / wasm, 1e3 / wasm);
     }
@@ -102,11 +103,11 @@ fn main() {
     for backend in [BackendKind::Memory, BackendKind::Rocksdb] {
         let mut inst = instance(&rt, &engine, &keyed, backend, &tmp.path().join(format!("k-{backend:?}")));
         let n = 1024;
-        let batches: Vec<Vec<u8>> = (0..8).map(|i| batch(n, 10_000, i * 1024)).collect();
+        let batches: Vec<Batch> = (0..8).map(|i| Batch::counted(batch(n, 10_000, i * 1024))).collect();
         let mut i = 0;
         let wasm = measure(n, budget, || {
             i = (i + 1) % batches.len();
-            std::hint::black_box(rt.block_on(inst.process(batches[i].clone())).expect("process"));
+            std::hint::black_box(rt.block_on(inst.process(&batches[i])).expect("process"));
         });
         let mut store = KeyedStateStore::new(backend.open(&tmp.path().join(format!("n-{backend:?}"))).expect("backend"), 128);
         let id = store.declare("count", StateKind::Value, None).expect("declare");
@@ -114,7 +115,7 @@ fn main() {
         let native = measure(n, budget, || {
             j = (j + 1) % batches.len();
             let mut out = Vec::new();
-            for r in RecordIter::new(&batches[j]) {
+            for r in batches[j].records() {
                 let r = r.expect("valid");
                 let key = r.key.expect("keyed");
                 let ck = CurrentKey { key: Some(key.to_vec()), group: key_group(key, 128) };
@@ -136,11 +137,11 @@ fn main() {
         "name: bench\nsources:\n  - {{id: gen, type: generator, count: {count}}}\noperators:\n  - {{uid: p, plugin: {}, inputs: [gen]}}\nsinks:\n  - {{id: out, type: file, path: out, inputs: [p]}}\n",
         passthrough.display()
     );
-    let spec = rivulet::job::JobSpec::parse(&yaml, "bench", &Default::default()).expect("spec");
-    let graph = rivulet::job::JobGraph::build(&spec, tmp.path(), None).expect("graph");
-    let opts = rivulet::runtime::RunOptions::new(BackendKind::Memory, tmp.path().join("data"));
+    let spec = rivulet_job::JobSpec::parse(&yaml, "bench", &Default::default()).expect("spec");
+    let graph = rivulet_job::JobGraph::build(&spec, tmp.path(), None).expect("graph");
+    let opts = rivulet_runtime::RunOptions::new(BackendKind::Memory, tmp.path().join("data"));
     let mt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("rt");
-    let report = mt.block_on(rivulet::runtime::run_job(&graph, &engine, &opts)).expect("pipeline");
+    let report = mt.block_on(rivulet_runtime::run_job(&graph, &engine, &opts)).expect("pipeline");
     let secs = report.elapsed.as_secs_f64();
     println!("| generator → passthrough → file | {count} | {secs:.2} | {:.0} |", count as f64 / secs);
 

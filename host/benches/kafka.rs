@@ -1,4 +1,4 @@
-//! `cargo bench -p rivulet-host --bench kafka [-- --quick]`: Kafka → Rivulet passthrough
+//! `cargo bench -p rivulet --bench kafka [-- --quick]`: Kafka → Rivulet passthrough
 //! (a Wasm operator that emits each record unchanged) → Kafka, 100-byte records, one
 //! partition and parallelism 1, against a plain rdkafka consume-produce loop measured in
 //! the same run on the same broker; the sink exactly-once and at-least-once.

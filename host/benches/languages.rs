@@ -1,4 +1,4 @@
-//! `cargo bench -p rivulet-host --bench languages [-- --quick]`: the same operator (the
+//! `cargo bench -p rivulet --bench languages [-- --quick]`: the same operator (the
 //! fraud detector) in Rust, Python and JavaScript — per-record cost (and its ratio to
 //! Rust), component size, compile time, instantiation time and memory per instance.
 //! Prints a markdown table (copied into `docs/benchmarks.md`). Needs `make plugins`.
@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rivulet::plugin::{InstanceSetup, Limits, OperatorInstance, PluginEngine};
-use rivulet::state::{BackendKind, KeyedStateStore};
+use rivulet_dataflow::Batch;
+use rivulet_plugin::{InstanceSetup, Limits, OperatorInstance, PluginEngine};
 use rivulet_sdk::encode_record;
+use rivulet_state::{BackendKind, KeyedStateStore};
 
 fn batch(n: usize, offset: u64) -> Vec<u8> {
     let mut b = Vec::with_capacity(n * 100);
@@ -74,9 +75,9 @@ fn main() {
         let per_instance = t.elapsed() / instances;
         let mem = (rss_kb().saturating_sub(before)) / u64::from(instances);
         let mut inst = all.pop().expect("instance");
-        let batches: Vec<Vec<u8>> = (0..8).map(|i| batch(1024, i * 1024)).collect();
+        let batches: Vec<Batch> = (0..8).map(|i| Batch::counted(batch(1024, i * 1024))).collect();
         for b in &batches {
-            rt.block_on(inst.process(b.clone())).expect("warm up");
+            rt.block_on(inst.process(b)).expect("warm up");
         }
         let mut best = f64::MAX;
         for _ in 0..3 {
@@ -84,7 +85,7 @@ fn main() {
             let mut n = 0u64;
             let mut i = 0;
             while start.elapsed() < budget / 3 {
-                std::hint::black_box(rt.block_on(inst.process(batches[i % batches.len()].clone())).expect("process"));
+                std::hint::black_box(rt.block_on(inst.process(&batches[i % batches.len()])).expect("process"));
                 n += 1024;
                 i += 1;
             }

@@ -1,4 +1,4 @@
-//! `cargo bench -p rivulet-host --bench server [-- --quick]`: what server mode costs.
+//! `cargo bench -p rivulet --bench server [-- --quick]`: what server mode costs.
 //!
 //! 1. Hot-swap downtime (counter v1 → v2, RocksDB): from the stop request to the first
 //!    record the new version's sink receives, for small state and for a job that also

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
-use crate::checkpoint::{CheckpointConfig, CheckpointStorage};
-use crate::job::{JobGraph, JobSpec, NodeKind, RestartSpec};
-use crate::plugin::{Limits, PluginEngine, WORLD};
-use crate::runtime::{RestoreFrom, RunOptions, run_job_with_restarts};
-use crate::state::BackendKind;
+use rivulet_checkpoint::CheckpointStorage;
+use rivulet_job::{JobGraph, JobSpec, NodeKind, RestartSpec, file_safe};
+use rivulet_plugin::{Limits, PluginEngine, WORLD};
+use rivulet_runtime::{CheckpointOverrides, RestoreFrom, RunOptions, checkpoint_config, run_job_with_restarts};
+use rivulet_state::BackendKind;
+
+use crate::client;
 
 /// Rivulet: stateful stream processing with WebAssembly operators.
 #[derive(Debug, Parser)]
@@ -27,7 +29,7 @@ pub struct Cli {
 /// Print the OpenAPI document as pretty JSON with a final newline.
 fn openapi() -> anyhow::Result<()> {
     use utoipa::OpenApi as _;
-    let doc = crate::api::ApiDoc::openapi().to_pretty_json()?;
+    let doc = rivulet_api::ApiDoc::openapi().to_pretty_json()?;
     println!("{doc}");
     Ok(())
 }
@@ -59,10 +61,10 @@ pub enum Command {
     Job {
         /// Server connection.
         #[command(flatten)]
-        server: crate::client::ServerArgs,
+        server: client::ServerArgs,
         /// Job subcommand.
         #[command(subcommand)]
-        command: crate::client::JobCommand,
+        command: client::JobCommand,
     },
 }
 
@@ -123,13 +125,13 @@ pub enum PluginCommand {
         version: String,
         /// Server connection.
         #[command(flatten)]
-        server: crate::client::ServerArgs,
+        server: client::ServerArgs,
     },
     /// List a server's plugins.
     List {
         /// Server connection.
         #[command(flatten)]
-        server: crate::client::ServerArgs,
+        server: client::ServerArgs,
     },
 }
 
@@ -248,24 +250,18 @@ fn engine() -> Result<Arc<PluginEngine>> {
 
 fn run(args: RunArgs) -> Result<()> {
     let (spec, graph) = load_graph(&args.spec)?;
-    let ck = spec.checkpoint.clone().unwrap_or_default();
-    let location = args.checkpoint_dir.clone().or(ck.dir.clone());
+    let location = args.checkpoint_dir.clone().or(spec.checkpoint.as_ref().and_then(|c| c.dir.clone()));
     let checkpoint = match &location {
         Some(loc) => {
-            let storage = CheckpointStorage::open(loc)?.child(&job_dir_name(&graph.name));
-            let mut c = CheckpointConfig::new(storage);
-            c.interval = args.checkpoint_interval.or(ck.interval_ms.map(std::time::Duration::from_millis));
-            if let Some(t) = args.checkpoint_timeout.or(ck.timeout_ms.map(std::time::Duration::from_millis)) {
-                c.timeout = t;
-            }
-            if let Some(r) = args.checkpoints_retained.or(ck.retain) {
-                c.retain = r.max(1);
-            }
-            if let Some(t) = args.tolerable_checkpoint_failures.or(ck.tolerable_failures) {
-                c.tolerable_failures = t;
-            }
-            c.incremental = !args.full_checkpoints && ck.incremental.unwrap_or(true);
-            Some(c)
+            let storage = CheckpointStorage::open(loc)?.child(&file_safe(&graph.name));
+            let flags = CheckpointOverrides {
+                interval: args.checkpoint_interval,
+                timeout: args.checkpoint_timeout,
+                retain: args.checkpoints_retained,
+                tolerable_failures: args.tolerable_checkpoint_failures,
+                full: args.full_checkpoints,
+            };
+            Some(checkpoint_config(storage, spec.checkpoint.as_ref(), &flags, None))
         }
         None => {
             if args.checkpoint_interval.is_some() {
@@ -325,9 +321,9 @@ fn run(args: RunArgs) -> Result<()> {
         } else {
             eprintln!("[rivulet] job '{}' finished in {:.2}s ({checkpoints} snapshots)", graph.name, report.elapsed.as_secs_f64());
         }
-        for (id, r_in, r_out, late) in &report.nodes {
-            let late = if *late > 0 { format!(", {late} late") } else { String::new() };
-            eprintln!("[rivulet]   {id}: {r_in} in, {r_out} out{late}");
+        for n in &report.nodes {
+            let late = if n.late > 0 { format!(", {} late", n.late) } else { String::new() };
+            eprintln!("[rivulet]   {}: {} in, {} out{late}", n.id, n.records_in, n.records_out);
         }
     }
     if let Some(sp) = &report.stopped_with_savepoint {
@@ -336,20 +332,15 @@ fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The folder a job's snapshots go in below the checkpoint location.
-pub fn job_dir_name(job: &str) -> String {
-    job.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
-}
-
 fn savepoint_inspect(path: &str, entries: bool) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let text = runtime.block_on(crate::checkpoint::inspect(path, entries))?;
+    let text = runtime.block_on(rivulet_checkpoint::inspect(path, entries))?;
     print!("{text}");
     Ok(())
 }
 
 fn server(args: ServerRunArgs) -> Result<()> {
-    let mut config = crate::server::ServerConfig::new(args.data_dir);
+    let mut config = rivulet_api::ServerConfig::new(args.data_dir);
     config.listen = args.listen;
     config.max_plugin_bytes = args.max_plugin_mb.saturating_mul(1 << 20);
     config.checkpoint_interval = args.checkpoint_interval;
@@ -363,7 +354,7 @@ fn server(args: ServerRunArgs) -> Result<()> {
     }
     let engine = engine()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-server").build()?;
-    runtime.block_on(crate::server::serve(config, engine))?;
+    runtime.block_on(rivulet_api::serve(config, engine))?;
     Ok(())
 }
 
@@ -409,11 +400,9 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate(args),
         Command::Plugin { command: PluginCommand::Inspect { file } } => inspect(&file),
         Command::Savepoint { command: SavepointCommand::Inspect { path, entries } } => savepoint_inspect(&path, entries),
-        Command::Plugin { command: PluginCommand::Upload { file, name, version, server } } => {
-            crate::client::plugin_upload(&server, &file, name, &version)
-        }
-        Command::Plugin { command: PluginCommand::List { server } } => crate::client::plugin_list(&server),
-        Command::Job { server, command } => crate::client::job(&server, command),
+        Command::Plugin { command: PluginCommand::Upload { file, name, version, server } } => client::plugin_upload(&server, &file, name, &version),
+        Command::Plugin { command: PluginCommand::List { server } } => client::plugin_list(&server),
+        Command::Job { server, command } => client::job(&server, command),
         Command::Server(args) => server(args),
         Command::Openapi => openapi(),
     };

@@ -1,5 +1,8 @@
-//! The `rivulet` binary.
+//! The `rivulet` binary: `run`, `validate`, `plugin`, `savepoint`, `server`, `job`.
+
+mod cli;
+mod client;
 
 fn main() -> std::process::ExitCode {
-    rivulet::cli::main()
+    cli::main()
 }

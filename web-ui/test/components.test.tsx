@@ -1,4 +1,5 @@
 import { render } from 'preact-render-to-string';
+import type { NodeRole } from '../src/api/client';
 import { describe, expect, it } from 'vitest';
 import { niceMax } from '../src/components/Chart';
 import { JobGraph } from '../src/components/Graph';
@@ -7,7 +8,7 @@ import { nameFromFile } from '../src/pages/Plugins';
 import { parseParams, pluginRefs } from '../src/pages/Submit';
 import { candidates } from '../src/pages/Upgrade';
 
-const node = (id: string, kind: string, backpressure = 0) => ({
+const node = (id: string, kind: NodeRole, backpressure = 0) => ({
   id,
   kind,
   parallelism: 2,

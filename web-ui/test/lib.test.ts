@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { NodeRole } from '../src/api/client';
 import { fmtAge, fmtBytes, fmtCount, fmtDuration, fmtPercent, fmtRate, shortDigest } from '../src/lib/format';
 import { href, parseRoute } from '../src/lib/hooks';
 import { ioCounters, nodeCounters, outputLagMs, pressureLevel, watermarkLagMs } from '../src/lib/jobstats';
@@ -108,7 +109,7 @@ describe('layoutGraph', () => {
 });
 
 describe('job stats', () => {
-  const node = (id: string, kind: string, records_in: number, records_out: number, watermark: number | null = null) => ({
+  const node = (id: string, kind: NodeRole, records_in: number, records_out: number, watermark: number | null = null) => ({
     id,
     kind,
     records_in,

@@ -1,8 +1,9 @@
 //! One fixture per bad behaviour: each fails its job with an error naming the
 //! operator, the plugin and the reason, while this process stays up.
 
-use rivulet::plugin::PluginError;
-use rivulet::{FailureKind, JobError};
+use rivulet_plugin::FailureKind;
+use rivulet_plugin::PluginError;
+use rivulet_runtime::JobError;
 
 use crate::support::*;
 
@@ -16,7 +17,7 @@ fn job_with(plugin: &std::path::Path, limits: &str) -> (tempfile::TempDir, Strin
     (dir, yaml)
 }
 
-fn guest_failure(name: &str, limits: &str) -> rivulet::GuestFailure {
+fn guest_failure(name: &str, limits: &str) -> rivulet_plugin::GuestFailure {
     let (dir, yaml) = job_with(&fixture(name), limits);
     match run_spec(&yaml, dir.path(), &[], Some(1), BACKENDS[0]) {
         Err(JobError::Guest(f)) => {

@@ -2,6 +2,7 @@
 //! an expectation computed here independently.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
@@ -55,6 +56,28 @@ fn wordcount_matches_reference() {
 }
 
 /// Flink's fraud-detection rule, as a plain loop over the input in order.
+/// Write `n` random card transactions over `accounts` accounts (seeded) as JSON lines
+/// to `path`: small, large and ordinary amounts, increasing timestamps. Returns them as
+/// (account, amount, timestamp).
+pub(crate) fn write_transactions(path: &Path, seed: u64, n: usize, accounts: u64) -> Vec<(String, f64, i64)> {
+    let mut rng = Rng(seed);
+    let mut txs = Vec::new();
+    let mut ts = 1_700_000_000_000i64;
+    for _ in 0..n {
+        ts += rng.below(30_000) as i64;
+        let acct = format!("acct-{}", rng.below(accounts));
+        let amount = match rng.below(10) {
+            0..=2 => (rng.below(99) as f64) / 100.0,
+            3..=5 => 500.0 + rng.below(50_000) as f64 / 100.0,
+            _ => 1.0 + rng.below(49_000) as f64 / 100.0,
+        };
+        txs.push((acct, amount, ts));
+    }
+    let text: String = txs.iter().map(|(a, m, t)| format!("{}\n", json!({"account_id": a, "amount": m, "timestamp": t}))).collect();
+    std::fs::write(path, text).expect("write");
+    txs
+}
+
 pub(crate) fn fraud_reference(txs: &[(String, f64, i64)]) -> Vec<Value> {
     let mut flag: HashMap<&str, i64> = HashMap::new();
     let mut out = Vec::new();
@@ -76,22 +99,8 @@ pub(crate) fn fraud_reference(txs: &[(String, f64, i64)]) -> Vec<Value> {
 #[test]
 fn fraud_detection_matches_reference() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut rng = Rng(42);
-    let mut txs = Vec::new();
-    let mut ts = 1_700_000_000_000i64;
-    for _ in 0..3000 {
-        ts += rng.below(30_000) as i64;
-        let acct = format!("acct-{}", rng.below(25));
-        let amount = match rng.below(10) {
-            0..=2 => (rng.below(99) as f64) / 100.0,
-            3..=5 => 500.0 + rng.below(50_000) as f64 / 100.0,
-            _ => 1.0 + rng.below(49_000) as f64 / 100.0,
-        };
-        txs.push((acct, amount, ts));
-    }
     let input = dir.path().join("tx.jsonl");
-    let text: String = txs.iter().map(|(a, m, t)| format!("{}\n", json!({"account_id": a, "amount": m, "timestamp": t}))).collect();
-    std::fs::write(&input, text).expect("write");
+    let txs = write_transactions(&input, 42, 3000, 25);
     let expected = fraud_reference(&txs);
     assert!(expected.len() > 10, "the input should produce alerts");
     for backend in BACKENDS {

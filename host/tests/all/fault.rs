@@ -1,4 +1,4 @@
-//! Fault tolerance against the oracles of `RELIABILITY.md` B7.1: the committed output
+//! Fault tolerance against the exactly-once oracles: the committed output
 //! equals a failure-free run (computed here from the input), nothing is duplicated, and
 //! per-key sequences are unbroken (the `seq_check` fixture also verifies its restored
 //! state itself). Faults are real: `kill -9` of the `rivulet` process at random moments
@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use rivulet::checkpoint::{CheckpointConfig, CheckpointStorage, FaultPlan, load_manifest};
-use rivulet::job::{JobGraph, JobSpec};
-use rivulet::runtime::{RunOptions, run_job};
-use rivulet::state::BackendKind;
+use rivulet_checkpoint::{CheckpointConfig, CheckpointStorage, FaultPlan, load_manifest};
+use rivulet_job::{JobGraph, JobSpec};
+use rivulet_runtime::{RunOptions, run_job};
+use rivulet_state::BackendKind;
 
 use crate::support::*;
 

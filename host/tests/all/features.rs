@@ -110,8 +110,8 @@ fn forward_edges_chain_and_keep_every_record() {
     let mut ids: Vec<u64> = rows.iter().map(|r| r["id"].as_u64().expect("id")).collect();
     ids.sort();
     assert_eq!(ids, (0..5000).collect::<Vec<_>>());
-    let b = report.nodes.iter().find(|n| n.0 == "b").expect("b");
-    assert_eq!(b.1, 5000, "records into the chained operator");
+    let b = report.nodes.iter().find(|n| n.id == "b").expect("b");
+    assert_eq!(b.records_in, 5000, "records into the chained operator");
 }
 
 #[test]
@@ -134,13 +134,13 @@ fn wasi_is_sandboxed_and_deterministic() {
 fn compiled_components_are_cached_by_digest() {
     let cache = tempfile::tempdir().expect("tempdir");
     let wasm = fixture("fixture_test_ops");
-    let a = rivulet::plugin::PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
+    let a = rivulet_plugin::PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
     let p1 = a.load_file(&wasm).expect("load");
     let entries = || {
         std::fs::read_dir(cache.path()).expect("dir").filter_map(|e| e.ok()).filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count()
     };
     assert_eq!(entries(), 1);
-    let b = rivulet::plugin::PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
+    let b = rivulet_plugin::PluginEngine::new(Some(cache.path().to_path_buf())).expect("engine");
     let p2 = b.load_file(&wasm).expect("load from cache");
     assert_eq!(p1.digest, p2.digest);
     assert!(p1.digest.starts_with("sha256:"));

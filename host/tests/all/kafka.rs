@@ -2,7 +2,7 @@
 //! started by `scripts/kafka.sh` (jars from Maven Central, run on Java 17) in a
 //! temporary directory and killed when the test ends.
 //!
-//! The oracle is the counter job's (RELIABILITY.md B7.1): per key the committed counts
+//! The oracle is the counter job's: per key the committed counts
 //! are 1..n, each once, and the n add up to the records in the topic — whatever was
 //! killed along the way.
 
@@ -70,7 +70,8 @@ impl Broker {
 
     /// Produce `(key, value)` records, round-robin over `partitions`, and wait for every ack.
     pub fn produce(&self, topic: &str, partitions: i32, records: &[(String, Vec<u8>)]) {
-        let with_partitions: Vec<(i32, String, Vec<u8>)> = records.iter().enumerate().map(|(i, (k, v))| ((i as i32) % partitions, k.clone(), v.clone())).collect();
+        let with_partitions: Vec<(i32, String, Vec<u8>)> =
+            records.iter().enumerate().map(|(i, (k, v))| ((i as i32) % partitions, k.clone(), v.clone())).collect();
         self.produce_to(topic, &with_partitions);
     }
 
@@ -88,7 +89,10 @@ impl Broker {
                     match producer.send_result(rec) {
                         Ok(delivery) => break pending.push(delivery),
                         Err((e, back)) => {
-                            assert!(matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)), "produce: {e}");
+                            assert!(
+                                matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)),
+                                "produce: {e}"
+                            );
                             rec = back;
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
@@ -111,7 +115,8 @@ impl Drop for Broker {
 
 /// `n` counter inputs over `keys` keys, plus `bad` values that are not JSON.
 fn records(n: usize, keys: usize, bad: usize) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = (0..n).map(|i| (format!("k{}", i % keys), format!(r#"{{"key":"k{}","value":{i}}}"#, i % keys).into_bytes())).collect();
+    let mut out: Vec<(String, Vec<u8>)> =
+        (0..n).map(|i| (format!("k{}", i % keys), format!(r#"{{"key":"k{}","value":{i}}}"#, i % keys).into_bytes())).collect();
     for b in 0..bad {
         out.insert((b * 997) % out.len().max(1), (format!("bad{b}"), format!("not json {b} {{").into_bytes()));
     }
@@ -151,6 +156,11 @@ sinks:
 /// Every committed value of `topic` (read_committed), until `want` have come or 20 s
 /// pass without a new one.
 fn consume_committed(bootstrap: &str, topic: &str, want: usize) -> Vec<serde_json::Value> {
+    consume_committed_keyed(bootstrap, topic, want).into_iter().map(|(_, v)| v).collect()
+}
+
+/// The committed records of `topic` with their Kafka keys.
+fn consume_committed_keyed(bootstrap: &str, topic: &str, want: usize) -> Vec<(Option<String>, serde_json::Value)> {
     use rdkafka::consumer::{BaseConsumer, Consumer as _};
     use rdkafka::message::Message as _;
     let consumer: BaseConsumer = ClientConfig::new()
@@ -167,7 +177,8 @@ fn consume_committed(bootstrap: &str, topic: &str, want: usize) -> Vec<serde_jso
     while quiet_since.elapsed() < Duration::from_secs(if out.len() >= want { 2 } else { 20 }) {
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m.expect("consume");
-            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).expect("a JSON value"));
+            let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+            out.push((key, serde_json::from_slice(m.payload().unwrap_or_default()).expect("a JSON value")));
             quiet_since = std::time::Instant::now();
         }
     }
@@ -207,13 +218,13 @@ fn kafka_to_kafka(delivery: &str) {
     broker.create_topic("counts", 3);
     broker.produce("in", 4, &records(n, 40, 0));
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = job(dir.path(), &broker.bootstrap, "in", 2, "")
-        .to_str()
-        .map(|p| std::fs::read_to_string(p).expect("spec"))
-        .expect("utf-8 path")
-        .replace(
+    let spec =
+        job(dir.path(), &broker.bootstrap, "in", 2, "").to_str().map(|p| std::fs::read_to_string(p).expect("spec")).expect("utf-8 path").replace(
             &format!(r#"{{ id: out, type: file, path: "{}", inputs: [counter] }}"#, dir.path().join("out").display()),
-            &format!(r#"{{ id: out, type: kafka, bootstrap_servers: "{}", topic: counts, key_field: key, delivery: {delivery}, inputs: [counter] }}"#, broker.bootstrap),
+            &format!(
+                r#"{{ id: out, type: kafka, bootstrap_servers: "{}", topic: counts, key_field: key, delivery: {delivery}, inputs: [counter] }}"#,
+                broker.bootstrap
+            ),
         );
     assert!(spec.contains("type: kafka, bootstrap"), "{spec}");
     let spec_path = dir.path().join("k2k.yaml");
@@ -342,13 +353,26 @@ fn the_kafka_enrich_example_matches_an_independent_enrichment_after_a_kill() {
         let c = rng.below(30);
         let customer = format!("c{c}");
         let (price, qty) = (100 + rng.below(5_000), 1 + rng.below(4));
-        input.push(((c % 4) as i32, customer.clone(), serde_json::json!({"order_id": order_id, "customer": customer, "price_cents": price, "qty": qty}).to_string().into_bytes()));
+        input.push((
+            (c % 4) as i32,
+            customer.clone(),
+            serde_json::json!({"order_id": order_id, "customer": customer, "price_cents": price, "qty": qty}).to_string().into_bytes(),
+        ));
         let e = state.entry(customer.clone()).or_default();
         e.0 += 1;
         e.1 += price * qty;
-        let tier = if e.1 < 10_000 { "bronze" } else if e.1 < 100_000 { "silver" } else { "gold" };
-        expected.push(serde_json::json!({"order_id": order_id, "customer": customer, "total_cents": price * qty,
-            "customer_orders": e.0, "customer_spend_cents": e.1, "tier": tier}).to_string());
+        let tier = if e.1 < 10_000 {
+            "bronze"
+        } else if e.1 < 100_000 {
+            "silver"
+        } else {
+            "gold"
+        };
+        expected.push(
+            serde_json::json!({"order_id": order_id, "customer": customer, "total_cents": price * qty,
+            "customer_orders": e.0, "customer_spend_cents": e.1, "tier": tier})
+            .to_string(),
+        );
     }
     input.push((1, "c1".into(), b"{oops".to_vec()));
     broker.produce_to("orders", &input);
@@ -380,7 +404,11 @@ fn the_kafka_enrich_example_matches_an_independent_enrichment_after_a_kill() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     println!("kafka-enrich: killed the first run: {killed}");
 
-    let mut got: Vec<String> = consume_committed(&broker.bootstrap, "enriched", expected.len()).iter().map(|v| v.to_string()).collect();
+    let records = consume_committed_keyed(&broker.bootstrap, "enriched", expected.len());
+    for (key, value) in &records {
+        assert_eq!(key.as_deref(), value["customer"].as_str(), "an enriched order's Kafka key is its record key, the customer: {value}");
+    }
+    let mut got: Vec<String> = records.iter().map(|(_, v)| v.to_string()).collect();
     got.sort();
     expected.sort();
     assert_eq!(got.len(), expected.len(), "committed enriched orders");
@@ -402,7 +430,11 @@ fn kafka_keyed_operator_with_timers_to_kafka_exactly_once_under_kill_9() {
     let input: Vec<(i32, String, Vec<u8>)> = (0..count)
         .map(|id| {
             let k = id % 50;
-            ((k % 4) as i32, format!("k{k}"), serde_json::json!({"id": id, "key": format!("k{k}"), "value": id, "timestamp": id}).to_string().into_bytes())
+            (
+                (k % 4) as i32,
+                format!("k{k}"),
+                serde_json::json!({"id": id, "key": format!("k{k}"), "value": id, "timestamp": id}).to_string().into_bytes(),
+            )
         })
         .collect();
     broker.produce_to("gen", &input);

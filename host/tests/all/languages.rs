@@ -6,28 +6,14 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::examples::{fraud_reference, sorted};
+use crate::examples::{fraud_reference, sorted, write_transactions};
 use crate::support::*;
 
 #[test]
 fn python_and_javascript_fraud_detectors_match_the_rust_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut rng = Rng(2024);
-    let mut txs = Vec::new();
-    let mut ts = 1_700_000_000_000i64;
-    for _ in 0..1500 {
-        ts += rng.below(30_000) as i64;
-        let acct = format!("acct-{}", rng.below(20));
-        let amount = match rng.below(10) {
-            0..=2 => (rng.below(99) as f64) / 100.0,
-            3..=5 => 500.0 + rng.below(50_000) as f64 / 100.0,
-            _ => 1.0 + rng.below(49_000) as f64 / 100.0,
-        };
-        txs.push((acct, amount, ts));
-    }
     let input = dir.path().join("tx.jsonl");
-    let text: String = txs.iter().map(|(a, m, t)| format!("{}\n", json!({"account_id": a, "amount": m, "timestamp": t}))).collect();
-    std::fs::write(&input, text).expect("write");
+    let txs = write_transactions(&input, 2024, 1500, 20);
     let expected = sorted(fraud_reference(&txs));
     assert!(expected.len() > 10, "the input should produce alerts");
     for (example, p, backend) in [

@@ -3,15 +3,16 @@
 //!
 //! They need the example plugins and fixture guests built (`make plugins`).
 
+mod architecture;
 mod bad_guests;
 mod cli;
 mod examples;
 mod fault;
 mod features;
 mod kafka;
-mod postgres;
 mod languages;
 mod objects;
+mod postgres;
 mod s3;
 mod server;
 mod support;

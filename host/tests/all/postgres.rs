@@ -17,7 +17,13 @@ struct Pg {
 impl Pg {
     fn start() -> Pg {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new("bash").arg(repo().join("scripts/postgres.sh")).arg("start").arg(dir.path()).stderr(Stdio::inherit()).output().expect("postgres.sh");
+        let out = Command::new("bash")
+            .arg(repo().join("scripts/postgres.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("postgres.sh");
         assert!(out.status.success(), "scripts/postgres.sh start failed");
         let url = String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_owned();
         assert!(url.starts_with("postgres://postgres@127.0.0.1:"), "{url}");

@@ -105,14 +105,14 @@ impl SeaweedFs {
         ]
     }
 
-    pub fn storage(&self, prefix: &str) -> rivulet::checkpoint::CheckpointStorage {
+    pub fn storage(&self, prefix: &str) -> rivulet_checkpoint::CheckpointStorage {
         // SAFETY-free: tests in this binary that read AWS_* run the rivulet process with
         // them set on the child; here the in-process client gets them the same way.
         for (k, v) in self.env() {
             // Setting the environment is process-wide; only this test module uses AWS_*.
             unsafe_env_set(k, &v);
         }
-        rivulet::checkpoint::CheckpointStorage::open(&format!("s3://{BUCKET}/{prefix}")).expect("s3 storage")
+        rivulet_checkpoint::CheckpointStorage::open(&format!("s3://{BUCKET}/{prefix}")).expect("s3 storage")
     }
 }
 

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use rivulet::JobError;
-use rivulet::job::{JobGraph, JobSpec};
-use rivulet::plugin::{Limits, PluginEngine};
-use rivulet::runtime::{JobReport, RunOptions, run_job};
-use rivulet::state::BackendKind;
+use rivulet_job::{JobGraph, JobSpec};
+use rivulet_plugin::{Limits, PluginEngine};
+use rivulet_runtime::JobError;
+use rivulet_runtime::{JobReport, RunOptions, run_job};
+use rivulet_state::BackendKind;
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
@@ -105,7 +105,14 @@ pub const BACKENDS: [BackendKind; 2] = [BackendKind::Memory, BackendKind::Rocksd
 /// (with `--restore latest`). The schedule's seed is printed (`RIVULET_FAULT_SEED`
 /// replays it). Returns the kills; asserts there was at least one and the last run
 /// succeeded.
-pub fn kill_loop(what: &str, max_kills: u32, base_ms: u64, first_spread_ms: u64, spread_ms: u64, mut make: impl FnMut() -> std::process::Command) -> u32 {
+pub fn kill_loop(
+    what: &str,
+    max_kills: u32,
+    base_ms: u64,
+    first_spread_ms: u64,
+    spread_ms: u64,
+    mut make: impl FnMut() -> std::process::Command,
+) -> u32 {
     use std::os::unix::process::ExitStatusExt as _;
     use std::process::Stdio;
     let mut rng = Rng(crate::fault::seed() ^ 0x6b69_6c6c);

@@ -46,17 +46,17 @@ impl Operator for Enrich {
         c.orders += 1;
         c.spend_cents = c.spend_cents.saturating_add(total);
         self.customer.set(&c);
-        ctx.emit_json(
-            &json!({
-                "order_id": order.order_id,
-                "customer": order.customer,
-                "total_cents": total,
-                "customer_orders": c.orders,
-                "customer_spend_cents": c.spend_cents,
-                "tier": tier(c.spend_cents),
-            }),
-            record.timestamp,
-        )
+        let enriched = json!({
+            "order_id": order.order_id,
+            "customer": order.customer,
+            "total_cents": total,
+            "customer_orders": c.orders,
+            "customer_spend_cents": c.spend_cents,
+            "tier": tier(c.spend_cents),
+        });
+        // Keyed like its input (the customer): the Kafka sink keys records by it.
+        ctx.emit(record.key, &serde_json::to_vec(&enriched)?, record.timestamp);
+        Ok(())
     }
 }
 

@@ -22,6 +22,8 @@ export type GuestLogLine = Schemas['GuestLogLine'];
 export type UpgradeOutcome = Schemas['UpgradeOutcome'];
 export type UpgradeRequest = Schemas['UpgradeRequest'];
 export type SubmitRequest = Schemas['SubmitRequest'];
+export type BackendKind = Schemas['BackendKind'];
+export type NodeRole = Schemas['NodeRole'];
 
 type JsonOf<R> = R extends { content: { 'application/json': infer T } } ? T : never;
 type Success<Op> = Op extends { responses: infer R }

@@ -1,7 +1,7 @@
 // Submit a job: paste or load a spec (YAML or JSON), pick plugins for its operators,
 // fill parameters, choose parallelism and state backend.
 import { useState } from 'preact/hooks';
-import { type SubmitRequest, api } from '../api/client';
+import { type BackendKind, type SubmitRequest, api } from '../api/client';
 import { Dropzone } from '../components/Dropzone';
 import { ErrorBox } from '../components/States';
 import { href, usePoll } from '../lib/hooks';
@@ -31,7 +31,7 @@ export function Submit() {
   const [file, setFile] = useState<File | null>(null);
   const [paramsText, setParamsText] = useState('');
   const [parallelism, setParallelism] = useState('');
-  const [backend, setBackend] = useState('');
+  const [backend, setBackend] = useState<BackendKind | ''>('');
   const [savepoint, setSavepoint] = useState('');
   const [allowNonRestored, setAllowNonRestored] = useState(false);
   const [busy, setBusy] = useState(false);
@@ -121,7 +121,7 @@ export function Submit() {
             </label>
             <label>
               State backend
-              <select name="backend" value={backend} onChange={(e) => setBackend(e.currentTarget.value)}>
+              <select name="backend" value={backend} onChange={(e) => setBackend(e.currentTarget.value as BackendKind | '')}>
                 <option value="">server default</option>
                 <option value="rocksdb">rocksdb</option>
                 <option value="memory">memory</option>

@@ -1,0 +1,48 @@
+//! Request bodies: read within a limit, parsed naming the field at fault.
+
+use axum::body::{Body, Bytes};
+use rivulet_server::ServerError;
+use serde::Deserialize;
+
+use crate::error::ApiResult;
+
+/// Largest JSON (or YAML) request body.
+pub const MAX_JSON_BYTES: usize = 1 << 20;
+
+/// How much of an oversized body is still read (and thrown away) before answering 413,
+/// so a client that is still sending gets the answer instead of a reset connection.
+const DRAIN_BYTES: usize = 256 << 20;
+
+/// Read a body of at most `limit` bytes.
+pub async fn read_body(body: Body, limit: usize, what: &str) -> ApiResult<Bytes> {
+    use futures::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ServerError::BadRequest(format!("reading {what}: {e}")))?;
+        total = total.saturating_add(chunk.len());
+        if total > limit {
+            if total > limit.saturating_add(DRAIN_BYTES) {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if total > limit {
+        return Err(ServerError::TooLarge(format!("{what} is larger than {limit} bytes")).into());
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Parse a JSON body into `T`, naming the field at fault (unknown fields are rejected).
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    Ok(serde_json::from_slice(bytes).map_err(|e| ServerError::BadRequest(format!("request body: {e}")))?)
+}
+
+/// An empty JSON object (unknown fields rejected).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}

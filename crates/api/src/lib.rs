@@ -1,0 +1,144 @@
+//! The REST API of `rivulet server`: routes over the server core (`rivulet-server`),
+//! bearer-token auth, body limits, JSON errors, the OpenAPI document generated from the
+//! handlers (utoipa), Prometheus metrics, and the web UI embedded in the binary.
+//!
+//! Every handler is a thin shell: parse and check the request, call the registry or the
+//! job manager, map a `ServerError` to a status and `{"error": …}`.
+
+mod auth;
+mod body;
+mod error;
+mod metrics;
+mod openapi;
+mod routes;
+pub mod ui;
+
+pub use error::{ApiError, ErrorBody};
+pub use openapi::ApiDoc;
+pub use routes::jobs::SubmitRequest;
+pub use routes::operations::{RescaleRequest, StopRequest, UpgradeRequest};
+pub use routes::system::{Health, HealthStatus};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{get, post};
+use rivulet_plugin::PluginEngine;
+use rivulet_server::{JobDefaults, JobManager, PluginRegistry, ServerError};
+use rivulet_state::BackendKind;
+
+/// How to run a server.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Where metadata, plugins, checkpoints and state live.
+    pub data_dir: PathBuf,
+    /// Bearer token every route but `/healthz` requires (when set).
+    pub auth_token: Option<String>,
+    /// Largest plugin upload in bytes.
+    pub max_plugin_bytes: usize,
+    /// Checkpoint interval for jobs whose spec sets none.
+    pub checkpoint_interval: Duration,
+    /// State backend for jobs that set none.
+    pub state_backend: BackendKind,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("max_plugin_bytes", &self.max_plugin_bytes)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("state_backend", &self.state_backend)
+            .finish()
+    }
+}
+
+impl ServerConfig {
+    /// Defaults: 127.0.0.1:8080, no token, 64 MiB uploads, checkpoints every second,
+    /// memory state.
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir,
+            auth_token: None,
+            max_plugin_bytes: 64 << 20,
+            checkpoint_interval: Duration::from_secs(1),
+            state_backend: BackendKind::Memory,
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct AppState {
+    /// Plugins.
+    pub registry: Arc<PluginRegistry>,
+    /// Jobs.
+    pub jobs: Arc<JobManager>,
+    /// The configuration.
+    pub config: ServerConfig,
+    /// When the server started.
+    pub started: Instant,
+}
+
+type Shared = Arc<AppState>;
+
+/// All routes.
+pub fn router(state: Shared) -> Router {
+    use routes::{jobs, operations, plugins, system};
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/metrics", get(system::metrics_text))
+        .route("/v1/openapi.json", get(system::openapi_json))
+        .route("/v1/plugins", post(plugins::upload_plugin).get(plugins::list_plugins))
+        .route("/v1/plugins/{name}/{version}", get(plugins::get_plugin).delete(plugins::delete_plugin))
+        .route("/v1/jobs", post(jobs::submit_job).get(jobs::list_jobs))
+        .route("/v1/jobs/{id}", get(jobs::get_job))
+        .route("/v1/jobs/{id}/exceptions", get(jobs::job_exceptions))
+        .route("/v1/jobs/{id}/checkpoints", get(jobs::job_checkpoints))
+        .route("/v1/jobs/{id}/history", get(jobs::job_history))
+        .route("/v1/jobs/{id}/logs", get(jobs::job_logs))
+        .route("/v1/jobs/{id}/savepoints", post(operations::trigger_savepoint))
+        .route("/v1/jobs/{id}/savepoints/{trigger}", get(operations::get_savepoint))
+        .route("/v1/savepoints", get(operations::list_savepoints))
+        .route("/v1/jobs/{id}/stop", post(operations::stop_job))
+        .route("/v1/jobs/{id}/rescale", post(operations::rescale_job))
+        .route("/v1/jobs/{id}/upgrade", post(operations::upgrade_job))
+        .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::auth))
+        // Handlers read bodies themselves, each with its own limit.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Open the data dir, resume jobs, serve until the process ends.
+pub async fn serve(config: ServerConfig, engine: Arc<PluginEngine>) -> Result<(), ServerError> {
+    if config.auth_token.is_none() && !config.listen.ip().is_loopback() {
+        return Err(ServerError::BadRequest(format!(
+            "refusing to listen on {} without authentication: pass --auth-token-file (or bind 127.0.0.1)",
+            config.listen
+        )));
+    }
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Internal(format!("{}: {e}", config.data_dir.display())))?;
+    let registry = Arc::new(PluginRegistry::open(&config.data_dir, engine)?);
+    let defaults = JobDefaults { checkpoint_interval: config.checkpoint_interval, state_backend: config.state_backend };
+    let jobs = JobManager::open(&config.data_dir, registry.clone(), defaults).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServerError::BadRequest(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr = listener.local_addr().map_err(|e| ServerError::Internal(e.to_string()))?;
+    let state = Arc::new(AppState { registry, jobs, config, started: Instant::now() });
+    let app = router(state);
+    // The line tests and scripts wait for (the port is known even with `:0`).
+    eprintln!("[rivulet] server listening on http://{addr}");
+    tracing::info!(%addr, "server listening");
+    axum::serve(listener, app).await.map_err(|e| ServerError::Internal(e.to_string()))
+}

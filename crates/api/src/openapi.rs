@@ -1,0 +1,63 @@
+//! The OpenAPI document, generated from the handlers (utoipa). The web UI's API types
+//! are generated from a copy of it (`web-ui/src/api/openapi.json`).
+
+use rivulet_plugin::GuestLogLine;
+use rivulet_server::{
+    CheckpointsView, EdgeStatus, ExceptionInfo, HistoryEvent, JobDetail, JobRecord, JobStatus, NodeStatus, PluginMeta, PluginRef, SavepointInfo,
+    SnapshotStat, UpgradeOutcome,
+};
+use utoipa::OpenApi;
+
+use crate::error::ErrorBody;
+use crate::routes::jobs::{
+    __path_get_job, __path_job_checkpoints, __path_job_exceptions, __path_job_history, __path_job_logs, __path_list_jobs, __path_submit_job,
+    SubmitRequest,
+};
+use crate::routes::operations::{
+    __path_get_savepoint, __path_list_savepoints, __path_rescale_job, __path_stop_job, __path_trigger_savepoint, __path_upgrade_job, RescaleRequest,
+    StopRequest, UpgradeRequest,
+};
+use crate::routes::plugins::{__path_delete_plugin, __path_get_plugin, __path_list_plugins, __path_upload_plugin};
+use crate::routes::system::{__path_healthz, __path_metrics_text, __path_openapi_json, Health};
+
+/// The OpenAPI document, generated from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Rivulet", description = "Stream processing with WebAssembly operators: plugins, jobs, savepoints, hot swap."),
+    paths(
+        healthz, metrics_text, openapi_json, upload_plugin, list_plugins, get_plugin, delete_plugin, submit_job, list_jobs, get_job,
+        job_exceptions, job_checkpoints, job_history, job_logs, trigger_savepoint, get_savepoint, list_savepoints, stop_job, rescale_job, upgrade_job
+    ),
+    components(schemas(
+        ErrorBody, Health, PluginMeta, JobRecord, JobStatus, JobDetail, NodeStatus, EdgeStatus, SnapshotStat, CheckpointsView, HistoryEvent, ExceptionInfo,
+        SavepointInfo, PluginRef, UpgradeOutcome, GuestLogLine, SubmitRequest, StopRequest, RescaleRequest, UpgradeRequest
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi as _;
+
+    /// The web UI's API types are generated from a copy of the OpenAPI document: it must
+    /// be this server's, or the UI would type-check against an API that is not there.
+    #[test]
+    fn the_web_ui_has_the_current_openapi_document() {
+        let want = format!("{}\n", super::ApiDoc::openapi().to_pretty_json().expect("the document serializes"));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web-ui/src/api/openapi.json");
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(have == want, "{path} is not the server's OpenAPI document: run `make ui-api` (rivulet openapi > {path}) and rebuild the UI");
+    }
+}

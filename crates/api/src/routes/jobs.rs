@@ -1,0 +1,161 @@
+//! `/v1/jobs`: submission (JSON or YAML), the list, one job's detail, exceptions,
+//! checkpoints, history and guest logs.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use rivulet_job::JobSpec;
+use rivulet_plugin::GuestLogLine;
+use rivulet_server::{CheckpointsView, ExceptionInfo, HistoryEvent, JobDetail, JobRecord, ServerError, Submission};
+use rivulet_state::BackendKind;
+use serde::Deserialize;
+
+use super::json;
+use crate::Shared;
+use crate::body::{MAX_JSON_BYTES, parse_json, read_body};
+use crate::error::{ApiResult, ErrorBody};
+
+/// A job submission (JSON). A YAML body (`Content-Type: application/yaml`) is the spec
+/// alone.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    /// The job spec: an object, or YAML text. Operators name plugins as `name@version`
+    /// or `sha256:<digest>`.
+    #[schema(value_type = Value)]
+    pub spec: serde_json::Value,
+    /// Fill `${NAME}` placeholders of a YAML spec.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Start from this savepoint (or checkpoint) directory.
+    #[serde(default)]
+    pub savepoint: Option<String>,
+    /// Drop state of operators the job does not have.
+    #[serde(default)]
+    pub allow_non_restored_state: bool,
+    /// Parallelism of operators (overrides the spec's).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// `memory` or `rocksdb`.
+    #[serde(default)]
+    pub state_backend: Option<BackendKind>,
+}
+
+/// Query of a YAML submission.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitQuery {
+    /// Start from this savepoint.
+    savepoint: Option<String>,
+    /// Drop unmatched operator state.
+    #[serde(default)]
+    allow_non_restored_state: bool,
+    /// Parallelism override.
+    parallelism: Option<u32>,
+}
+
+/// Submit a job and start it.
+#[utoipa::path(post, path = "/v1/jobs", params(SubmitQuery), request_body(content = SubmitRequest, description = "JSON submission, or the YAML spec with Content-Type application/yaml"),
+    responses((status = 201, body = JobRecord), (status = 400, body = ErrorBody)))]
+pub async fn submit_job(
+    State(state): State<Shared>,
+    query: Result<Query<SubmitQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let bytes = read_body(body, MAX_JSON_BYTES, "the job submission").await?;
+    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let sub = if ctype.contains("yaml") {
+        let text = std::str::from_utf8(&bytes).map_err(|_| ServerError::BadRequest("the YAML spec is not UTF-8".into()))?;
+        let spec = JobSpec::parse(text, "request body", &BTreeMap::new()).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+        Submission {
+            spec,
+            savepoint: q.savepoint,
+            allow_non_restored_state: q.allow_non_restored_state,
+            parallelism: q.parallelism,
+            state_backend: None,
+        }
+    } else {
+        let req: SubmitRequest = parse_json(&bytes)?;
+        let spec = match req.spec {
+            serde_json::Value::String(text) => JobSpec::parse(&text, "spec", &req.params),
+            mut other => {
+                // Params fill placeholders inside string values only, so a value cannot
+                // add fields to the spec.
+                substitute_in_strings(&mut other, &req.params)?;
+                let text = serde_json::to_string(&other).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+                JobSpec::parse(&text, "spec", &BTreeMap::new())
+            }
+        }
+        .map_err(|e| ServerError::BadRequest(e.to_string()))?;
+        Submission {
+            spec,
+            savepoint: req.savepoint.or(q.savepoint),
+            allow_non_restored_state: req.allow_non_restored_state || q.allow_non_restored_state,
+            parallelism: req.parallelism.or(q.parallelism),
+            state_backend: req.state_backend,
+        }
+    };
+    if sub.parallelism == Some(0) {
+        return Err(ServerError::BadRequest("parallelism must be at least 1".into()).into());
+    }
+    let record = state.jobs.submit(sub)?;
+    Ok(json(StatusCode::CREATED, &record))
+}
+
+fn substitute_in_strings(v: &mut serde_json::Value, params: &BTreeMap<String, String>) -> ApiResult<()> {
+    match v {
+        serde_json::Value::String(s) if s.contains("${") => {
+            *s = rivulet_job::substitute_params(s, params).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+        }
+        serde_json::Value::Array(a) => a.iter_mut().try_for_each(|x| substitute_in_strings(x, params))?,
+        serde_json::Value::Object(o) => o.values_mut().try_for_each(|x| substitute_in_strings(x, params))?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Every job.
+#[utoipa::path(get, path = "/v1/jobs", responses((status = 200, body = [JobRecord])))]
+pub async fn list_jobs(State(state): State<Shared>) -> Response {
+    json(StatusCode::OK, &state.jobs.list())
+}
+
+/// A job: status, operators with parallelism, records in and out, watermarks,
+/// backpressure, the last checkpoint.
+#[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path)), responses((status = 200, body = JobDetail), (status = 404, body = ErrorBody)))]
+pub async fn get_job(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &state.jobs.detail(&id)?))
+}
+
+/// Task failures of a job (traps with the guest's message, guest errors…).
+#[utoipa::path(get, path = "/v1/jobs/{id}/exceptions", params(("id" = String, Path)), responses((status = 200, body = [ExceptionInfo]), (status = 404, body = ErrorBody)))]
+pub async fn job_exceptions(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    let detail = state.jobs.detail(&id)?;
+    Ok(json(StatusCode::OK, &detail.record.exceptions))
+}
+
+/// Checkpoints: retained in storage, completed (with size and duration), failed.
+#[utoipa::path(get, path = "/v1/jobs/{id}/checkpoints", params(("id" = String, Path)), responses((status = 200, body = CheckpointsView), (status = 404, body = ErrorBody)))]
+pub async fn job_checkpoints(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &state.jobs.checkpoints(&id).await?))
+}
+
+/// Versions, swaps (with downtime), rollbacks, rescales, savepoints, stops.
+#[utoipa::path(get, path = "/v1/jobs/{id}/history", params(("id" = String, Path)), responses((status = 200, body = [HistoryEvent]), (status = 404, body = ErrorBody)))]
+pub async fn job_history(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    let detail = state.jobs.detail(&id)?;
+    Ok(json(StatusCode::OK, &detail.record.history))
+}
+
+/// What the job's guests logged (SDK log calls, stdout, stderr), oldest first; the last
+/// 2000 lines since the server started.
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", params(("id" = String, Path)), responses((status = 200, body = [GuestLogLine]), (status = 404, body = ErrorBody)))]
+pub async fn job_logs(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &state.jobs.logs(&id)?))
+}

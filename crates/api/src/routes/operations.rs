@@ -1,0 +1,101 @@
+//! Acting on a running job: savepoints, stop, rescale, the hot swap (and its dry run).
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use rivulet_server::{JobRecord, SavepointInfo, UpgradeOutcome};
+use serde::Deserialize;
+
+use super::json;
+use crate::Shared;
+use crate::body::{Empty, MAX_JSON_BYTES, parse_json, read_body};
+use crate::error::{ApiResult, ErrorBody};
+
+/// Take a savepoint; returns its trigger id.
+#[utoipa::path(post, path = "/v1/jobs/{id}/savepoints", params(("id" = String, Path)), responses((status = 202, body = SavepointInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn trigger_savepoint(State(state): State<Shared>, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(body, MAX_JSON_BYTES, "the request").await?;
+    let _: Empty = parse_json(&bytes)?;
+    Ok(json(StatusCode::ACCEPTED, &state.jobs.trigger_savepoint(&id)?))
+}
+
+/// A savepoint by trigger id.
+#[utoipa::path(get, path = "/v1/jobs/{id}/savepoints/{trigger}", params(("id" = String, Path), ("trigger" = String, Path)),
+    responses((status = 200, body = SavepointInfo), (status = 404, body = ErrorBody)))]
+pub async fn get_savepoint(State(state): State<Shared>, Path((id, trigger)): Path<(String, String)>) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &state.jobs.savepoint(&id, &trigger)?))
+}
+
+/// Every savepoint of every job.
+#[utoipa::path(get, path = "/v1/savepoints", responses((status = 200, body = [SavepointInfo])))]
+pub async fn list_savepoints(State(state): State<Shared>) -> Response {
+    json(StatusCode::OK, &state.jobs.all_savepoints())
+}
+
+/// Stop request.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    /// Drain, take a savepoint and commit the sinks before stopping.
+    #[serde(default)]
+    pub savepoint: bool,
+}
+
+/// Stop a job (with `{"savepoint": true}`: drained and committed first).
+#[utoipa::path(post, path = "/v1/jobs/{id}/stop", params(("id" = String, Path)), request_body = StopRequest,
+    responses((status = 200, body = JobRecord), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn stop_job(State(state): State<Shared>, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(body, MAX_JSON_BYTES, "the request").await?;
+    let req: StopRequest = parse_json(&bytes)?;
+    Ok(json(StatusCode::OK, &state.jobs.stop(&id, req.savepoint).await?))
+}
+
+/// Rescale request.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescaleRequest {
+    /// The new parallelism of operators.
+    pub parallelism: u32,
+}
+
+/// Change a job's parallelism through a savepoint (state redistributed by key group).
+#[utoipa::path(post, path = "/v1/jobs/{id}/rescale", params(("id" = String, Path)), request_body = RescaleRequest,
+    responses((status = 200, body = UpgradeOutcome), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn rescale_job(State(state): State<Shared>, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(body, MAX_JSON_BYTES, "the request").await?;
+    let req: RescaleRequest = parse_json(&bytes)?;
+    Ok(json(StatusCode::OK, &state.jobs.upgrade(&id, &BTreeMap::new(), Some(req.parallelism)).await?))
+}
+
+/// Upgrade request.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeRequest {
+    /// New plugin per operator uid: `name@version` or `sha256:<digest>`.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, String>,
+    /// A new parallelism too.
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// Only check: validate the versions and dry-run their `migrate-state` on the latest
+    /// snapshot, and leave the job running as it is (`result` = `dry_run_ok`).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Hot swap: new plugin versions per operator uid, through a savepoint, with
+/// `migrate-state` dry-run first and an automatic rollback when the new version fails.
+/// With `dry_run`, only the checks run and the job is left alone.
+#[utoipa::path(post, path = "/v1/jobs/{id}/upgrade", params(("id" = String, Path)), request_body = UpgradeRequest,
+    responses((status = 200, body = UpgradeOutcome), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn upgrade_job(State(state): State<Shared>, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(body, MAX_JSON_BYTES, "the request").await?;
+    let req: UpgradeRequest = parse_json(&bytes)?;
+    if req.dry_run {
+        return Ok(json(StatusCode::OK, &state.jobs.check_upgrade(&id, &req.plugins, req.parallelism).await?));
+    }
+    Ok(json(StatusCode::OK, &state.jobs.upgrade(&id, &req.plugins, req.parallelism).await?))
+}

@@ -1,0 +1,87 @@
+//! `/v1/plugins`: upload (validated before anything is stored), list, get, delete.
+
+use axum::body::Body;
+use axum::extract::{FromRequest as _, Multipart, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use rivulet_server::{PluginMeta, ServerError};
+use serde::Deserialize;
+
+use super::json;
+use crate::Shared;
+use crate::body::read_body;
+use crate::error::{ApiResult, ErrorBody};
+
+/// Query of a plugin upload.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// Plugin name.
+    name: String,
+    /// Plugin version.
+    version: String,
+}
+
+/// Upload a component: the raw bytes as the body, or a multipart form with one file
+/// field. It is compiled and checked against the `rivulet:operator` world before
+/// anything is stored.
+#[utoipa::path(post, path = "/v1/plugins", params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component (or multipart/form-data with a file field)"),
+    responses((status = 201, body = PluginMeta, description = "Registered"), (status = 200, body = PluginMeta, description = "Already registered with these bytes"),
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "Not an operator component")))]
+pub async fn upload_plugin(
+    State(state): State<Shared>,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    req: Request,
+) -> ApiResult<Response> {
+    let limit = state.config.max_plugin_bytes;
+    let is_multipart = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (parts, body) = req.into_parts();
+    // The body is read before anything is judged, so the connection stays usable.
+    let bytes = read_body(body, limit, "the plugin upload").await?;
+    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
+    let bytes = if is_multipart {
+        let req = Request::from_parts(parts, Body::from(bytes));
+        let mut form = Multipart::from_request(req, &()).await.map_err(|e| ServerError::BadRequest(format!("multipart: {}", e.body_text())))?;
+        let mut file = None;
+        while let Some(field) = form.next_field().await.map_err(|e| ServerError::BadRequest(format!("multipart: {}", e.body_text())))? {
+            let data = field.bytes().await.map_err(|e| ServerError::BadRequest(format!("multipart: {}", e.body_text())))?;
+            if file.replace(data).is_some() {
+                return Err(ServerError::BadRequest("multipart: send exactly one field, the component".into()).into());
+            }
+        }
+        file.ok_or_else(|| ServerError::BadRequest("multipart: no field holds the component".into()))?
+    } else {
+        bytes
+    };
+    if bytes.is_empty() {
+        return Err(ServerError::BadRequest("the body is empty: send the component's bytes".into()).into());
+    }
+    let (meta, created) = state.registry.upload(&q.name, &q.version, bytes.to_vec()).await?;
+    Ok(json(if created { StatusCode::CREATED } else { StatusCode::OK }, &meta))
+}
+
+/// Every registered plugin version.
+#[utoipa::path(get, path = "/v1/plugins", responses((status = 200, body = [PluginMeta])))]
+pub async fn list_plugins(State(state): State<Shared>) -> Response {
+    json(StatusCode::OK, &state.registry.list())
+}
+
+/// One plugin version.
+#[utoipa::path(get, path = "/v1/plugins/{name}/{version}", params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = PluginMeta), (status = 404, body = ErrorBody)))]
+pub async fn get_plugin(State(state): State<Shared>, Path((name, version)): Path<(String, String)>) -> ApiResult<Response> {
+    let meta = state.registry.get(&name, &version).ok_or_else(|| ServerError::NotFound(format!("plugin {name}@{version}")))?;
+    Ok(json(StatusCode::OK, &meta))
+}
+
+/// Remove a plugin version (refused while a running job uses it).
+#[utoipa::path(delete, path = "/v1/plugins/{name}/{version}", params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = PluginMeta), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_plugin(State(state): State<Shared>, Path((name, version)): Path<(String, String)>) -> ApiResult<Response> {
+    if let Some(job) = state.jobs.uses_plugin(&name, &version) {
+        return Err(ServerError::Conflict(format!("plugin {name}@{version} is used by running job {job}")).into());
+    }
+    Ok(json(StatusCode::OK, &state.registry.delete(&name, &version)?))
+}

@@ -1,0 +1,159 @@
+//! One operator subtask's part of a snapshot: captured synchronously at the barrier,
+//! uploaded in the background.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use rivulet_dataflow::Barrier;
+use rivulet_state::{KeyGroupRange, KeyedStateStore, StateError, TimerService, key_group, layout};
+
+use crate::manifest::{DbFile, SubtaskState};
+use crate::report::TaskCheckpointing;
+use crate::snapshot::{GroupState, OperatorState, StateDecl, StateHeader, TimerEntry, WindowTimer};
+use crate::{CheckpointError, SnapshotKind, snapshot_dir};
+
+/// Who a subtask is, as recorded in its snapshot.
+#[derive(Debug, Clone)]
+pub struct SubtaskMeta {
+    /// Operator uid.
+    pub uid: String,
+    /// Plugin label.
+    pub plugin: String,
+    /// Plugin digest.
+    pub plugin_digest: String,
+    /// Subtask index.
+    pub subtask: u32,
+    /// Parallelism.
+    pub parallelism: u32,
+    /// Key groups of the job.
+    pub max_parallelism: u16,
+    /// Its key groups.
+    pub range: KeyGroupRange,
+    /// The guest's state version.
+    pub state_version: u32,
+    /// Unique id of this backend instance (names its RocksDB files in `shared/`).
+    pub instance: String,
+}
+
+/// RocksDB files this subtask has uploaded: local name → (stored file, snapshot id).
+pub type UploadedFiles = Arc<Mutex<HashMap<String, (DbFile, u64)>>>;
+
+/// A snapshot taken at the barrier, not yet uploaded.
+#[derive(Debug)]
+pub struct Captured {
+    header: StateHeader,
+    groups: BTreeMap<u16, GroupState>,
+    /// A RocksDB checkpoint directory (hard links) holding the entries, if native.
+    db_dir: Option<PathBuf>,
+}
+
+/// Capture the subtask's state: timers and window timers always; entries copied (memory
+/// backend, savepoints, full checkpoints) or as a RocksDB checkpoint in `native_dir`.
+pub fn capture(
+    meta: &SubtaskMeta,
+    store: &KeyedStateStore,
+    timers: &TimerService,
+    window: Option<(Vec<WindowTimer>, u64)>,
+    watermark: i64,
+    native_dir: Option<&Path>,
+) -> Result<Captured, StateError> {
+    let states = store
+        .descriptors()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| StateDecl { id: i as u16, name: d.name.clone(), kind: d.kind, ttl_ms: d.ttl_ms })
+        .collect();
+    let mut groups: BTreeMap<u16, GroupState> = BTreeMap::new();
+    let db_dir = match native_dir {
+        Some(dir) if store.native_checkpoint(dir)? => Some(dir.to_path_buf()),
+        _ => {
+            for (k, v) in store.scan_all()? {
+                let Some(g) = layout::key_group_of(&k) else { continue };
+                groups.entry(g).or_default().entries.push((k, v));
+            }
+            None
+        }
+    };
+    let mp = store.max_parallelism();
+    for (domain, time, key) in timers.iter() {
+        groups.entry(key_group(key, mp)).or_default().timers.push(TimerEntry { domain, time, key: key.to_vec() });
+    }
+    let (wtimers, window_seq) = window.unwrap_or_default();
+    for t in wtimers {
+        groups.entry(key_group(&t.key, mp)).or_default().window_timers.push(t);
+    }
+    let header = StateHeader {
+        uid: meta.uid.clone(),
+        subtask: meta.subtask,
+        parallelism: meta.parallelism,
+        max_parallelism: mp,
+        key_groups: (meta.range.start, meta.range.end),
+        plugin_digest: meta.plugin_digest.clone(),
+        state_version: meta.state_version,
+        states,
+        watermark,
+        window_seq,
+        entries_in_db: db_dir.is_some(),
+    };
+    Ok(Captured { header, groups, db_dir })
+}
+
+/// Upload a captured snapshot; returns what the manifest records for the subtask.
+pub async fn upload(
+    ctx: &TaskCheckpointing,
+    barrier: Barrier,
+    meta: &SubtaskMeta,
+    captured: Captured,
+    uploaded: &UploadedFiles,
+) -> Result<SubtaskState, CheckpointError> {
+    let dir = format!("{}/{}/{}", snapshot_dir(barrier.kind, barrier.id), meta.uid, meta.subtask);
+    let Captured { header, groups, db_dir } = captured;
+    let encoded = OperatorState { header, groups }.encode();
+    let state = ctx.storage.put(&format!("{dir}/state.bin"), Bytes::from(encoded)).await?;
+    let mut db = Vec::new();
+    if let Some(local) = db_dir {
+        let result = upload_db(ctx, barrier, meta, &dir, &local, uploaded, &mut db).await;
+        let _ = tokio::fs::remove_dir_all(&local).await;
+        result?;
+    }
+    Ok(SubtaskState { subtask: meta.subtask, key_groups: (meta.range.start, meta.range.end), finished: false, state: Some(state), db })
+}
+
+async fn upload_db(
+    ctx: &TaskCheckpointing,
+    barrier: Barrier,
+    meta: &SubtaskMeta,
+    dir: &str,
+    local: &Path,
+    uploaded: &UploadedFiles,
+    db: &mut Vec<DbFile>,
+) -> Result<(), CheckpointError> {
+    let mut names = Vec::new();
+    let mut rd = tokio::fs::read_dir(local).await.map_err(|e| CheckpointError::Local(format!("{}: {e}", local.display())))?;
+    while let Some(e) = rd.next_entry().await.map_err(|e| CheckpointError::Local(e.to_string()))? {
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    for name in names {
+        let shared = name.ends_with(".sst") && ctx.incremental && barrier.kind == SnapshotKind::Checkpoint;
+        if shared {
+            let reuse = uploaded.lock().ok().and_then(|m| m.get(&name).cloned()).filter(|(_, id)| ctx.ledger.is_complete(*id)).map(|(f, _)| f);
+            if let Some(f) = reuse {
+                db.push(f);
+                continue;
+            }
+        }
+        let bytes = tokio::fs::read(local.join(&name)).await.map_err(|e| CheckpointError::Local(format!("{name}: {e}")))?;
+        let path = if shared { format!("shared/{}/{}/{name}", meta.uid, meta.instance) } else { format!("{dir}/db/{name}") };
+        let file = ctx.storage.put(&path, Bytes::from(bytes)).await?;
+        let entry = DbFile { name: name.clone(), file };
+        if shared && let Ok(mut m) = uploaded.lock() {
+            m.insert(name, (entry.clone(), barrier.id));
+        }
+        db.push(entry);
+    }
+    Ok(())
+}

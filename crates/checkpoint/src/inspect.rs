@@ -1,0 +1,102 @@
+//! `rivulet savepoint inspect`: a human-readable account of a snapshot.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use rivulet_state::{StateEntry, StateKind, layout};
+
+use crate::locate::load_manifest;
+use crate::manifest::SnapshotKind;
+use crate::snapshot::OperatorState;
+use crate::{CheckpointError, CheckpointStorage};
+
+/// A human-readable account of a snapshot (`rivulet savepoint inspect`).
+pub async fn inspect(location: &str, entries: bool) -> Result<String, CheckpointError> {
+    let loc = location.trim_end_matches('/');
+    let (root_loc, dir) = match loc.rsplit_once('/') {
+        Some((parent, name)) if name.starts_with("sp-") && parent.ends_with("/savepoints") => {
+            (parent.trim_end_matches("/savepoints").to_owned(), format!("savepoints/{name}"))
+        }
+        Some((parent, name)) => (parent.to_owned(), name.to_owned()),
+        None => (".".to_owned(), loc.to_owned()),
+    };
+    let root = CheckpointStorage::open(&root_loc)?;
+    let m = load_manifest(&root, &dir).await?;
+    let mut out = String::new();
+    let kind = match m.kind {
+        SnapshotKind::Checkpoint => "checkpoint",
+        SnapshotKind::Savepoint => "savepoint",
+    };
+    let _ = writeln!(
+        out,
+        "{kind} {} of job '{}' (format {} v{}), max parallelism {}{}",
+        m.id,
+        m.job,
+        m.format,
+        m.version,
+        m.max_parallelism,
+        if m.finished { ", job finished" } else { "" }
+    );
+    for o in &m.operators {
+        let _ = writeln!(
+            out,
+            "operator {}: plugin {} digest {}, parallelism {}, state version {}",
+            o.uid, o.plugin, o.plugin_digest, o.parallelism, o.state_version
+        );
+        for st in &o.subtasks {
+            let Some(f) = &st.state else { continue };
+            let bytes = root.get_verified(f).await?;
+            let s = OperatorState::decode(&bytes, &f.path)?;
+            let mut per_state: BTreeMap<String, u64> = BTreeMap::new();
+            let names: BTreeMap<u16, (String, StateKind)> = s.header.states.iter().map(|d| (d.id, (d.name.clone(), d.kind))).collect();
+            let mut timers = 0;
+            for gs in s.groups.values() {
+                timers += gs.timers.len() + gs.window_timers.len();
+                for (k, _) in &gs.entries {
+                    if let Some(id) = layout::state_id_of(k) {
+                        *per_state.entry(names.get(&id).map_or_else(|| format!("#{id}"), |n| n.0.clone())).or_default() += 1;
+                    }
+                }
+            }
+            let _ = writeln!(
+                out,
+                "  subtask {} key groups {}..{}: {} key groups with data, {} timers{}{}",
+                st.subtask,
+                st.key_groups.0,
+                st.key_groups.1,
+                s.groups.len(),
+                timers,
+                if st.finished { ", finished" } else { "" },
+                if s.header.entries_in_db { format!(", entries in {} RocksDB files", st.db.len()) } else { String::new() }
+            );
+            for d in &s.header.states {
+                let _ = writeln!(
+                    out,
+                    "    state {} ({}{}): {} entries",
+                    d.name,
+                    d.kind,
+                    d.ttl_ms.map(|t| format!(", ttl {t} ms")).unwrap_or_default(),
+                    per_state.get(&d.name).copied().unwrap_or(0)
+                );
+            }
+            if entries {
+                for (g, gs) in &s.groups {
+                    for (k, v) in &gs.entries {
+                        if let Some(e) = StateEntry::decode(&names, k, v) {
+                            let _ = writeln!(out, "    [group {g}] {}", e.describe());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for s in &m.sources {
+        let _ = writeln!(out, "source {}[{}/{}]: {}", s.id, s.subtask, s.parallelism, s.position);
+    }
+    for s in &m.sinks {
+        let txn = serde_json::to_string(&s.transaction).unwrap_or_default();
+        let _ = writeln!(out, "sink {}[{}]{}: {txn}", s.id, s.subtask, if s.finished { " (finished)" } else { "" });
+    }
+    let _ = writeln!(out, "files: {} ({} bytes)", m.files().count(), m.files().map(|f| f.size).sum::<u64>());
+    Ok(out)
+}

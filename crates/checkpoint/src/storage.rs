@@ -1,0 +1,222 @@
+//! Where checkpoints and savepoints live: an [`ObjectStore`] (a local directory by
+//! default, S3 for `s3://bucket/prefix`) under a root prefix, with every file written
+//! through here checksummed and every file read back verified.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+
+use crate::CheckpointError;
+use crate::manifest::FileEntry;
+
+/// Deliberate storage failures, for fault tests (the object store "failing for a while").
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Default)]
+pub struct FaultPlan {
+    /// Fail this many upcoming writes.
+    pub fail_next_puts: AtomicU64,
+}
+
+/// A checkpoint location: an object store and the prefix everything lives under.
+#[derive(Clone)]
+pub struct CheckpointStorage {
+    store: Arc<dyn ObjectStore>,
+    root: ObjPath,
+    /// The location as the user wrote it (for messages).
+    pub url: String,
+    #[cfg(feature = "fault-injection")]
+    faults: Option<Arc<FaultPlan>>,
+    /// The directory behind a local store (to prune empty directories).
+    local: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for CheckpointStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckpointStorage({})", self.url)
+    }
+}
+
+/// The sha256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl CheckpointStorage {
+    /// Open `location`: `s3://bucket/prefix` (credentials, region and endpoint from the
+    /// standard `AWS_*` environment variables) or a local directory (created if missing).
+    pub fn open(location: &str) -> Result<Self, CheckpointError> {
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(CheckpointError::Location { location: location.to_owned(), reason: "no bucket name".into() });
+            }
+            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).is_ok_and(|e| e.starts_with("http://")) {
+                builder = builder.with_allow_http(true);
+            }
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+                builder = builder.with_region("us-east-1");
+            }
+            let store = builder.build().map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: e.to_string() })?;
+            return Ok(CheckpointStorage {
+                store: Arc::new(store),
+                root: ObjPath::from(prefix.trim_matches('/')),
+                url: location.to_owned(),
+                #[cfg(feature = "fault-injection")]
+                faults: None,
+                local: None,
+            });
+        }
+        let dir = location.strip_prefix("file://").unwrap_or(location);
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: format!("cannot create directory: {e}") })?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: e.to_string() })?;
+        Ok(CheckpointStorage {
+            store: Arc::new(store),
+            root: ObjPath::from(""),
+            url: location.to_owned(),
+            #[cfg(feature = "fault-injection")]
+            faults: None,
+            local: Some(dir.into()),
+        })
+    }
+
+    /// The same location with failures injected by `plan` (tests).
+    #[cfg(feature = "fault-injection")]
+    pub fn with_faults(mut self, plan: Arc<FaultPlan>) -> Self {
+        self.faults = Some(plan);
+        self
+    }
+
+    /// The same store, rooted at `sub` below this root.
+    pub fn child(&self, sub: &str) -> Self {
+        let mut c = self.clone();
+        c.root = self.full(sub);
+        c.local = self.local.as_ref().map(|d| d.join(sub));
+        c.url = format!("{}/{}", self.url.trim_end_matches('/'), sub);
+        c
+    }
+
+    fn full(&self, rel: &str) -> ObjPath {
+        let rel = rel.trim_matches('/');
+        if self.root.as_ref().is_empty() {
+            ObjPath::from(rel)
+        } else if rel.is_empty() {
+            self.root.clone()
+        } else {
+            ObjPath::from(format!("{}/{rel}", self.root.as_ref()))
+        }
+    }
+
+    fn io(&self, rel: &str, e: impl std::fmt::Display) -> CheckpointError {
+        CheckpointError::Storage { path: format!("{}/{}", self.url.trim_end_matches('/'), rel), message: e.to_string() }
+    }
+
+    /// Write `bytes` at `rel`; returns its entry (path, size, sha256) for a manifest.
+    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<FileEntry, CheckpointError> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(f) = &self.faults
+            && f.fail_next_puts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            return Err(self.io(rel, "injected fault: the object store is unavailable"));
+        }
+        let entry = FileEntry { path: rel.to_owned(), size: bytes.len() as u64, sha256: sha256_hex(&bytes) };
+        self.store.put(&self.full(rel), PutPayload::from(bytes)).await.map_err(|e| self.io(rel, e))?;
+        Ok(entry)
+    }
+
+    /// Read `rel` whole, without verification (manifests).
+    pub async fn get(&self, rel: &str) -> Result<Bytes, CheckpointError> {
+        let got = self.store.get(&self.full(rel)).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => CheckpointError::Corrupt { path: self.url_of(rel), reason: "missing".into() },
+            e => self.io(rel, e),
+        })?;
+        got.bytes().await.map_err(|e| self.io(rel, e))
+    }
+
+    /// Read the file `entry` names and check its size and checksum.
+    pub async fn get_verified(&self, entry: &FileEntry) -> Result<Bytes, CheckpointError> {
+        let bytes = self.get(&entry.path).await?;
+        if bytes.len() as u64 != entry.size {
+            return Err(CheckpointError::Corrupt {
+                path: self.url_of(&entry.path),
+                reason: format!("size {} differs from the manifest's {} (truncated?)", bytes.len(), entry.size),
+            });
+        }
+        let sum = sha256_hex(&bytes);
+        if sum != entry.sha256 {
+            return Err(CheckpointError::Corrupt {
+                path: self.url_of(&entry.path),
+                reason: format!("checksum {sum} differs from the manifest's {}", entry.sha256),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Whether `rel` exists.
+    pub async fn exists(&self, rel: &str) -> Result<bool, CheckpointError> {
+        match self.store.head(&self.full(rel)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.io(rel, e)),
+        }
+    }
+
+    /// Every object below `rel` (paths relative to this root) with sizes.
+    pub async fn list(&self, rel: &str) -> Result<Vec<(String, u64)>, CheckpointError> {
+        let prefix = self.full(rel);
+        let prefix_opt = if prefix.as_ref().is_empty() { None } else { Some(&prefix) };
+        let metas: Vec<object_store::ObjectMeta> = match self.store.list(prefix_opt).try_collect().await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(self.io(rel, e)),
+        };
+        let root = self.root.as_ref();
+        Ok(metas
+            .into_iter()
+            .map(|m| {
+                let p = m.location.as_ref();
+                let rel = if root.is_empty() { p } else { p.strip_prefix(root).unwrap_or(p).trim_start_matches('/') };
+                (rel.to_owned(), m.size)
+            })
+            .collect())
+    }
+
+    /// Delete `rel` (absent is fine).
+    pub async fn delete(&self, rel: &str) -> Result<(), CheckpointError> {
+        match self.store.delete(&self.full(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.io(rel, e)),
+        }
+    }
+
+    /// Delete every object below `rel`.
+    pub async fn delete_prefix(&self, rel: &str) -> Result<(), CheckpointError> {
+        for (p, _) in self.list(rel).await? {
+            self.delete(&p).await?;
+        }
+        if let (Some(dir), false) = (&self.local, rel.trim_matches('/').is_empty()) {
+            // Local directories stay behind once empty; S3 has none.
+            let _ = std::fs::remove_dir_all(dir.join(rel.trim_matches('/')));
+        }
+        Ok(())
+    }
+
+    /// `rel` as a user-facing location.
+    pub fn url_of(&self, rel: &str) -> String {
+        format!("{}/{}", self.url.trim_end_matches('/'), rel.trim_start_matches('/'))
+    }
+}
+
+/// A number never returned before in this process (unique names of staging
+/// directories and backend instances).
+pub fn unique_suffix() -> u64 {
+    static UNIQUE: AtomicU64 = AtomicU64::new(0);
+    UNIQUE.fetch_add(1, Ordering::Relaxed)
+}

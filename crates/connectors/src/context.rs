@@ -1,0 +1,34 @@
+//! What building a connector needs besides its spec.
+
+use std::path::{Path, PathBuf};
+
+/// The job a connector belongs to.
+#[derive(Debug, Clone)]
+pub struct ConnectorContext {
+    /// The job's name (default consumer groups, transactional ids, spool folders).
+    pub job: String,
+    /// Directory relative paths of the spec resolve against.
+    pub base_dir: PathBuf,
+    /// The run's data directory (spool folders live below it).
+    pub data_dir: PathBuf,
+}
+
+impl ConnectorContext {
+    /// `p` resolved against the spec's directory unless absolute.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        rivulet_job::resolve_path(&self.base_dir, p)
+    }
+
+    /// A spool folder `<data dir>/<kind>/<job>/<sink id>`, unless the spec names one.
+    pub fn spool_dir(&self, kind: &str, sink: &str, configured: Option<&str>) -> PathBuf {
+        match configured {
+            Some(d) => self.resolve(d),
+            None => self.data_dir.join(kind).join(rivulet_job::file_safe(&self.job)).join(sink),
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}

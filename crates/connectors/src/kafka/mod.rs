@@ -1,0 +1,99 @@
+//! Kafka: the source (partitions over subtasks, offsets in checkpoints), the
+//! exactly-once sink (part files produced in one transaction per completed checkpoint)
+//! and the at-least-once sink (produced at once, flushed at barriers). A record's Kafka
+//! key is its record key (or, with `key_field`, a JSON field of its value).
+
+mod direct;
+mod source;
+mod transactional;
+
+pub(crate) use source::KafkaSourceConnector;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rivulet_checkpoint::{Committer, SinkEntry};
+use rivulet_dataflow::{NodeRole, blocking};
+use rivulet_job::{KafkaDelivery, KafkaSinkSpec};
+
+use crate::BoxFuture;
+use crate::context::ConnectorContext;
+use crate::error::ConnectorError;
+use crate::part_files::prepare_dir;
+use crate::sink::{Sink, SinkConnector};
+use transactional::{KafkaCommitTarget, KafkaCommitter};
+
+/// The Kafka key of a record: the JSON field `field` of its value when the spec names
+/// one (a string as is, anything else as JSON), else the record's own key.
+fn kafka_key(key: Option<&[u8]>, value: &[u8], field: Option<&str>) -> Option<Vec<u8>> {
+    let Some(field) = field else { return key.map(<[u8]>::to_vec) };
+    let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+    Some(match v.get(field)? {
+        serde_json::Value::String(s) => s.clone().into_bytes(),
+        other => other.to_string().into_bytes(),
+    })
+}
+
+/// `type: kafka` sinks.
+pub(crate) struct KafkaSinkConnector {
+    id: String,
+    delivery: KafkaDelivery,
+    target: KafkaCommitTarget,
+    spool: PathBuf,
+}
+
+impl KafkaSinkConnector {
+    pub(crate) fn new(spec: &KafkaSinkSpec, cx: &ConnectorContext) -> Self {
+        let target = KafkaCommitTarget {
+            bootstrap: spec.bootstrap_servers.clone(),
+            topic: spec.topic.clone(),
+            key_field: spec.key_field.clone(),
+            // Sinks run at parallelism 1 today: subtask 0.
+            transactional_id: format!("rivulet-{}-{}-0", rivulet_job::file_safe(&cx.job), spec.id),
+            properties: spec.properties.clone(),
+        };
+        KafkaSinkConnector {
+            id: spec.id.clone(),
+            delivery: spec.delivery,
+            target,
+            spool: cx.spool_dir("kafka-spool", &spec.id, spec.spool_dir.as_deref()),
+        }
+    }
+}
+
+impl SinkConnector for KafkaSinkConnector {
+    fn prepare<'a>(&'a self, restored: Option<&'a [SinkEntry]>) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        Box::pin(async move {
+            if self.delivery == KafkaDelivery::AtLeastOnce {
+                return Ok(());
+            }
+            blocking(|| prepare_dir(&self.spool, restored))
+                .map_err(|e| ConnectorError::failed(NodeRole::Sink, &self.id, format!("cannot prepare {}: {e}", self.spool.display())))
+        })
+    }
+
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        match self.delivery {
+            KafkaDelivery::ExactlyOnce => Some(Arc::new(KafkaCommitter)),
+            KafkaDelivery::AtLeastOnce => None,
+        }
+    }
+
+    fn open(&self, subtask: u32, restored: Option<&SinkEntry>) -> Result<Box<dyn Sink>, ConnectorError> {
+        match self.delivery {
+            KafkaDelivery::ExactlyOnce => transactional::SpoolSink::open(&self.id, &self.spool, subtask, restored, self.target.clone()),
+            KafkaDelivery::AtLeastOnce => direct::DirectSink::open(&self.id, &self.target),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_come_from_the_record_unless_a_field_is_named() {
+        assert_eq!(super::kafka_key(Some(b"k1"), br#"{"c":"x"}"#, None), Some(b"k1".to_vec()));
+        assert_eq!(super::kafka_key(None, br#"{"c":"x"}"#, None), None);
+        assert_eq!(super::kafka_key(Some(b"k1"), br#"{"c":"x"}"#, Some("c")), Some(b"x".to_vec()));
+        assert_eq!(super::kafka_key(None, br#"{"c":3}"#, Some("c")), Some(b"3".to_vec()));
+    }
+}

@@ -1,0 +1,22 @@
+//! Files on object storage — any `object_store` location: a local directory,
+//! `file://…`, or `s3://bucket/prefix` (credentials and endpoint from the standard AWS
+//! variables) — in JSON lines or Parquet.
+//!
+//! **Sink**: the file sink's two-phase commit with an upload as the commit step. Values
+//! are spooled into local part files (rolled by size and by time, and closed at every
+//! barrier); when the checkpoint covering a part file completes, the coordinator uploads
+//! it as `part-<subtask>-<seq>.jsonl` (or converts it to `.parquet`: schema inferred from
+//! the JSON values) and removes the spool file. An upload is a single PUT — objects
+//! appear whole — and the same part file always becomes the same object, so a commit
+//! repeated after a crash overwrites an object with identical bytes: exactly-once.
+//!
+//! **Source** (bounded): the objects under the location, in name order, read whole;
+//! Parquet rows become JSON objects. Its position in checkpoints is the object's name
+//! and the records emitted from it.
+
+mod parquet;
+mod sink;
+mod source;
+
+pub(crate) use sink::ObjectSinkConnector;
+pub(crate) use source::ObjectSourceConnector;

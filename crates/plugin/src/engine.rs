@@ -1,0 +1,232 @@
+//! The wasmtime engine, the compiled-component caches and the world check.
+//!
+//! Compiled components are cached on disk by the sha256 of their bytes (plus the
+//! engine's compatibility hash) and in memory, so parallel subtasks of one operator
+//! share one compiled artifact. Only artifacts this engine wrote are ever deserialized;
+//! user-supplied precompiled code is never loaded.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use crate::bindings::{self, HostState, RivuletOperatorPre};
+use crate::error::PluginError;
+use crate::guest_io::GuestIo;
+
+/// Limits applied to every operator instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum linear memory per instance, in bytes.
+    pub memory_bytes: usize,
+    /// Maximum time one call into the guest may run.
+    pub call_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_bytes: 256 << 20, call_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// How long one epoch lasts; a running guest yields and checks its deadline this often.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// A loaded, compiled and world-checked operator component.
+pub struct Plugin {
+    /// Name (the file stem, or the name it was registered under).
+    pub name: String,
+    /// `sha256:` hex digest of the component's bytes.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Imports the component declares.
+    pub imports: Vec<String>,
+    /// Exports the component declares.
+    pub exports: Vec<String>,
+    pub(crate) pre: RivuletOperatorPre<HostState>,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin").field("name", &self.name).field("digest", &self.digest).finish()
+    }
+}
+
+impl Plugin {
+    /// `name@sha256:0123456789ab` — short form for messages.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.name, &self.digest[..self.digest.len().min(19)])
+    }
+}
+
+/// The wasmtime engine plus the compiled-component caches.
+pub struct PluginEngine {
+    engine: wasmtime::Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    loaded: Mutex<HashMap<String, Arc<Plugin>>>,
+}
+
+impl PluginEngine {
+    /// An engine with the on-disk compile cache in `cache_dir` (none if `None`).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>, PluginError> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = wasmtime::Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
+
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
+        bindings::RivuletOperator::add_to_linker::<HostState, HasSelf<GuestIo>>(&mut linker, |s| &mut s.io)
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
+
+        // The epoch ticker: lets deadlines and cooperative yields work. It holds only a
+        // weak reference, so it ends with the engine.
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("rivulet-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| PluginError::Engine(format!("cannot start the epoch thread: {e}")))?;
+
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir).map_err(|e| PluginError::Engine(format!("cache dir {}: {e}", dir.display())))?;
+        }
+        Ok(Arc::new(PluginEngine { engine, linker, cache_dir, loaded: Mutex::new(HashMap::new()) }))
+    }
+
+    /// The default compile cache: `$RIVULET_CACHE_DIR`, else `$XDG_CACHE_HOME/rivulet/components`,
+    /// else `~/.cache/rivulet/components`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("RIVULET_CACHE_DIR") {
+            return Some(PathBuf::from(d));
+        }
+        let base =
+            std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("rivulet").join("components"))
+    }
+
+    /// Load a component from a file.
+    pub fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+        let bytes =
+            std::fs::read(path).map_err(|source| PluginError::Read { name: name.clone(), path: path.display().to_string(), error: source })?;
+        self.load_bytes(&name, &bytes)
+    }
+
+    /// Check, compile (or fetch from cache) and world-check a component.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
+        check_header(name, bytes)?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        if let Some(p) = self.loaded.lock().map_err(|_| PluginError::Engine("cache lock poisoned".into()))?.get(&digest)
+            && p.name == name
+        {
+            return Ok(p.clone());
+        }
+        let component = self.compile(name, &digest, bytes)?;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::WorldMismatch { name: name.to_owned(), reason: describe_link_error(&e) })?;
+        let pre =
+            RivuletOperatorPre::new(instance_pre).map_err(|e| PluginError::WorldMismatch { name: name.to_owned(), reason: format!("{e:#}") })?;
+        let plugin = Arc::new(Plugin { name: name.to_owned(), digest: digest.clone(), size: bytes.len() as u64, imports, exports, pre });
+        self.loaded.lock().map_err(|_| PluginError::Engine("cache lock poisoned".into()))?.insert(digest, plugin.clone());
+        Ok(plugin)
+    }
+
+    fn compile(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        let cached = self.cache_dir.as_ref().map(|dir| {
+            let mut h = Sha256::new();
+            h.update(digest.as_bytes());
+            // Artifacts are only valid for the engine configuration that wrote them.
+            use std::hash::{Hash, Hasher};
+            let mut s = std::collections::hash_map::DefaultHasher::new();
+            self.engine.precompile_compatibility_hash().hash(&mut s);
+            h.update(s.finish().to_le_bytes());
+            h.update(env!("CARGO_PKG_VERSION").as_bytes());
+            dir.join(format!("{}.cwasm", hex::encode(h.finalize())))
+        });
+        if let Some(path) = &cached
+            && path.exists()
+        {
+            // SAFETY: the file was written by `Component::serialize` of an engine with the
+            // same compatibility hash (it is part of the file name), in a cache directory
+            // the host owns. User-supplied precompiled artifacts never reach this path.
+            #[allow(unsafe_code, reason = "loading our own compile cache")]
+            let loaded = unsafe { Component::deserialize_file(&self.engine, path) };
+            match loaded {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unreadable compile cache entry")
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Invalid { name: name.to_owned(), reason: format!("{e:#}") })?;
+        tracing::info!(plugin = name, %digest, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+        if let Some(path) = &cached {
+            match component.serialize() {
+                Ok(art) => {
+                    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                    if std::fs::write(&tmp, &art).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+                        tracing::warn!(path = %path.display(), "could not write compile cache entry");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not serialize component"),
+            }
+        }
+        Ok(component)
+    }
+
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+}
+
+fn check_header(name: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(PluginError::NotWasm { name: name.to_owned() });
+    }
+    match &bytes[4..8] {
+        [1, 0, 0, 0] => Err(PluginError::CoreModule { name: name.to_owned() }),
+        _ => Ok(()),
+    }
+}
+
+fn describe_link_error(e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    // wasmtime says e.g. "component imports instance `x:y/z`, but a matching
+    // implementation was not found in the linker"; make the fix obvious.
+    if text.contains("not found in the linker") || text.contains("matching implementation") {
+        format!("{text} (Rivulet provides only the rivulet:operator@0.2.0 interfaces and sandboxed WASI 0.2)")
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_classified() {
+        assert!(matches!(check_header("x", b"hello world"), Err(PluginError::NotWasm { .. })));
+        assert!(matches!(check_header("x", b"\0asm\x01\0\0\0"), Err(PluginError::CoreModule { .. })));
+        assert!(check_header("x", b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

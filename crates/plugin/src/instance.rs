@@ -1,0 +1,330 @@
+//! One running operator instance: its store, limits and sandbox, and the calls the
+//! runtime makes into it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rivulet_dataflow::{Batch, now_ms};
+use rivulet_state::{KeyedStateStore, StateEntry, TimeDomain, TimerService};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::bindings::{HostState, RivuletOperator, Window, WitStateEntry, WitTimeDomain};
+use crate::engine::{Limits, Plugin, PluginEngine};
+use crate::error::{FailureKind, GuestFailure};
+use crate::guest_io::GuestIo;
+use crate::guest_log::GuestLog;
+
+/// Caps linear memory and tables; records why it refused so the error can say so.
+pub(crate) struct MemoryLimiter {
+    max_memory: usize,
+    exceeded: Option<usize>,
+    current: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.exceeded = Some(desired);
+            wasmtime::bail!("memory limit exceeded: the guest asked for {desired} bytes, the limit is {} bytes", self.max_memory);
+        }
+        self.current = self.current.max(desired);
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// What an instance needs besides its plugin.
+pub struct InstanceSetup {
+    /// The operator's uid.
+    pub uid: String,
+    /// Subtask index.
+    pub subtask: u32,
+    /// Operator parallelism.
+    pub parallelism: u32,
+    /// Restarts of the job so far in this run.
+    pub attempt: u32,
+    /// The subtask's keyed state.
+    pub state: KeyedStateStore,
+    /// Limits.
+    pub limits: Limits,
+    /// The operator's config as JSON text.
+    pub config: String,
+    /// Where the guest's log lines are also kept (the job's buffer in server mode).
+    pub log: Option<Arc<GuestLog>>,
+}
+
+/// What a call emitted, each output counted once.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Records for the main output.
+    pub main: Batch,
+    /// Records per side-output tag.
+    pub side: Vec<(String, Batch)>,
+}
+
+impl Output {
+    /// Records emitted on every output.
+    pub fn len(&self) -> usize {
+        self.main.len() + self.side.iter().map(|(_, b)| b.len()).sum::<usize>()
+    }
+
+    /// Whether nothing was emitted.
+    pub fn is_empty(&self) -> bool {
+        self.main.is_empty() && self.side.iter().all(|(_, b)| b.is_empty())
+    }
+}
+
+/// A live operator instance.
+pub struct OperatorInstance {
+    store: Store<HostState>,
+    bindings: RivuletOperator,
+    plugin: Arc<Plugin>,
+    uid: String,
+    config: String,
+    limits: Limits,
+    stderr_tail: Arc<Mutex<Vec<u8>>>,
+    call_started: Arc<Mutex<Instant>>,
+    timed_out: Arc<AtomicBool>,
+}
+
+impl OperatorInstance {
+    /// Instantiate `plugin` (not yet opened).
+    pub async fn new(engine: &PluginEngine, plugin: Arc<Plugin>, setup: InstanceSetup) -> Result<Self, GuestFailure> {
+        let (wasi, stderr_tail) = crate::sandbox::wasi(&setup.uid, setup.subtask, setup.log.clone());
+        let io = GuestIo {
+            uid: setup.uid.clone(),
+            plugin: plugin.label(),
+            subtask: setup.subtask,
+            parallelism: setup.parallelism,
+            attempt: setup.attempt,
+            state: setup.state,
+            current: Default::default(),
+            batch_keys: Vec::new(),
+            batch: Arc::new(Vec::new()),
+            timers: TimerService::default(),
+            watermark: i64::MIN,
+            now: now_ms(),
+            main_out: Vec::new(),
+            side_out: Vec::new(),
+            log: setup.log.clone(),
+        };
+        let data = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { max_memory: setup.limits.memory_bytes, exceeded: None, current: 0 },
+            io,
+        };
+        let mut store = Store::new(engine.engine(), data);
+        store.limiter(|s| &mut s.limiter);
+        let call_started = Arc::new(Mutex::new(Instant::now()));
+        let timed_out = Arc::new(AtomicBool::new(false));
+        {
+            let call_started = call_started.clone();
+            let timed_out = timed_out.clone();
+            let timeout = setup.limits.call_timeout;
+            store.epoch_deadline_callback(move |_| {
+                let started = call_started.lock().map(|s| *s).unwrap_or_else(|_| Instant::now());
+                if started.elapsed() > timeout {
+                    timed_out.store(true, Ordering::Relaxed);
+                    wasmtime::bail!("the call ran longer than the {} ms limit", timeout.as_millis());
+                }
+                // Give the executor back the thread every tick: guests are cooperative.
+                Ok(UpdateDeadline::Yield(1))
+            });
+        }
+        store.set_epoch_deadline(1);
+        let bindings = match plugin.pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => return Err(GuestFailure::new(&setup.uid, &plugin.label(), FailureKind::Instantiate, format!("{e:#}"))),
+        };
+        let mut inst = OperatorInstance {
+            bindings,
+            store,
+            plugin,
+            uid: setup.uid,
+            config: setup.config,
+            limits: setup.limits,
+            stderr_tail,
+            call_started,
+            timed_out,
+        };
+        inst.store.set_epoch_deadline(1);
+        Ok(inst)
+    }
+
+    fn begin(&mut self) {
+        if let Ok(mut s) = self.call_started.lock() {
+            *s = Instant::now();
+        }
+        self.store.data_mut().io.now = now_ms();
+        self.store.set_epoch_deadline(1);
+    }
+
+    /// Turn a wasmtime error or a guest `Err` into a failure naming operator and plugin.
+    fn fail(&mut self, call: &str, result: wasmtime::Result<Result<(), String>>) -> Result<(), GuestFailure> {
+        let label = self.plugin.label();
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(msg)) => Err(GuestFailure::new(&self.uid, &label, FailureKind::GuestError, format!("{call}: {msg}"))),
+            Err(e) => {
+                let kind = if self.timed_out.swap(false, Ordering::Relaxed) {
+                    FailureKind::Timeout
+                } else if self.store.data_mut().limiter.exceeded.take().is_some() {
+                    FailureKind::MemoryLimit
+                } else {
+                    FailureKind::Trap
+                };
+                let mut message = match kind {
+                    FailureKind::Timeout => {
+                        format!("{call} ran longer than the {} ms call limit (infinite loop?)", self.limits.call_timeout.as_millis())
+                    }
+                    FailureKind::MemoryLimit => {
+                        format!("{call} exceeded the memory limit of {} MiB: {}", self.limits.memory_bytes >> 20, root_message(&e))
+                    }
+                    _ => format!("{call} trapped: {}", root_message(&e)),
+                };
+                let tail = self.stderr_tail.lock().map(|t| String::from_utf8_lossy(&t).trim().to_owned()).unwrap_or_default();
+                if !tail.is_empty() {
+                    message.push_str("; guest stderr: ");
+                    message.push_str(&tail);
+                }
+                Err(GuestFailure::new(&self.uid, &label, kind, message))
+            }
+        }
+    }
+
+    /// Call the guest's `open` with the operator's config.
+    pub async fn open(&mut self) -> Result<(), GuestFailure> {
+        self.begin();
+        let config = self.config.clone();
+        let r = self.bindings.rivulet_operator_operator().call_open(&mut self.store, &config).await;
+        self.fail("open", r)
+    }
+
+    /// The largest linear memory this instance has grown to, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.current
+    }
+
+    /// Process one batch. Record keys are indexed (lazily) so `set-current-record` works.
+    pub async fn process(&mut self, batch: &Batch) -> Result<Output, GuestFailure> {
+        {
+            // Keys are indexed on the first `set-current-record`: a stateless operator
+            // never pays for it.
+            let io = &mut self.store.data_mut().io;
+            io.batch_keys.clear();
+            io.batch = batch.bytes().clone();
+            io.set_current_key(None);
+        }
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_process(&mut self.store, batch.bytes()).await;
+        self.fail("process", r)?;
+        Ok(self.take_output())
+    }
+
+    /// Process one fired window of `key`.
+    pub async fn process_window(&mut self, key: Vec<u8>, start: i64, end: i64, records: &Batch) -> Result<Output, GuestFailure> {
+        self.store.data_mut().io.set_current_key(Some(key));
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_process_window(&mut self.store, Window { start, end }, records.bytes()).await;
+        self.fail("process-window", r)?;
+        Ok(self.take_output())
+    }
+
+    /// Fire one timer of `key`.
+    pub async fn on_timer(&mut self, key: Vec<u8>, timestamp: i64, domain: TimeDomain) -> Result<Output, GuestFailure> {
+        self.store.data_mut().io.set_current_key(Some(key));
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_on_timer(&mut self.store, timestamp, WitTimeDomain::from(domain)).await;
+        self.fail("on-timer", r)?;
+        Ok(self.take_output())
+    }
+
+    /// Tell the guest the watermark advanced.
+    pub async fn on_watermark(&mut self, watermark: i64) -> Result<Output, GuestFailure> {
+        self.store.data_mut().io.set_current_key(None);
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_on_watermark(&mut self.store, watermark).await;
+        self.fail("on-watermark", r)?;
+        Ok(self.take_output())
+    }
+
+    /// Call the guest's `close`.
+    pub async fn close(&mut self) -> Result<Output, GuestFailure> {
+        self.store.data_mut().io.set_current_key(None);
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_close(&mut self.store).await;
+        self.fail("close", r)?;
+        Ok(self.take_output())
+    }
+
+    /// The operator's state version.
+    pub async fn state_version(&mut self) -> Result<u32, GuestFailure> {
+        self.begin();
+        let r = self.bindings.rivulet_operator_operator().call_state_version(&mut self.store).await;
+        r.map_err(|e| GuestFailure::new(&self.uid, &self.plugin.label(), FailureKind::Trap, format!("state-version trapped: {}", root_message(&e))))
+    }
+
+    /// Hand old state entries to the guest's `migrate-state`; returns what it keeps.
+    pub async fn migrate_state(&mut self, from_version: u32, entries: Vec<StateEntry>) -> Result<Vec<StateEntry>, GuestFailure> {
+        self.store.data_mut().io.set_current_key(None);
+        self.begin();
+        let entries: Vec<WitStateEntry> = entries.into_iter().map(WitStateEntry::from).collect();
+        let r = self.bindings.rivulet_operator_operator().call_migrate_state(&mut self.store, from_version, &entries).await;
+        match r {
+            Ok(Ok(v)) => Ok(v.into_iter().map(StateEntry::from).collect()),
+            Ok(Err(msg)) => Err(GuestFailure::new(
+                &self.uid,
+                &self.plugin.label(),
+                FailureKind::GuestError,
+                format!("migrate-state from version {from_version}: {msg}"),
+            )),
+            Err(e) => self.fail("migrate-state", Err(e)).map(|()| Vec::new()),
+        }
+    }
+
+    /// The plugin this instance runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Set the watermark the guest sees.
+    pub fn set_watermark(&mut self, watermark: i64) {
+        self.store.data_mut().io.watermark = watermark;
+    }
+
+    /// The instance's timers.
+    pub fn timers(&mut self) -> &mut TimerService {
+        &mut self.store.data_mut().io.timers
+    }
+
+    /// State and timers together (snapshots).
+    pub fn state_and_timers(&mut self) -> (&mut KeyedStateStore, &mut TimerService) {
+        let io = &mut self.store.data_mut().io;
+        (&mut io.state, &mut io.timers)
+    }
+
+    /// The instance's keyed state.
+    pub fn state(&mut self) -> &mut KeyedStateStore {
+        &mut self.store.data_mut().io.state
+    }
+
+    fn take_output(&mut self) -> Output {
+        let io = &mut self.store.data_mut().io;
+        let main = Batch::counted(std::mem::take(&mut io.main_out));
+        let side = std::mem::take(&mut io.side_out).into_iter().map(|(tag, b)| (tag, Batch::counted(b))).collect();
+        Output { main, side }
+    }
+}
+
+fn root_message(e: &wasmtime::Error) -> String {
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        return trap.to_string();
+    }
+    let s = format!("{e:#}");
+    s.lines().next().unwrap_or_default().to_owned()
+}

@@ -1,0 +1,36 @@
+//! The runtime: runs a [`JobGraph`] — planned into tasks and channels ([`plan`]), its
+//! sources, chains of Wasm operators and sinks started on tokio and connected through
+//! the exchange, checkpointed by the coordinator, restored from snapshots, restarted
+//! after failures — and gives a controller a handle on it ([`JobControl`]).
+//!
+//! - [`plan`]: the pure physical plan (chaining, channel wiring);
+//! - `launch`: channels and tasks of one run; `operator_setup`: one operator subtask,
+//!   restored and opened; `chain`: the task running a chain; `window`: host-side windows;
+//! - `supervise`: the loop that watches a run, triggers snapshots, answers savepoint
+//!   requests; `run`: one run; `restart`: runs after failures;
+//! - `restore`: where a run starts from, and the dry run of a restore.
+//!
+//! [`JobGraph`]: rivulet_job::JobGraph
+
+mod chain;
+mod control;
+mod error;
+mod launch;
+mod operator_setup;
+mod options;
+pub mod plan;
+mod progress;
+mod report;
+mod restart;
+mod restore;
+mod run;
+mod supervise;
+pub mod window;
+
+pub use control::{JobControl, Live, SavepointError, SavepointReply, SavepointRequest};
+pub use error::{FailureRecord, JobError};
+pub use options::{CheckpointOverrides, RestoreFrom, RunOptions, checkpoint_config};
+pub use report::{JobReport, NodeCounts};
+pub use restart::run_job_with_restarts;
+pub use restore::dry_run_restore;
+pub use run::{committers, run_job};

@@ -1,0 +1,261 @@
+//! The physical plan: a job graph turned into tasks and channels, without running
+//! anything. Pure, so chaining and wiring are unit-tested here.
+//!
+//! - **Chaining**: an operator joins its producer's task when the producer is an
+//!   operator of the same parallelism whose only output is a forward main-output edge
+//!   into it, and that edge is its only input (as Flink chains). A chain runs in one
+//!   task: no channel hop between its members.
+//! - **Tasks**: one per source subtask, per chain subtask (head first), per sink subtask.
+//! - **Channels**: every task that receives (chain heads, sinks) has one input queue;
+//!   each (edge, upstream subtask, downstream subtask) pair that carries records is one
+//!   channel of it, numbered per receiver. A forward edge connects subtask i to subtask
+//!   i only; hash and rebalance edges connect every pair.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rivulet_checkpoint::TaskKey;
+use rivulet_dataflow::{NodeRole, Partitioning, SubtaskId};
+use rivulet_job::{JobGraph, NodeKind};
+
+/// A task of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Task {
+    /// One subtask of a source.
+    Source {
+        /// Node index.
+        node: usize,
+        /// Subtask index.
+        subtask: u32,
+    },
+    /// One subtask of a chain of operators.
+    Chain {
+        /// Node indices, head first; each one's main output feeds the next.
+        members: Vec<usize>,
+        /// Subtask index.
+        subtask: u32,
+    },
+    /// One subtask of a sink.
+    Sink {
+        /// Node index.
+        node: usize,
+        /// Subtask index.
+        subtask: u32,
+    },
+}
+
+/// One output edge of one subtask, as wired: the edge and, per downstream subtask it
+/// reaches, the channel index at that receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputPlan {
+    /// Index of the edge in the graph.
+    pub edge: usize,
+    /// (receiving subtask, channel index there), in downstream subtask order.
+    pub targets: Vec<(SubtaskId, usize)>,
+}
+
+/// Tasks and channels of a job.
+#[derive(Debug, Clone)]
+pub struct PhysicalPlan {
+    /// Every task.
+    pub tasks: Vec<Task>,
+    chained_into: Vec<Option<usize>>,
+    input_channels: BTreeMap<SubtaskId, usize>,
+    channel: BTreeMap<(usize, u32, u32), usize>,
+}
+
+impl PhysicalPlan {
+    /// Plan `graph`.
+    pub fn new(graph: &JobGraph) -> Self {
+        let chained_into = chaining(graph);
+        let mut input_channels: BTreeMap<SubtaskId, usize> = BTreeMap::new();
+        let mut channel = BTreeMap::new();
+        for (to, node) in graph.nodes.iter().enumerate() {
+            if node.kind.role() == NodeRole::Source || chained_into[to].is_some() {
+                continue;
+            }
+            for t in 0..node.parallelism {
+                input_channels.insert(SubtaskId { node: to, subtask: t }, 0);
+            }
+            for (ei, e) in graph.edges.iter().enumerate().filter(|(_, e)| e.to == to) {
+                for t in 0..node.parallelism {
+                    for s in 0..graph.nodes[e.from].parallelism {
+                        if e.partitioning == Partitioning::Forward && s != t {
+                            continue;
+                        }
+                        let count = input_channels.entry(SubtaskId { node: to, subtask: t }).or_insert(0);
+                        channel.insert((ei, s, t), *count);
+                        *count += 1;
+                    }
+                }
+            }
+        }
+        let mut tasks = Vec::new();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            match node.kind.role() {
+                NodeRole::Source => tasks.extend((0..node.parallelism).map(|subtask| Task::Source { node: i, subtask })),
+                NodeRole::Operator if chained_into[i].is_none() => {
+                    let mut members = vec![i];
+                    while let Some(next) = (0..graph.nodes.len()).find(|&j| chained_into[j] == members.last().copied()) {
+                        members.push(next);
+                    }
+                    tasks.extend((0..node.parallelism).map(|subtask| Task::Chain { members: members.clone(), subtask }));
+                }
+                NodeRole::Operator => {}
+                NodeRole::Sink => tasks.extend((0..node.parallelism).map(|subtask| Task::Sink { node: i, subtask })),
+            }
+        }
+        PhysicalPlan { tasks, chained_into, input_channels, channel }
+    }
+
+    /// The operator `node` runs in the task of (is chained into), if any.
+    pub fn chained_into(&self, node: usize) -> Option<usize> {
+        self.chained_into[node]
+    }
+
+    /// Every receiving subtask with the number of channels into it.
+    pub fn inputs(&self) -> impl Iterator<Item = (SubtaskId, usize)> + '_ {
+        self.input_channels.iter().map(|(id, n)| (*id, *n))
+    }
+
+    /// The number of channels into `id` (0 if it does not receive).
+    pub fn input_channels(&self, id: SubtaskId) -> usize {
+        self.input_channels.get(&id).copied().unwrap_or(0)
+    }
+
+    /// The output edges leaving subtask `subtask` of `node` through channels (edges into
+    /// an operator chained to it are not: records reach it inside the task).
+    pub fn outputs(&self, graph: &JobGraph, node: usize, subtask: u32) -> Vec<OutputPlan> {
+        let mut outs = Vec::new();
+        for (ei, e) in graph.edges.iter().enumerate().filter(|(_, e)| e.from == node) {
+            if self.chained_into[e.to] == Some(e.from) {
+                continue;
+            }
+            let targets = (0..graph.nodes[e.to].parallelism)
+                .filter_map(|t| self.channel.get(&(ei, subtask, t)).map(|&c| (SubtaskId { node: e.to, subtask: t }, c)))
+                .collect();
+            outs.push(OutputPlan { edge: ei, targets });
+        }
+        outs
+    }
+
+    /// The tasks' parts every snapshot needs (chained operators are parts of their own).
+    pub fn snapshot_parts(&self, graph: &JobGraph) -> BTreeSet<TaskKey> {
+        let mut keys = BTreeSet::new();
+        for task in &self.tasks {
+            let (nodes, subtask): (&[usize], u32) = match task {
+                Task::Source { node, subtask } | Task::Sink { node, subtask } => (std::slice::from_ref(node), *subtask),
+                Task::Chain { members, subtask } => (members, *subtask),
+            };
+            for &n in nodes {
+                let node = &graph.nodes[n];
+                let id = match &node.kind {
+                    NodeKind::Operator { spec, .. } => spec.uid.clone(),
+                    _ => node.id.clone(),
+                };
+                keys.insert(TaskKey { role: node.kind.role(), id, subtask });
+            }
+        }
+        keys
+    }
+}
+
+/// For each node, the operator it is chained into.
+fn chaining(graph: &JobGraph) -> Vec<Option<usize>> {
+    let mut chained_into = vec![None; graph.nodes.len()];
+    for (to, node) in graph.nodes.iter().enumerate() {
+        if node.kind.role() != NodeRole::Operator {
+            continue;
+        }
+        let ins: Vec<_> = graph.inputs(to).collect();
+        if let [e] = ins.as_slice() {
+            let from = e.from;
+            if e.partitioning == Partitioning::Forward
+                && e.tag.is_none()
+                && graph.outputs(from).count() == 1
+                && graph.nodes[from].kind.role() == NodeRole::Operator
+                && graph.nodes[from].parallelism == node.parallelism
+            {
+                chained_into[to] = Some(from);
+            }
+        }
+    }
+    chained_into
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rivulet_job::JobSpec;
+    use std::path::Path;
+
+    fn plan(yaml: &str) -> (JobGraph, PhysicalPlan) {
+        let spec = JobSpec::parse(yaml, "t.yaml", &Default::default()).expect("spec");
+        let graph = JobGraph::build(&spec, Path::new("."), None).expect("graph");
+        let plan = PhysicalPlan::new(&graph);
+        (graph, plan)
+    }
+
+    fn idx(g: &JobGraph, id: &str) -> usize {
+        g.nodes.iter().position(|n| n.id == id).expect("node")
+    }
+
+    #[test]
+    fn forward_operators_of_equal_parallelism_chain_into_one_task() {
+        let (g, p) = plan(
+            "name: j\nparallelism: 2\nsources:\n  - {id: s, type: generator, count: 1, parallelism: 2}\n\
+             operators:\n  - {uid: a, plugin: a.wasm, inputs: [s]}\n  - {uid: b, plugin: b.wasm, inputs: [a]}\n  - {uid: c, plugin: c.wasm, inputs: [b]}\n\
+             sinks:\n  - {id: o, type: stdout, inputs: [c]}\n",
+        );
+        let (a, b, c) = (idx(&g, "a"), idx(&g, "b"), idx(&g, "c"));
+        assert_eq!(
+            (p.chained_into(a), p.chained_into(b), p.chained_into(c)),
+            (None, Some(a), Some(b)),
+            "a source never heads a chain with operators"
+        );
+        let chains: Vec<_> = p.tasks.iter().filter(|t| matches!(t, Task::Chain { .. })).collect();
+        assert_eq!(chains, vec![&Task::Chain { members: vec![a, b, c], subtask: 0 }, &Task::Chain { members: vec![a, b, c], subtask: 1 }]);
+        // s → a is forward: subtask i feeds subtask i only, through one channel each.
+        assert_eq!(p.input_channels(SubtaskId { node: a, subtask: 0 }), 1);
+        assert_eq!(p.outputs(&g, idx(&g, "s"), 1), vec![OutputPlan { edge: 0, targets: vec![(SubtaskId { node: a, subtask: 1 }, 0)] }]);
+        // Inside the chain no channel; c (p2) → o (p1) is rebalanced over both subtasks.
+        assert!(p.outputs(&g, a, 0).is_empty());
+        let o = idx(&g, "o");
+        assert_eq!(p.input_channels(SubtaskId { node: o, subtask: 0 }), 2);
+        assert_eq!(p.outputs(&g, c, 1)[0].targets, vec![(SubtaskId { node: o, subtask: 0 }, 1)]);
+        assert_eq!(p.snapshot_parts(&g).len(), 2 + 3 * 2 + 1);
+    }
+
+    #[test]
+    fn keyed_fan_out_and_side_outputs_break_chains_and_wire_every_pair() {
+        let (g, p) = plan(
+            &[
+                "name: j",
+                "sources:",
+                "  - {id: s, type: generator, count: 1, parallelism: 2}",
+                "operators:",
+                "  - {uid: a, plugin: a.wasm, inputs: [s], parallelism: 2}",
+                "  - {uid: k, plugin: k.wasm, inputs: [a], key_by: {field: key}, parallelism: 3}",
+                "  - {uid: x, plugin: x.wasm, inputs: [k], parallelism: 3}",
+                "  - {uid: y, plugin: y.wasm, inputs: [k], parallelism: 3}",
+                "sinks:",
+                "  - {id: o, type: stdout, inputs: [x, y, k.late]}",
+            ]
+            .join("\n"),
+        );
+        let (a, k, x, y) = (idx(&g, "a"), idx(&g, "k"), idx(&g, "x"), idx(&g, "y"));
+        assert_eq!(p.chained_into(k), None, "a hash edge is a channel");
+        assert_eq!((p.chained_into(x), p.chained_into(y)), (None, None), "k has three outputs: nothing chains to it");
+        // a (p2) → k (p3) by key: every pair, 2 channels into each k subtask.
+        for t in 0..3 {
+            assert_eq!(p.input_channels(SubtaskId { node: k, subtask: t }), 2);
+        }
+        assert_eq!(p.outputs(&g, a, 1)[0].targets.len(), 3);
+        // k's side output `late` reaches the sink on its own edge.
+        let outs = p.outputs(&g, k, 0);
+        assert_eq!(outs.len(), 3);
+        assert!(outs.iter().any(|o| g.edges[o.edge].tag.as_deref() == Some("late")));
+        assert_eq!(p.input_channels(SubtaskId { node: idx(&g, "o"), subtask: 0 }), 9);
+        let sources = p.tasks.iter().filter(|t| matches!(t, Task::Source { .. })).count();
+        assert_eq!(sources, 2);
+    }
+}

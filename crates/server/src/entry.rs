@@ -1,0 +1,119 @@
+//! One job as the manager holds it: its record, its parsed spec and graph (cached, so
+//! views and metrics never re-parse), its current run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rivulet_job::{JobGraph, JobSpec};
+use rivulet_plugin::GuestLog;
+use rivulet_runtime::JobControl;
+use tokio::sync::watch;
+
+use crate::ServerError;
+use crate::record::{ExceptionInfo, JobRecord, PluginRef};
+use crate::registry::PluginRegistry;
+use crate::view::{NodeLabel, node_labels};
+
+/// A run of a job in the background.
+pub(crate) struct RunHandle {
+    /// The run's handle.
+    pub control: Arc<JobControl>,
+    /// Becomes `true` when the run (with its restarts) has ended.
+    pub ended: watch::Receiver<bool>,
+    /// The run has ended and its failures are in the record's exceptions.
+    pub finished: bool,
+    /// When it started.
+    pub started: Instant,
+}
+
+/// A job of the manager.
+pub(crate) struct JobEntry {
+    /// What is persisted.
+    pub record: JobRecord,
+    /// The record's spec, parsed.
+    pub spec: JobSpec,
+    /// The graph of the record's plugins and parallelism (`Err`: it cannot be built now,
+    /// e.g. a plugin is no longer registered).
+    pub graph: Result<Arc<JobGraph>, String>,
+    /// Metric labels of the graph's nodes.
+    pub labels: Vec<NodeLabel>,
+    /// The current (or last) run.
+    pub run: Option<RunHandle>,
+    /// What its guests logged, across runs.
+    pub log: Arc<GuestLog>,
+    /// Held by a stop, upgrade or rescale: one at a time per job.
+    pub op: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Parse a stored spec.
+pub(crate) fn parse_spec(record: &JobRecord) -> Result<JobSpec, ServerError> {
+    serde_json::from_value(record.spec.clone()).map_err(|e| ServerError::Internal(format!("stored spec of job {}: {e}", record.id)))
+}
+
+/// The graph of `spec` with `plugins` (by operator uid) and `parallelism`.
+pub(crate) fn build_graph(
+    registry: &PluginRegistry,
+    spec: &JobSpec,
+    plugins: &BTreeMap<String, PluginRef>,
+    parallelism: Option<u32>,
+) -> Result<JobGraph, ServerError> {
+    let mut spec = spec.clone();
+    for op in &mut spec.operators {
+        let p = plugins.get(&op.uid).ok_or_else(|| ServerError::Internal(format!("no plugin for operator '{}'", op.uid)))?;
+        let meta = registry
+            .get(&p.name, &p.version)
+            .ok_or_else(|| ServerError::Conflict(format!("plugin {} of operator '{}' is no longer registered", p.label(), op.uid)))?;
+        op.plugin = registry.path_of(&meta).display().to_string();
+    }
+    // Server jobs' relative paths resolve against the server's working directory.
+    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    JobGraph::build(&spec, &base, parallelism).map_err(|e| ServerError::BadRequest(e.to_string()))
+}
+
+impl JobEntry {
+    /// An entry for `record` (its graph built now).
+    pub fn new(record: JobRecord, registry: &PluginRegistry) -> Result<Self, ServerError> {
+        let spec = parse_spec(&record)?;
+        let mut entry =
+            JobEntry { record, spec, graph: Err(String::new()), labels: Vec::new(), run: None, log: Default::default(), op: Default::default() };
+        entry.rebuild(registry);
+        Ok(entry)
+    }
+
+    /// Rebuild the cached graph after the plugins or the parallelism changed.
+    pub fn rebuild(&mut self, registry: &PluginRegistry) {
+        self.graph = build_graph(registry, &self.spec, &self.record.plugins, self.record.parallelism).map(Arc::new).map_err(|e| e.to_string());
+        self.labels = match &self.graph {
+            Ok(g) => node_labels(g, &self.record),
+            Err(_) => Vec::new(),
+        };
+    }
+
+    /// Run `plugins` at `parallelism` from now on.
+    pub fn set_version(&mut self, plugins: BTreeMap<String, PluginRef>, parallelism: Option<u32>, registry: &PluginRegistry) {
+        self.record.plugins = plugins;
+        self.record.parallelism = parallelism;
+        self.rebuild(registry);
+    }
+
+    /// The graph, or why there is none.
+    pub fn graph(&self) -> Result<Arc<JobGraph>, ServerError> {
+        self.graph.clone().map_err(ServerError::Conflict)
+    }
+
+    /// Recorded exceptions plus those of the run in progress.
+    pub fn exceptions(&self) -> Vec<ExceptionInfo> {
+        let mut all = self.record.exceptions.clone();
+        if let Some(r) = self.run.as_ref().filter(|r| !r.finished) {
+            all.extend(r.control.live().failures.iter().map(ExceptionInfo::from));
+        }
+        all
+    }
+
+    /// The running attempt's handle, if the job runs.
+    pub fn running(&self) -> Option<&RunHandle> {
+        self.run.as_ref().filter(|r| !r.finished)
+    }
+}

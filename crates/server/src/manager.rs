@@ -1,0 +1,285 @@
+//! The jobs of one server: opening the store (resuming what ran), submission, and the
+//! views the API shows. Runs are in `runs`, savepoints and stops in `savepoints`, the hot
+//! swap in `upgrade`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rivulet_checkpoint::{CheckpointStorage, complete_snapshots};
+use rivulet_dataflow::now_ms;
+use rivulet_job::JobSpec;
+use rivulet_plugin::GuestLogLine;
+use rivulet_runtime::{Live, RestoreFrom};
+use rivulet_state::BackendKind;
+
+use crate::ServerError;
+use crate::entry::{JobEntry, build_graph};
+use crate::record::{HistoryEvent, HistoryKind, JobRecord, JobStatus, PluginRef, SavepointStatus};
+use crate::registry::PluginRegistry;
+use crate::store;
+use crate::view::{CheckpointsView, FailedSnapshot, JobDetail, NodeLabel, RetainedSnapshot, SnapshotStat, edge_statuses, node_statuses};
+
+/// Server-wide defaults for jobs.
+#[derive(Debug, Clone)]
+pub struct JobDefaults {
+    /// Checkpoint interval when the spec sets none.
+    pub checkpoint_interval: Duration,
+    /// State backend when neither the submission nor the spec sets one.
+    pub state_backend: BackendKind,
+}
+
+/// A submission.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The spec.
+    pub spec: JobSpec,
+    /// Start from this savepoint.
+    pub savepoint: Option<String>,
+    /// Drop unmatched operator state.
+    pub allow_non_restored_state: bool,
+    /// Parallelism override.
+    pub parallelism: Option<u32>,
+    /// State backend (default: the spec's, else the server's).
+    pub state_backend: Option<BackendKind>,
+}
+
+/// What the metrics show of a job.
+#[derive(Debug, Clone)]
+pub struct JobMetrics {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: JobStatus,
+    /// Plugins of the recorded exceptions (traps of finished runs).
+    pub recorded_failures: Vec<Option<String>>,
+    /// The nodes and the live view of its run, if it has one.
+    pub run: Option<(Vec<NodeLabel>, Live)>,
+}
+
+/// The jobs of one server.
+pub struct JobManager {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) registry: Arc<PluginRegistry>,
+    pub(crate) defaults: JobDefaults,
+    jobs: Mutex<BTreeMap<String, JobEntry>>,
+}
+
+/// A fresh 16-hex-digit id (time, process and a counter, hashed).
+pub(crate) fn new_id() -> String {
+    use sha2::Digest as _;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let seed = format!("{nanos}-{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    hex::encode(&sha2::Sha256::digest(seed.as_bytes())[..8])
+}
+
+pub(crate) fn not_found(id: &str) -> ServerError {
+    ServerError::NotFound(format!("job {id}"))
+}
+
+impl JobManager {
+    /// Open the job store below `data_dir` and resume every job that was running.
+    pub async fn open(data_dir: &Path, registry: Arc<PluginRegistry>, defaults: JobDefaults) -> Result<Arc<Self>, ServerError> {
+        let dir = data_dir.join("jobs");
+        std::fs::create_dir_all(&dir).map_err(|e| ServerError::Internal(format!("{}: {e}", dir.display())))?;
+        let mut jobs = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| ServerError::Internal(format!("{}: {e}", dir.display())))? {
+            let path = entry.map_err(|e| ServerError::Internal(e.to_string()))?.path();
+            if path.extension().is_some_and(|x| x == "json")
+                && let Some(mut record) = store::read_json::<JobRecord>(&path)?
+            {
+                // Savepoints in flight when the server died will not complete.
+                for sp in record.savepoints.iter_mut().filter(|sp| sp.status == SavepointStatus::InProgress) {
+                    sp.status = SavepointStatus::Failed;
+                    sp.error = Some("the server stopped before the savepoint completed".into());
+                }
+                jobs.insert(record.id.clone(), JobEntry::new(record, &registry)?);
+            }
+        }
+        let manager = Arc::new(JobManager { data_dir: data_dir.to_path_buf(), registry, defaults, jobs: Mutex::new(jobs) });
+        let resume: Vec<String> = manager.lock().values().filter(|e| e.record.status.is_active()).map(|e| e.record.id.clone()).collect();
+        for id in resume {
+            tracing::info!(job = %id, "resuming job after a server restart");
+            manager.with_job(&id, |entry| {
+                entry.record.push(HistoryEvent {
+                    parallelism: entry.record.parallelism,
+                    detail: Some("server restarted; resuming from the latest checkpoint".into()),
+                    ..HistoryEvent::new(HistoryKind::Resumed, entry.record.versions())
+                });
+                entry.record.status = JobStatus::Running;
+                if let Err(e) = manager.start_run(entry, RestoreFrom::Latest, None) {
+                    entry.record.status = JobStatus::Failed;
+                    entry.record.error = Some(e.to_string());
+                }
+                manager.persist(&entry.record)
+            })?;
+        }
+        Ok(manager)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, JobEntry>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on job `id` under the jobs lock.
+    pub(crate) fn with_job<T>(&self, id: &str, f: impl FnOnce(&mut JobEntry) -> Result<T, ServerError>) -> Result<T, ServerError> {
+        let mut jobs = self.lock();
+        let entry = jobs.get_mut(id).ok_or_else(|| not_found(id))?;
+        f(entry)
+    }
+
+    /// Write a record to the store.
+    pub(crate) fn persist(&self, record: &JobRecord) -> Result<(), ServerError> {
+        store::write_json(&self.data_dir.join("jobs").join(format!("{}.json", record.id)), record)
+    }
+
+    /// The checkpoint root of a job.
+    pub(crate) fn storage(&self, spec: &JobSpec, id: &str) -> Result<CheckpointStorage, ServerError> {
+        let root = match spec.checkpoint.as_ref().and_then(|c| c.dir.clone()) {
+            Some(dir) => CheckpointStorage::open(&dir).map_err(|e| ServerError::BadRequest(e.to_string()))?,
+            None => {
+                let dir = self.data_dir.join("checkpoints");
+                std::fs::create_dir_all(&dir).map_err(|e| ServerError::Internal(format!("{}: {e}", dir.display())))?;
+                CheckpointStorage::open(&dir.display().to_string()).map_err(|e| ServerError::Internal(e.to_string()))?
+            }
+        };
+        Ok(root.child(id))
+    }
+
+    /// Resolve a spec's plugin references against the registry.
+    fn resolve_plugins(&self, spec: &JobSpec) -> Result<BTreeMap<String, PluginRef>, ServerError> {
+        let mut out = BTreeMap::new();
+        for (i, op) in spec.operators.iter().enumerate() {
+            let meta = self.registry.resolve(&op.plugin).map_err(|e| ServerError::BadRequest(format!("operators[{i}] (uid '{}'): {e}", op.uid)))?;
+            out.insert(op.uid.clone(), PluginRef { name: meta.name, version: meta.version, digest: meta.digest });
+        }
+        Ok(out)
+    }
+
+    /// Submit and start a job.
+    pub fn submit(self: &Arc<Self>, sub: Submission) -> Result<JobRecord, ServerError> {
+        let plugins = self.resolve_plugins(&sub.spec)?;
+        // Check the graph before anything is stored.
+        build_graph(&self.registry, &sub.spec, &plugins, sub.parallelism)?;
+        let spec_json = serde_json::to_value(&sub.spec).map_err(|e| ServerError::Internal(e.to_string()))?;
+        let mut record = JobRecord {
+            id: new_id(),
+            name: sub.spec.name.clone(),
+            spec: spec_json,
+            plugins,
+            parallelism: sub.parallelism,
+            state_backend: sub.state_backend.or(sub.spec.state_backend).unwrap_or(self.defaults.state_backend),
+            status: JobStatus::Running,
+            created_ms: now_ms(),
+            initial_savepoint: sub.savepoint.clone(),
+            allow_non_restored_state: sub.allow_non_restored_state,
+            history: Vec::new(),
+            exceptions: Vec::new(),
+            savepoints: Vec::new(),
+            error: None,
+        };
+        record.push(HistoryEvent {
+            savepoint: sub.savepoint.clone(),
+            parallelism: record.parallelism,
+            ..HistoryEvent::new(HistoryKind::Submitted, record.versions())
+        });
+        let restore = match &sub.savepoint {
+            Some(p) => RestoreFrom::Path(p.clone()),
+            None => RestoreFrom::Nothing,
+        };
+        let id = record.id.clone();
+        let entry = JobEntry::new(record, &self.registry)?;
+        // Under the lock, so the run cannot end before its record is in the map.
+        let mut jobs = self.lock();
+        let entry = jobs.entry(id.clone()).or_insert(entry);
+        if let Err(e) = self.start_run(entry, restore, None).and_then(|()| self.persist(&entry.record)) {
+            jobs.remove(&id);
+            return Err(e);
+        }
+        tracing::info!(job = %entry.record.id, name = %entry.record.name, "job submitted");
+        Ok(entry.record.clone())
+    }
+
+    /// The stored record of job `id`.
+    pub fn record(&self, id: &str) -> Result<JobRecord, ServerError> {
+        self.with_job(id, |e| Ok(e.record.clone()))
+    }
+
+    /// What the job's guests logged (across its runs since the server started).
+    pub fn logs(&self, id: &str) -> Result<Vec<GuestLogLine>, ServerError> {
+        self.with_job(id, |e| Ok(e.log.lines()))
+    }
+
+    /// Every job.
+    pub fn list(&self) -> Vec<JobRecord> {
+        self.lock().values().map(|e| e.record.clone()).collect()
+    }
+
+    /// One job with its live view.
+    pub fn detail(&self, id: &str) -> Result<JobDetail, ServerError> {
+        let (mut record, exceptions, live, uptime, graph, labels) = self.with_job(id, |e| {
+            let (live, uptime) = match &e.run {
+                Some(r) => (r.control.live(), r.started.elapsed()),
+                None => (Live::default(), Duration::ZERO),
+            };
+            Ok((e.record.clone(), e.exceptions(), live, uptime, e.graph.clone().ok(), e.labels.clone()))
+        })?;
+        record.exceptions = exceptions;
+        let (nodes, edges) = match &graph {
+            Some(g) => (node_statuses(g, &labels, &live, uptime), edge_statuses(g)),
+            None => (Vec::new(), Vec::new()),
+        };
+        let last_checkpoint = live.snapshots.last().map(SnapshotStat::from);
+        Ok(JobDetail { record, attempt: live.attempt, uptime_s: uptime.as_secs_f64(), nodes, edges, last_checkpoint })
+    }
+
+    /// What the metrics show of every job.
+    pub fn metrics(&self) -> Vec<JobMetrics> {
+        self.lock()
+            .values()
+            .map(|e| JobMetrics {
+                id: e.record.id.clone(),
+                name: e.record.name.clone(),
+                status: e.record.status,
+                recorded_failures: e.record.exceptions.iter().map(|x| x.plugin.clone()).collect(),
+                run: e.run.as_ref().map(|r| {
+                    let mut live = r.control.live();
+                    if r.finished {
+                        // Its failures are among the recorded exceptions now.
+                        live.failures.clear();
+                    }
+                    (e.labels.clone(), live)
+                }),
+            })
+            .collect()
+    }
+
+    /// Snapshots of a job.
+    pub async fn checkpoints(&self, id: &str) -> Result<CheckpointsView, ServerError> {
+        let (storage, live) =
+            self.with_job(id, |e| Ok((self.storage(&e.spec, &e.record.id)?, e.run.as_ref().map(|r| r.control.live()).unwrap_or_default())))?;
+        let retained = complete_snapshots(&storage)
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))?
+            .into_iter()
+            .map(|(id, dir)| RetainedSnapshot { id, location: storage.url_of(&dir) })
+            .collect();
+        Ok(CheckpointsView {
+            retained,
+            completed: live.snapshots.iter().map(SnapshotStat::from).collect(),
+            failed: live.snapshot_failures.iter().map(|(id, reason)| FailedSnapshot { id: *id, reason: reason.clone() }).collect(),
+        })
+    }
+
+    /// Whether an active job uses the plugin version (the id of one that does).
+    pub fn uses_plugin(&self, name: &str, version: &str) -> Option<String> {
+        self.lock()
+            .values()
+            .find(|e| e.record.status.is_active() && e.record.plugins.values().any(|p| p.name == name && p.version == version))
+            .map(|e| e.record.id.clone())
+    }
+}

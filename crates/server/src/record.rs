@@ -1,0 +1,268 @@
+//! What the server keeps about a job (`jobs/<id>.json`), and what its API returns of it.
+
+use std::collections::BTreeMap;
+
+use rivulet_dataflow::now_ms;
+use rivulet_state::BackendKind;
+use serde::{Deserialize, Serialize};
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Running (or restarting after a failure).
+    Running,
+    /// Being stopped with a savepoint for a swap or rescale.
+    Upgrading,
+    /// Its bounded input is done and its output committed.
+    Finished,
+    /// Stopped with a savepoint.
+    Stopped,
+    /// Stopped without a savepoint.
+    Cancelled,
+    /// Failed beyond its restart strategy.
+    Failed,
+}
+
+impl JobStatus {
+    /// Whether the job still runs (or will, after a server restart).
+    pub fn is_active(self) -> bool {
+        matches!(self, JobStatus::Running | JobStatus::Upgrading)
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobStatus::Running => "running",
+            JobStatus::Upgrading => "upgrading",
+            JobStatus::Finished => "finished",
+            JobStatus::Stopped => "stopped",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Failed => "failed",
+        })
+    }
+}
+
+/// The plugin version an operator runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PluginRef {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// `sha256:` digest.
+    pub digest: String,
+}
+
+impl PluginRef {
+    /// `name@version`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// What happened to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryKind {
+    /// Submitted and started.
+    Submitted,
+    /// Started again.
+    Started,
+    /// Resumed after a server restart.
+    Resumed,
+    /// Operator plugins swapped through a savepoint.
+    Swap,
+    /// A swap or rescale rolled back to the versions before it.
+    Rollback,
+    /// Parallelism changed through a savepoint.
+    Rescale,
+    /// A savepoint completed.
+    Savepoint,
+    /// Stopped with a savepoint.
+    Stopped,
+    /// Stopped without a savepoint.
+    Cancelled,
+    /// Its bounded input is done.
+    Finished,
+    /// Failed beyond its restart strategy.
+    Failed,
+}
+
+/// One entry of a job's history.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryEvent {
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// What happened.
+    pub kind: HistoryKind,
+    /// Plugin versions per operator uid after the event.
+    pub versions: BTreeMap<String, String>,
+    /// Versions before a swap or rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_versions: Option<BTreeMap<String, String>>,
+    /// The savepoint involved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint: Option<String>,
+    /// For a swap: from the stop request to the first output of the new version (or to
+    /// its start when no output followed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
+    /// Parallelism override after the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    /// Details (a failure's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl HistoryEvent {
+    /// An event of `kind` now, with the plugin versions after it and nothing else set.
+    pub fn new(kind: HistoryKind, versions: BTreeMap<String, String>) -> Self {
+        HistoryEvent { at_ms: now_ms(), kind, versions, from_versions: None, savepoint: None, downtime_ms: None, parallelism: None, detail: None }
+    }
+}
+
+/// A failure of a task, as kept for `GET /v1/jobs/{id}/exceptions`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExceptionInfo {
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// Attempt of the run it ended.
+    pub attempt: u32,
+    /// Operator (or connector) it is attributed to.
+    pub operator: Option<String>,
+    /// Plugin label.
+    pub plugin: Option<String>,
+    /// Why (a trap's message and the guest's stack, a guest error…).
+    pub reason: String,
+}
+
+impl From<&rivulet_runtime::FailureRecord> for ExceptionInfo {
+    fn from(f: &rivulet_runtime::FailureRecord) -> Self {
+        ExceptionInfo { at_ms: f.at_ms, attempt: f.attempt, operator: f.operator.clone(), plugin: f.plugin.clone(), reason: f.reason.clone() }
+    }
+}
+
+/// Where a savepoint asked for through the API is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SavepointStatus {
+    /// Asked for, not complete yet.
+    InProgress,
+    /// Complete: `location` says where.
+    Completed,
+    /// Failed: `error` says why.
+    Failed,
+}
+
+/// A savepoint asked for through the API.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SavepointInfo {
+    /// Trigger id.
+    pub trigger: String,
+    /// The job.
+    pub job: String,
+    /// Where it is.
+    pub status: SavepointStatus,
+    /// Where it is, once complete.
+    pub location: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Requested at, ms since the epoch.
+    pub requested_ms: i64,
+    /// The job stopped after it.
+    pub stop: bool,
+}
+
+/// Everything the server keeps about a job.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobRecord {
+    /// Id.
+    pub id: String,
+    /// The spec's name.
+    pub name: String,
+    /// The spec as submitted (plugins referenced as `name@version` or digest).
+    #[schema(value_type = Value)]
+    pub spec: serde_json::Value,
+    /// The plugin version each operator runs now.
+    pub plugins: BTreeMap<String, PluginRef>,
+    /// Parallelism override.
+    pub parallelism: Option<u32>,
+    /// State backend.
+    pub state_backend: BackendKind,
+    /// Status.
+    pub status: JobStatus,
+    /// Submitted at, ms since the epoch.
+    pub created_ms: i64,
+    /// The savepoint the job was first started from.
+    pub initial_savepoint: Option<String>,
+    /// Drop state of operators the job does not have.
+    pub allow_non_restored_state: bool,
+    /// What happened to the job.
+    pub history: Vec<HistoryEvent>,
+    /// Task failures.
+    pub exceptions: Vec<ExceptionInfo>,
+    /// Savepoints asked for through the API.
+    pub savepoints: Vec<SavepointInfo>,
+    /// Why the job failed.
+    pub error: Option<String>,
+}
+
+impl JobRecord {
+    /// Plugin labels per operator uid.
+    pub fn versions(&self) -> BTreeMap<String, String> {
+        versions(&self.plugins)
+    }
+
+    /// Record `event`.
+    pub fn push(&mut self, event: HistoryEvent) {
+        self.history.push(event);
+    }
+
+    /// The newest swap or rescale event.
+    pub fn last_change_mut(&mut self) -> Option<&mut HistoryEvent> {
+        self.history.iter_mut().rev().find(|h| matches!(h.kind, HistoryKind::Swap | HistoryKind::Rescale))
+    }
+}
+
+/// Plugin labels per operator uid.
+pub fn versions(p: &BTreeMap<String, PluginRef>) -> BTreeMap<String, String> {
+    p.iter().map(|(k, v)| (k.clone(), v.label())).collect()
+}
+
+/// What a swap or rescale ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UpgradeResult {
+    /// The new version passed its probation (its first checkpoint, or the end of input).
+    Swapped,
+    /// The new version failed on probation; the old one runs again from the same savepoint.
+    RolledBack,
+    /// Still on probation after 5 minutes (no checkpoint of the new version yet): it may
+    /// still roll back.
+    Pending,
+    /// Only checked (`dry_run`): nothing changed.
+    DryRunOk,
+}
+
+/// What a swap did.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UpgradeOutcome {
+    /// What it ended in.
+    pub result: UpgradeResult,
+    /// The savepoint both versions start from.
+    pub savepoint: String,
+    /// Versions before.
+    pub from_versions: BTreeMap<String, String>,
+    /// Versions running now.
+    pub versions: BTreeMap<String, String>,
+    /// Stop request to first output of the new version.
+    pub downtime_ms: Option<u64>,
+    /// Why the new version was rolled back.
+    pub rollback_reason: Option<String>,
+    /// What a dry run checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}

@@ -1,0 +1,122 @@
+//! Savepoints asked for through the API, and stopping a job (with a savepoint, or at once).
+
+use std::sync::Arc;
+
+use rivulet_dataflow::now_ms;
+use rivulet_runtime::{JobControl, SavepointError, SavepointReply};
+use tokio::sync::watch;
+
+use crate::ServerError;
+use crate::manager::{JobManager, new_id};
+use crate::record::{HistoryEvent, HistoryKind, JobRecord, JobStatus, SavepointInfo, SavepointStatus};
+
+/// What acting on a running job needs: its run's handle, the run's end, the job's
+/// operation lock.
+pub(crate) type Running = (Arc<JobControl>, watch::Receiver<bool>, Arc<tokio::sync::Mutex<()>>);
+
+impl JobManager {
+    /// The handle of job `id`'s running attempt.
+    pub(crate) fn running(&self, id: &str) -> Result<Running, ServerError> {
+        self.with_job(id, |e| {
+            if e.record.status != JobStatus::Running {
+                return Err(ServerError::Conflict(format!("job {id} is {}, not running", e.record.status)));
+            }
+            let r = e.running().ok_or_else(|| ServerError::Conflict(format!("job {id} has no running attempt")))?;
+            Ok((r.control.clone(), r.ended.clone(), e.op.clone()))
+        })
+    }
+
+    /// The refusal of a second stop, upgrade or rescale of job `id`.
+    pub(crate) fn busy(id: &str) -> ServerError {
+        ServerError::Conflict(format!("another stop, upgrade or rescale of job {id} is in progress"))
+    }
+
+    /// Ask for a savepoint; returns its trigger id at once.
+    pub fn trigger_savepoint(self: &Arc<Self>, id: &str) -> Result<SavepointInfo, ServerError> {
+        let (control, _, _) = self.running(id)?;
+        let info = self.record_savepoint_request(id, false)?;
+        let rx = control.request_savepoint(false);
+        let manager = self.clone();
+        let (job, trigger) = (id.to_owned(), info.trigger.clone());
+        tokio::spawn(async move {
+            let outcome = rx.await.unwrap_or(Err(SavepointError::JobEnded));
+            manager.settle_savepoint(&job, &trigger, outcome);
+        });
+        Ok(info)
+    }
+
+    /// Note a savepoint request in the job's record (in progress).
+    fn record_savepoint_request(&self, id: &str, stop: bool) -> Result<SavepointInfo, ServerError> {
+        let info = SavepointInfo {
+            trigger: new_id(),
+            job: id.to_owned(),
+            status: SavepointStatus::InProgress,
+            location: None,
+            error: None,
+            requested_ms: now_ms(),
+            stop,
+        };
+        self.with_job(id, |e| {
+            e.record.savepoints.push(info.clone());
+            self.persist(&e.record)
+        })?;
+        Ok(info)
+    }
+
+    /// Record what became of a savepoint request.
+    fn settle_savepoint(&self, job: &str, trigger: &str, outcome: SavepointReply) {
+        let _ = self.with_job(job, |e| {
+            let versions = e.record.versions();
+            if let Some(sp) = e.record.savepoints.iter_mut().find(|s| s.trigger == trigger) {
+                match outcome {
+                    Ok(loc) => {
+                        sp.status = SavepointStatus::Completed;
+                        sp.location = Some(loc.clone());
+                        e.record.push(HistoryEvent { savepoint: Some(loc), ..HistoryEvent::new(HistoryKind::Savepoint, versions) });
+                    }
+                    Err(reason) => {
+                        sp.status = SavepointStatus::Failed;
+                        sp.error = Some(reason.to_string());
+                    }
+                }
+            }
+            self.persist(&e.record)
+        });
+    }
+
+    /// A savepoint by trigger id.
+    pub fn savepoint(&self, id: &str, trigger: &str) -> Result<SavepointInfo, ServerError> {
+        self.with_job(id, |e| {
+            e.record
+                .savepoints
+                .iter()
+                .find(|s| s.trigger == trigger)
+                .cloned()
+                .ok_or_else(|| ServerError::NotFound(format!("savepoint trigger {trigger}")))
+        })
+    }
+
+    /// Every savepoint of every job.
+    pub fn all_savepoints(&self) -> Vec<SavepointInfo> {
+        self.lock().values().flat_map(|e| e.record.savepoints.clone()).collect()
+    }
+
+    /// Stop a job: with a savepoint (drained and committed first) or at once.
+    pub async fn stop(self: &Arc<Self>, id: &str, savepoint: bool) -> Result<JobRecord, ServerError> {
+        let (control, mut ended, op) = self.running(id)?;
+        let _op = op.try_lock_owned().map_err(|_| Self::busy(id))?;
+        if savepoint {
+            let trigger = self.record_savepoint_request(id, true)?.trigger;
+            let outcome = control.request_savepoint(true).await.unwrap_or(Err(SavepointError::JobEnded));
+            let failed = outcome.as_ref().err().cloned();
+            self.settle_savepoint(id, &trigger, outcome);
+            if let Some(reason) = failed {
+                return Err(ServerError::Conflict(format!("stop with savepoint failed: {reason}")));
+            }
+        } else {
+            control.cancel();
+        }
+        let _ = ended.wait_for(|e| *e).await;
+        self.record(id)
+    }
+}

@@ -1,0 +1,157 @@
+//! The job lifecycle without HTTP: real plugins, real runs, the exactly-once oracle on
+//! the output (needs `make plugins`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rivulet_job::JobSpec;
+use rivulet_plugin::PluginEngine;
+use rivulet_state::BackendKind;
+
+use crate::{HistoryKind, JobDefaults, JobManager, JobStatus, PluginRegistry, SavepointStatus, Submission, UpgradeResult};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Server {
+    dir: tempfile::TempDir,
+    jobs: Arc<JobManager>,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = PluginEngine::new(Some(dir.path().join("cache"))).expect("engine");
+    let registry = Arc::new(PluginRegistry::open(dir.path(), engine).expect("registry"));
+    for (name, version, file) in [
+        ("counter", "1", "plugins-examples/counter-v1/counter_v1.wasm"),
+        ("counter", "2", "plugins-examples/counter-v2/counter_v2.wasm"),
+        ("counter", "broken", "tests/fixtures/wasm/fixture_trap_in_open.wasm"),
+    ] {
+        let bytes = std::fs::read(repo().join(file)).unwrap_or_else(|e| panic!("{file}: {e} (run `make plugins`)"));
+        registry.upload(name, version, bytes).await.expect("upload");
+    }
+    let defaults = JobDefaults { checkpoint_interval: Duration::from_millis(100), state_backend: BackendKind::Memory };
+    let jobs = JobManager::open(dir.path(), registry, defaults).await.expect("jobs");
+    Server { dir, jobs }
+}
+
+fn counter_job(out: &Path, count: u64, rate: Option<u64>) -> Submission {
+    let rate = rate.map(|r| format!(", rate: {r}")).unwrap_or_default();
+    let yaml = format!(
+        "name: counter\nsources:\n  - {{id: gen, type: generator, count: {count}, keys: 10{rate}}}\n\
+         operators:\n  - {{uid: counter, plugin: counter@1, inputs: [gen], key_by: {{field: key}}}}\n\
+         sinks:\n  - {{id: out, type: file, path: \"{}\", inputs: [counter]}}\n",
+        out.display()
+    );
+    let spec = JobSpec::parse(&yaml, "test", &BTreeMap::new()).expect("spec");
+    Submission { spec, savepoint: None, allow_non_restored_state: false, parallelism: None, state_backend: None }
+}
+
+async fn wait_for(jobs: &JobManager, id: &str, what: &str, done: impl Fn(&crate::JobDetail) -> bool) -> crate::JobDetail {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = jobs.detail(id).expect("detail");
+        if done(&d) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?} {:?}", d.record.status, d.record.error);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every key's counts are 1..n, each once, and they sum to `total`.
+fn assert_exact_counts(out: &Path, total: u64) {
+    let mut per_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for entry in std::fs::read_dir(out).expect("output").map(|e| e.expect("entry").path()) {
+        if entry.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")) {
+            for line in std::fs::read_to_string(&entry).expect("part").lines() {
+                let v: serde_json::Value = serde_json::from_str(line).expect("json");
+                per_key.entry(v["key"].as_str().expect("key").to_owned()).or_default().push(v["count"].as_u64().expect("count"));
+            }
+        }
+    }
+    let mut sum = 0;
+    for (k, mut c) in per_key {
+        c.sort_unstable();
+        let n = c.len() as u64;
+        assert_eq!(c, (1..=n).collect::<Vec<_>>(), "key {k}");
+        sum += n;
+    }
+    assert_eq!(sum, total);
+}
+
+fn kinds(jobs: &JobManager, id: &str) -> Vec<HistoryKind> {
+    jobs.record(id).expect("record").history.iter().map(|h| h.kind).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_job_finishes_with_its_output_committed_and_its_history() {
+    let s = server().await;
+    let out = s.dir.path().join("out");
+    let record = s.jobs.submit(counter_job(&out, 3000, None)).expect("submit");
+    assert_eq!(record.status, JobStatus::Running);
+    wait_for(&s.jobs, &record.id, "the end", |d| d.record.status != JobStatus::Running).await;
+    assert_eq!(s.jobs.record(&record.id).expect("record").status, JobStatus::Finished);
+    assert_eq!(kinds(&s.jobs, &record.id), [HistoryKind::Submitted, HistoryKind::Finished]);
+    assert_exact_counts(&out, 3000);
+    let d = s.jobs.detail(&record.id).expect("detail");
+    assert_eq!(d.nodes.iter().map(|n| n.records_in).sum::<u64>(), 3000 * 2, "the counter and the sink each saw every record");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaps_are_dry_run_confirmed_or_rolled_back_without_losing_a_count() {
+    let s = server().await;
+    let out = s.dir.path().join("out");
+    let total = 20_000;
+    let id = s.jobs.submit(counter_job(&out, total, Some(2000))).expect("submit").id;
+    let plugins = |v: &str| BTreeMap::from([("counter".to_owned(), format!("counter@{v}"))]);
+    wait_for(&s.jobs, &id, "a checkpoint", |d| d.last_checkpoint.is_some()).await;
+    let dry = s.jobs.check_upgrade(&id, &plugins("2"), None).await.expect("dry run");
+    assert_eq!(dry.result, UpgradeResult::DryRunOk);
+    // The broken version cannot migrate version 1 state: the dry run refuses it and the
+    // job is left alone.
+    let refused = s.jobs.upgrade(&id, &plugins("broken"), None).await.expect_err("refused");
+    assert!(matches!(refused, crate::ServerError::Unprocessable(_)) && refused.to_string().contains("cannot migrate"), "{refused}");
+    assert_eq!(kinds(&s.jobs, &id), [HistoryKind::Submitted], "neither the dry run nor the refusal changed anything");
+    let good = s.jobs.upgrade(&id, &plugins("2"), None).await.expect("upgrade");
+    assert_eq!(good.result, UpgradeResult::Swapped, "{good:?}");
+    assert!(good.downtime_ms.is_some());
+    wait_for(&s.jobs, &id, "a checkpoint of version 2", |d| d.last_checkpoint.is_some()).await;
+    // v2 → broken passes the dry run (same state version) but traps in `open`: rolled back.
+    let broken = s.jobs.upgrade(&id, &plugins("broken"), None).await.expect("upgrade");
+    assert_eq!(broken.result, UpgradeResult::RolledBack, "{broken:?}");
+    assert!(broken.rollback_reason.as_deref().is_some_and(|r| r.contains("deliberate trap in open")), "{broken:?}");
+    assert_eq!(broken.versions["counter"], "counter@2");
+    wait_for(&s.jobs, &id, "the end", |d| d.record.status == JobStatus::Finished).await;
+    assert_eq!(kinds(&s.jobs, &id), [HistoryKind::Submitted, HistoryKind::Swap, HistoryKind::Swap, HistoryKind::Rollback, HistoryKind::Finished]);
+    assert_exact_counts(&out, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_with_a_savepoint_commits_and_records_it_and_a_restarted_server_keeps_the_job() {
+    let s = server().await;
+    let out = s.dir.path().join("out");
+    let id = s.jobs.submit(counter_job(&out, 100_000, Some(2000))).expect("submit").id;
+    wait_for(&s.jobs, &id, "a checkpoint", |d| d.last_checkpoint.is_some()).await;
+    let stopped = s.jobs.stop(&id, true).await.expect("stop");
+    assert_eq!(stopped.status, JobStatus::Stopped);
+    let sp = stopped.savepoints.last().expect("the stop's savepoint");
+    assert_eq!((sp.status, sp.stop), (SavepointStatus::Completed, true));
+    assert!(s.jobs.stop(&id, true).await.is_err(), "a stopped job cannot be stopped again");
+    // Its output up to the savepoint is committed and exact.
+    let committed: u64 = std::fs::read_dir(&out)
+        .expect("out")
+        .map(|e| e.expect("e").path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")))
+        .map(|p| std::fs::read_to_string(p).expect("part").lines().count() as u64)
+        .sum();
+    assert!(committed > 0);
+    assert_exact_counts(&out, committed);
+    // A new manager on the same directory knows the job and does not run it again.
+    let registry = s.jobs.registry.clone();
+    let again = JobManager::open(s.dir.path(), registry, s.jobs.defaults.clone()).await.expect("reopen");
+    assert_eq!(again.record(&id).expect("record").status, JobStatus::Stopped);
+}

@@ -1,0 +1,72 @@
+//! The storage a keyed store runs on.
+
+use std::path::Path;
+
+use crate::memory::MemoryBackend;
+use crate::rocks::RocksDbBackend;
+
+/// Which backend a job keeps its state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A sorted map in memory.
+    Memory,
+    /// An embedded RocksDB under the job's data directory.
+    Rocksdb,
+}
+
+impl BackendKind {
+    /// Open a backend of this kind; `dir` is used only by RocksDB.
+    pub fn open(self, dir: &Path) -> Result<Box<dyn StateBackend>, StateError> {
+        Ok(match self {
+            BackendKind::Memory => Box::new(MemoryBackend::default()),
+            BackendKind::Rocksdb => Box::new(RocksDbBackend::open(dir)?),
+        })
+    }
+}
+
+/// A failure of the state backend. The host traps the guest on it: a guest never
+/// swallows a failed state access.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The backend's directory could not be prepared.
+    #[error("state directory {path}: {error}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// What went wrong.
+        error: std::io::Error,
+    },
+    /// A stored value does not have the layout the host wrote.
+    #[error("corrupt state entry: {0}")]
+    Corrupt(&'static str),
+}
+
+/// Ordered key-value storage for one operator subtask.
+pub trait StateBackend: Send {
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+    /// Insert or replace `key`.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StateError>;
+    /// Remove `key` (absent keys are fine).
+    fn delete(&mut self, key: &[u8]) -> Result<(), StateError>;
+    /// Every entry whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    /// Write a consistent native checkpoint of the whole database into `dir` (a new
+    /// directory). Returns `false` when the backend has no native format (memory).
+    fn native_checkpoint(&self, dir: &Path) -> Result<bool, StateError> {
+        let _ = dir;
+        Ok(false)
+    }
+    /// Remove every entry whose key starts with `prefix`.
+    fn delete_prefix(&mut self, prefix: &[u8]) -> Result<(), StateError> {
+        for (k, _) in self.scan_prefix(prefix)? {
+            self.delete(&k)?;
+        }
+        Ok(())
+    }
+}

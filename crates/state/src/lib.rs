@@ -1,0 +1,28 @@
+//! Keyed state: the [`StateBackend`] trait and its two implementations, the
+//! [`KeyedStateStore`] that lays keys out so each key group is one contiguous range, the
+//! decoded form of entries ([`StateEntry`], for migrations and inspection), and the
+//! [`TimerService`] of an operator subtask.
+//!
+//! Key layout ([`layout`]): `key_group (u16 BE) ‖ state id (u16 BE) ‖ key length (u32 BE)
+//! ‖ key ‖ [0x01 ‖ user key]`. A key group's state is one prefix scan, which is what
+//! snapshots and rescaling need. Values carry an 8-byte expiry (processing-time ms,
+//! `i64::MAX` for "never") for TTL.
+
+mod backend;
+mod entry;
+mod keyed;
+pub mod layout;
+mod memory;
+mod rocks;
+mod timers;
+
+pub use backend::{BackendKind, StateBackend, StateError};
+pub use entry::{EntryError, StateEntry, StateValue};
+pub use keyed::{CurrentKey, DeclareError, KeyedStateStore, StateDescriptor, StateKind};
+pub use memory::MemoryBackend;
+pub use rivulet_dataflow::{KeyGroupRange, key_group};
+pub use rocks::RocksDbBackend;
+pub use timers::{TimeDomain, TimerService};
+
+#[cfg(test)]
+mod tests;
