@@ -12,8 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rivulet_checkpoint::{SinkEntry, SinkTransaction};
-use rivulet_dataflow::Batch;
+use rivulet_dataflow::{Barrier, Batch, NodeRole};
 use serde::{Deserialize, Serialize};
+
+use crate::error::ConnectorError;
+use crate::sink::Sink;
 
 /// A part file awaiting commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +128,7 @@ impl PartFiles {
     }
 
     /// Append each record's value as one line (JSON lines); rolls the file when due.
-    pub fn write_value_lines(&mut self, batch: &Batch) -> Result<(), SpoolError> {
+    fn write_value_lines(&mut self, batch: &Batch) -> Result<(), SpoolError> {
         let mut bytes = 0u64;
         let w = self.writer().map_err(SpoolError::Create)?;
         for r in batch.records() {
@@ -138,7 +141,7 @@ impl PartFiles {
 
     /// Append the batch's records as they are encoded (key, value, timestamp); rolls the
     /// file when due.
-    pub fn write_records(&mut self, batch: &Batch) -> Result<(), SpoolError> {
+    fn write_records(&mut self, batch: &Batch) -> Result<(), SpoolError> {
         let w = self.writer().map_err(SpoolError::Create)?;
         w.write_all(batch.as_slice()).map_err(SpoolError::Write)?;
         self.wrote(batch.as_slice().len() as u64).map_err(SpoolError::Close)
@@ -191,13 +194,63 @@ impl PartFiles {
     }
 
     /// The transaction: pending files and where to continue, plus the committer's data.
-    pub fn transaction<T: Serialize>(&self, extra: T) -> Result<SinkTransaction, rivulet_checkpoint::CheckpointError> {
+    pub fn transaction<T: Serialize>(&self, extra: &T) -> Result<SinkTransaction, rivulet_checkpoint::CheckpointError> {
         SinkTransaction::encode(&PartFilesTxn {
             dir: self.dir.display().to_string(),
             pending: self.pending.iter().map(|(p, _)| p.clone()).collect(),
             next_seq: self.next_seq,
             extra,
         })
+    }
+}
+
+/// How a part-file sink writes records into its spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SpoolFormat {
+    /// Each record's value as one line (the file sink's output; JSON lines to upload).
+    ValueLines,
+    /// Records as encoded, keys and timestamps kept (to produce to Kafka).
+    Records,
+}
+
+/// A sink whose output is part files committed after the checkpoint: the file sink, and
+/// the Kafka and object sinks' spools. `extra` is what its committer needs besides the
+/// files (where to produce, where to upload).
+pub(crate) struct PartFileSink<E> {
+    id: String,
+    parts: PartFiles,
+    format: SpoolFormat,
+    extra: E,
+}
+
+impl<E: Serialize + Send> PartFileSink<E> {
+    /// Sink `id`'s subtask spool `parts`.
+    pub fn new(id: &str, parts: PartFiles, format: SpoolFormat, extra: E) -> Self {
+        PartFileSink { id: id.to_owned(), parts, format, extra }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::failed(NodeRole::Sink, &self.id, e.to_string())
+    }
+}
+
+impl<E: Serialize + Send> Sink for PartFileSink<E> {
+    fn write(&mut self, batch: &Batch) -> Result<(), ConnectorError> {
+        match self.format {
+            SpoolFormat::ValueLines => self.parts.write_value_lines(batch),
+            SpoolFormat::Records => self.parts.write_records(batch),
+        }
+        .map_err(|e| self.err(e))
+    }
+
+    fn prepare_commit(&mut self, barrier: Barrier, committed: Option<u64>) -> Result<SinkTransaction, ConnectorError> {
+        self.parts.barrier(barrier.id, committed).map_err(|e| self.err(e))?;
+        self.parts.transaction(&self.extra).map_err(|e| self.err(e))
+    }
+
+    fn finish(&mut self, committed: Option<u64>) -> Result<SinkTransaction, ConnectorError> {
+        self.parts.finish(committed).map_err(|e| self.err(e))?;
+        self.parts.transaction(&self.extra).map_err(|e| self.err(e))
     }
 }
 
@@ -255,11 +308,11 @@ mod tests {
         b.push(None, b"x", 0);
         p.write_value_lines(&b.take()).expect("write");
         p.barrier(5, None).expect("barrier");
-        let t: PartFilesTxn<AnyExtra> = PartFilesTxn::decode(&p.transaction(NoExtra {}).expect("txn")).expect("decode");
+        let t: PartFilesTxn<AnyExtra> = PartFilesTxn::decode(&p.transaction(&NoExtra {}).expect("txn")).expect("decode");
         assert_eq!(t.pending.iter().map(|f| f.visible.as_str()).collect::<Vec<_>>(), vec!["part-0-000000.jsonl", "part-0-000001.jsonl"]);
         assert_eq!(t.next_seq, 2);
         p.barrier(6, Some(5)).expect("barrier");
-        let t: PartFilesTxn<AnyExtra> = PartFilesTxn::decode(&p.transaction(NoExtra {}).expect("txn")).expect("decode");
+        let t: PartFilesTxn<AnyExtra> = PartFilesTxn::decode(&p.transaction(&NoExtra {}).expect("txn")).expect("decode");
         assert!(t.pending.is_empty(), "checkpoint 5 committed both, and nothing was written since");
     }
 
@@ -270,7 +323,7 @@ mod tests {
             std::fs::write(dir.path().join(name), b"x").expect("write");
         }
         let p = PartFiles::open(dir.path(), 0, "jsonl", Roll::default(), 1).expect("open");
-        let restored = [entry(0, p.transaction(NoExtra {}).expect("txn"))];
+        let restored = [entry(0, p.transaction(&NoExtra {}).expect("txn"))];
         prepare_dir(dir.path(), Some(&restored)).expect("prepare");
         let mut left: Vec<String> =
             std::fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("e").file_name().to_string_lossy().into_owned()).collect();

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rivulet_checkpoint::{CheckpointError, Committer, SinkEntry, SinkTransaction};
-use rivulet_dataflow::{Barrier, Batch, NodeRole, blocking};
+use rivulet_dataflow::{NodeRole, blocking};
 use rivulet_job::FileSinkSpec;
 
 use crate::BoxFuture;
 use crate::context::ConnectorContext;
 use crate::error::ConnectorError;
-use crate::part_files::{NoExtra, PartFiles, PartFilesTxn, Roll, next_seq_of, prepare_dir};
+use crate::part_files::{NoExtra, PartFileSink, PartFiles, PartFilesTxn, Roll, SpoolFormat, next_seq_of, prepare_dir};
 use crate::sink::{Sink, SinkConnector};
 
 /// `type: file` sinks.
@@ -46,35 +46,7 @@ impl SinkConnector for FileSinkConnector {
     fn open(&self, subtask: u32, restored: Option<&SinkEntry>) -> Result<Box<dyn Sink>, ConnectorError> {
         let parts = PartFiles::open(&self.dir, subtask, "jsonl", Roll::default(), next_seq_of(restored))
             .map_err(|e| self.err(format!("cannot create {}: {e}", self.dir.display())))?;
-        Ok(Box::new(FileSink { id: self.id.clone(), parts }))
-    }
-}
-
-/// Writes value lines into part files.
-struct FileSink {
-    id: String,
-    parts: PartFiles,
-}
-
-impl FileSink {
-    fn err(&self, message: String) -> ConnectorError {
-        ConnectorError::failed(NodeRole::Sink, &self.id, message)
-    }
-}
-
-impl Sink for FileSink {
-    fn write(&mut self, batch: &Batch) -> Result<(), ConnectorError> {
-        self.parts.write_value_lines(batch).map_err(|e| self.err(e.to_string()))
-    }
-
-    fn prepare_commit(&mut self, barrier: Barrier, committed: Option<u64>) -> Result<SinkTransaction, ConnectorError> {
-        self.parts.barrier(barrier.id, committed).map_err(|e| self.err(e.to_string()))?;
-        self.parts.transaction(NoExtra {}).map_err(|e| self.err(e.to_string()))
-    }
-
-    fn finish(&mut self, committed: Option<u64>) -> Result<SinkTransaction, ConnectorError> {
-        self.parts.finish(committed).map_err(|e| self.err(e.to_string()))?;
-        self.parts.transaction(NoExtra {}).map_err(|e| self.err(e.to_string()))
+        Ok(Box::new(PartFileSink::new(&self.id, parts, SpoolFormat::ValueLines, NoExtra {})))
     }
 }
 
@@ -117,7 +89,7 @@ impl Committer for FileCommitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rivulet_dataflow::{BatchBuilder, SnapshotKind};
+    use rivulet_dataflow::{Barrier, Batch, BatchBuilder, SnapshotKind};
 
     fn batch(values: &[&str]) -> Batch {
         let mut b = BatchBuilder::new();

@@ -81,7 +81,7 @@ impl SinkConnector for KafkaSinkConnector {
 
     fn open(&self, subtask: u32, restored: Option<&SinkEntry>) -> Result<Box<dyn Sink>, ConnectorError> {
         match self.delivery {
-            KafkaDelivery::ExactlyOnce => transactional::SpoolSink::open(&self.id, &self.spool, subtask, restored, self.target.clone()),
+            KafkaDelivery::ExactlyOnce => transactional::spool_sink(&self.id, &self.spool, subtask, restored, self.target.clone()),
             KafkaDelivery::AtLeastOnce => direct::DirectSink::open(&self.id, &self.target),
         }
     }

@@ -30,12 +30,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use rivulet_checkpoint::{CheckpointError, Committer, SinkEntry, SinkTransaction};
-use rivulet_dataflow::{Barrier, Batch, NodeRole};
+use rivulet_dataflow::NodeRole;
 use serde::{Deserialize, Serialize};
 
 use super::kafka_key;
 use crate::error::ConnectorError;
-use crate::part_files::{PartFiles, PartFilesTxn, PendingFile, Roll, next_seq_of, part_number};
+use crate::part_files::{PartFileSink, PartFiles, PartFilesTxn, PendingFile, Roll, SpoolFormat, next_seq_of, part_number};
 use crate::sink::Sink;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,49 +64,11 @@ struct Target {
     kafka: KafkaCommitTarget,
 }
 
-/// The exactly-once sink: records spooled into part files.
-pub(crate) struct SpoolSink {
-    id: String,
-    parts: PartFiles,
-    target: KafkaCommitTarget,
-}
-
-impl SpoolSink {
-    pub(crate) fn open(
-        id: &str,
-        spool: &Path,
-        subtask: u32,
-        restored: Option<&SinkEntry>,
-        target: KafkaCommitTarget,
-    ) -> Result<Box<dyn Sink>, ConnectorError> {
-        let parts = PartFiles::open(spool, subtask, "records", Roll::default(), next_seq_of(restored))
-            .map_err(|e| ConnectorError::failed(NodeRole::Sink, id, format!("cannot create {}: {e}", spool.display())))?;
-        Ok(Box::new(SpoolSink { id: id.to_owned(), parts, target }))
-    }
-
-    fn err(&self, message: String) -> ConnectorError {
-        ConnectorError::failed(NodeRole::Sink, &self.id, message)
-    }
-
-    fn transaction(&self) -> Result<SinkTransaction, ConnectorError> {
-        self.parts.transaction(Target { kafka: self.target.clone() }).map_err(|e| self.err(e.to_string()))
-    }
-}
-
-impl Sink for SpoolSink {
-    fn write(&mut self, batch: &Batch) -> Result<(), ConnectorError> {
-        self.parts.write_records(batch).map_err(|e| self.err(e.to_string()))
-    }
-
-    fn prepare_commit(&mut self, barrier: Barrier, committed: Option<u64>) -> Result<SinkTransaction, ConnectorError> {
-        self.parts.barrier(barrier.id, committed).map_err(|e| self.err(e.to_string()))?;
-        self.transaction()
-    }
-
-    fn finish(&mut self, committed: Option<u64>) -> Result<SinkTransaction, ConnectorError> {
-        self.parts.finish(committed).map_err(|e| self.err(e.to_string()))?;
-        self.transaction()
-    }
+/// The exactly-once sink of `target`: records (with their keys) spooled into part files.
+pub(crate) fn spool_sink(id: &str, spool: &Path, subtask: u32, restored: Option<&SinkEntry>, target: KafkaCommitTarget) -> Result<Box<dyn Sink>, ConnectorError> {
+    let parts = PartFiles::open(spool, subtask, "records", Roll::default(), next_seq_of(restored))
+        .map_err(|e| ConnectorError::failed(NodeRole::Sink, id, format!("cannot create {}: {e}", spool.display())))?;
+    Ok(Box::new(PartFileSink::new(id, parts, SpoolFormat::Records, Target { kafka: target })))
 }
 
 /// Commits an exactly-once Kafka sink's spool files (see the module doc).

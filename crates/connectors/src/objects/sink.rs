@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rivulet_checkpoint::{CheckpointError, CheckpointStorage, Committer, SinkEntry, SinkTransaction};
-use rivulet_dataflow::{Barrier, Batch, NodeRole, blocking};
+use rivulet_dataflow::{NodeRole, blocking};
 use rivulet_job::{ObjectFormat, ObjectSinkSpec};
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +15,7 @@ use super::parquet::jsonl_to_parquet;
 use crate::BoxFuture;
 use crate::context::ConnectorContext;
 use crate::error::ConnectorError;
-use crate::part_files::{PartFiles, PartFilesTxn, Roll, next_seq_of, part_number, prepare_dir};
+use crate::part_files::{PartFileSink, PartFiles, PartFilesTxn, Roll, SpoolFormat, next_seq_of, part_number, prepare_dir};
 use crate::sink::{Sink, SinkConnector};
 
 /// Where an object sink's part files are committed (kept in its transaction).
@@ -86,40 +86,7 @@ impl SinkConnector for ObjectSinkConnector {
     fn open(&self, subtask: u32, restored: Option<&SinkEntry>) -> Result<Box<dyn Sink>, ConnectorError> {
         let parts = PartFiles::open(&self.spool, subtask, "jsonl", self.roll, next_seq_of(restored))
             .map_err(|e| self.err(format!("cannot create {}: {e}", self.spool.display())))?;
-        Ok(Box::new(ObjectSink { id: self.id.clone(), parts, target: self.target.clone() }))
-    }
-}
-
-/// Spools value lines into part files.
-struct ObjectSink {
-    id: String,
-    parts: PartFiles,
-    target: ObjectCommitTarget,
-}
-
-impl ObjectSink {
-    fn err(&self, message: String) -> ConnectorError {
-        ConnectorError::failed(NodeRole::Sink, &self.id, message)
-    }
-
-    fn transaction(&self) -> Result<SinkTransaction, ConnectorError> {
-        self.parts.transaction(Target { objects: self.target.clone() }).map_err(|e| self.err(e.to_string()))
-    }
-}
-
-impl Sink for ObjectSink {
-    fn write(&mut self, batch: &Batch) -> Result<(), ConnectorError> {
-        self.parts.write_value_lines(batch).map_err(|e| self.err(e.to_string()))
-    }
-
-    fn prepare_commit(&mut self, barrier: Barrier, committed: Option<u64>) -> Result<SinkTransaction, ConnectorError> {
-        self.parts.barrier(barrier.id, committed).map_err(|e| self.err(e.to_string()))?;
-        self.transaction()
-    }
-
-    fn finish(&mut self, committed: Option<u64>) -> Result<SinkTransaction, ConnectorError> {
-        self.parts.finish(committed).map_err(|e| self.err(e.to_string()))?;
-        self.transaction()
+        Ok(Box::new(PartFileSink::new(&self.id, parts, SpoolFormat::ValueLines, Target { objects: self.target.clone() })))
     }
 }
 
@@ -170,7 +137,7 @@ fn block_on<F: std::future::Future<Output = Result<T, CheckpointError>>, T>(f: F
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rivulet_dataflow::{BatchBuilder, SnapshotKind};
+    use rivulet_dataflow::{Barrier, BatchBuilder, SnapshotKind};
 
     fn sink(dir: &Path, format: ObjectFormat) -> ObjectSinkConnector {
         let cx = ConnectorContext { job: "j".into(), base_dir: dir.into(), data_dir: dir.join("data") };
