@@ -39,7 +39,8 @@ pub(crate) async fn restore_point(graph: &JobGraph, opts: &RunOptions, committer
             not_restored(opts, &point, &format!("state for operator uid '{uid}'"), &format!("the state of operator '{uid}'"))?;
         }
     }
-    for id in point.sink_ids() {
+    let sinks: std::collections::BTreeSet<&str> = point.sink_ids().collect();
+    for id in sinks {
         let in_job = graph.nodes.iter().any(|n| matches!(n.kind, NodeKind::Sink(_)) && n.id == id);
         if !in_job && point.manifest.sinks.iter().any(|s| s.id == id && !s.transaction.is_empty()) {
             not_restored(opts, &point, &format!("pending output of sink '{id}'"), &format!("the pending output of sink '{id}'"))?;
