@@ -209,6 +209,11 @@ impl JobManager {
         self.with_job(id, |e| Ok(e.record.clone()))
     }
 
+    /// Task failures of job `id`: recorded ones and those of the run in progress.
+    pub fn exceptions(&self, id: &str) -> Result<Vec<crate::ExceptionInfo>, ServerError> {
+        self.with_job(id, |e| Ok(e.exceptions()))
+    }
+
     /// What the job's guests logged (across its runs since the server started).
     pub fn logs(&self, id: &str) -> Result<Vec<GuestLogLine>, ServerError> {
         self.with_job(id, |e| Ok(e.log.lines()))

@@ -136,8 +136,7 @@ pub async fn get_job(State(state): State<Shared>, Path(id): Path<String>) -> Api
 /// Task failures of a job (traps with the guest's message, guest errors…).
 #[utoipa::path(get, path = "/v1/jobs/{id}/exceptions", params(("id" = String, Path)), responses((status = 200, body = [ExceptionInfo]), (status = 404, body = ErrorBody)))]
 pub async fn job_exceptions(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
-    let detail = state.jobs.detail(&id)?;
-    Ok(json(StatusCode::OK, &detail.record.exceptions))
+    Ok(json(StatusCode::OK, &state.jobs.exceptions(&id)?))
 }
 
 /// Checkpoints: retained in storage, completed (with size and duration), failed.
@@ -149,8 +148,7 @@ pub async fn job_checkpoints(State(state): State<Shared>, Path(id): Path<String>
 /// Versions, swaps (with downtime), rollbacks, rescales, savepoints, stops.
 #[utoipa::path(get, path = "/v1/jobs/{id}/history", params(("id" = String, Path)), responses((status = 200, body = [HistoryEvent]), (status = 404, body = ErrorBody)))]
 pub async fn job_history(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
-    let detail = state.jobs.detail(&id)?;
-    Ok(json(StatusCode::OK, &detail.record.history))
+    Ok(json(StatusCode::OK, &state.jobs.record(&id)?.history))
 }
 
 /// What the job's guests logged (SDK log calls, stdout, stderr), oldest first; the last
