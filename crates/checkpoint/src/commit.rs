@@ -23,10 +23,16 @@ pub trait Committer: Send + Sync {
     }
 }
 
-/// The committers of a job's sinks, by sink id.
+/// Finds the committer of a transaction from the transaction alone (for sinks a snapshot
+/// has and the job no longer does: their staged output still belongs to it).
+pub type CommitterOf = fn(&SinkTransaction) -> Option<Arc<dyn Committer>>;
+
+/// The committers of a job's sinks, by sink id, and what commits the transactions of
+/// sinks without one.
 #[derive(Clone, Default)]
 pub struct Committers {
     by_sink: BTreeMap<String, Arc<dyn Committer>>,
+    fallback: Option<CommitterOf>,
 }
 
 impl std::fmt::Debug for Committers {
@@ -41,31 +47,36 @@ impl Committers {
         Committers::default()
     }
 
+    /// No committer, but `fallback` for every transaction.
+    pub fn with_fallback(fallback: CommitterOf) -> Self {
+        Committers { by_sink: BTreeMap::new(), fallback: Some(fallback) }
+    }
+
     /// Register the committer of sink `sink`.
     pub fn register(&mut self, sink: &str, committer: Arc<dyn Committer>) {
         self.by_sink.insert(sink.to_owned(), committer);
     }
 
-    /// The committer of sink `sink`.
-    pub fn get(&self, sink: &str) -> Option<&Arc<dyn Committer>> {
-        self.by_sink.get(sink)
+    /// The committer of `entry`: its sink's, else the fallback's for its transaction.
+    pub fn of(&self, entry: &SinkEntry) -> Option<Arc<dyn Committer>> {
+        self.by_sink.get(&entry.id).cloned().or_else(|| self.fallback.and_then(|f| f(&entry.transaction)))
     }
 
-    /// Commit every entry whose sink has a committer (the others committed nothing).
+    /// Commit every entry that has a committer (the others committed nothing).
     pub fn commit_all(&self, sinks: &[SinkEntry]) -> Result<u64, CheckpointError> {
         let mut n = 0;
         for s in sinks {
-            if let Some(c) = self.by_sink.get(&s.id) {
+            if let Some(c) = self.of(s) {
                 n += c.commit(&s.transaction)?;
             }
         }
         Ok(n)
     }
 
-    /// Verify every entry whose sink has a committer.
+    /// Verify every entry that has a committer.
     pub fn verify_all(&self, sinks: &[SinkEntry]) -> Result<(), CheckpointError> {
         for s in sinks {
-            if let Some(c) = self.by_sink.get(&s.id) {
+            if let Some(c) = self.of(s) {
                 c.verify(&s.transaction)?;
             }
         }
@@ -112,5 +123,17 @@ mod tests {
         assert_eq!(*rec.0.lock().expect("lock"), vec!["\"a\"".to_owned(), "\"b\"".to_owned()]);
         assert!(c.verify_all(&[entry("files", "a")]).is_ok());
         assert!(matches!(c.verify_all(&[entry("files", "gone")]), Err(CheckpointError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_fallback_commits_what_no_sink_of_the_job_claims() {
+        fn recording(_: &SinkTransaction) -> Option<Arc<dyn Committer>> {
+            Some(Arc::new(Recording::default()))
+        }
+        let mut c = Committers::with_fallback(recording);
+        let rec = Arc::new(Recording::default());
+        c.register("files", rec.clone());
+        assert_eq!(c.commit_all(&[entry("files", "a"), entry("removed", "b")]).expect("commit"), 2);
+        assert_eq!(*rec.0.lock().expect("lock"), vec!["\"a\"".to_owned()], "a registered committer wins");
     }
 }

@@ -34,7 +34,7 @@ pub mod snapshot;
 mod storage;
 
 pub use capture::{Captured, SubtaskMeta, UploadedFiles, capture, upload};
-pub use commit::{Committer, Committers};
+pub use commit::{Committer, CommitterOf, Committers};
 pub use coordinator::{Coordinator, CoordinatorOutcome};
 pub use inspect::inspect;
 pub use locate::{RestorePoint, complete_snapshots, find_restore_point, load_manifest, open_snapshot};

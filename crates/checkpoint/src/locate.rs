@@ -192,11 +192,6 @@ impl RestorePoint {
         self.manifest.sources.iter().filter(|s| s.id == id).collect()
     }
 
-    /// The sink ids with an entry in the snapshot.
-    pub fn sink_ids(&self) -> impl Iterator<Item = &str> {
-        self.manifest.sinks.iter().map(|s| s.id.as_str())
-    }
-
     /// The sink entry of `id` subtask `subtask`.
     pub fn sink(&self, id: &str, subtask: u32) -> Option<&SinkEntry> {
         self.manifest.sinks.iter().find(|s| s.id == id && s.subtask == subtask)

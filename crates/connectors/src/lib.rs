@@ -27,7 +27,7 @@ mod stdout;
 
 pub use context::ConnectorContext;
 pub use error::ConnectorError;
-pub use registry::{sink_connector, source_connector};
+pub use registry::{committer_for, sink_connector, source_connector};
 pub use sink::{Sink, SinkConnector, SinkTask};
 pub use source::{SourceConnector, SourceContext, SourceTask};
 

@@ -139,9 +139,13 @@ impl PartFiles {
         self.wrote(bytes).map_err(SpoolError::Close)
     }
 
-    /// Append the batch's records as they are encoded (key, value, timestamp); rolls the
-    /// file when due.
+    /// Append the batch's records as they are encoded (key, value, timestamp), after
+    /// checking they decode (a malformed batch fails now, not at commit); rolls the file
+    /// when due.
     fn write_records(&mut self, batch: &Batch) -> Result<(), SpoolError> {
+        if let Some(Err(e)) = batch.records().find(Result::is_err) {
+            return Err(SpoolError::Decode(e));
+        }
         let w = self.writer().map_err(SpoolError::Create)?;
         w.write_all(batch.as_slice()).map_err(SpoolError::Write)?;
         self.wrote(batch.as_slice().len() as u64).map_err(SpoolError::Close)
@@ -267,10 +271,11 @@ pub(crate) fn prepare_dir(dir: &Path, restored: Option<&[SinkEntry]>) -> std::io
         let name = e.file_name().to_string_lossy().into_owned();
         let remove = if name.starts_with(".part-") {
             true
-        } else if let Some((sub, seq)) = part_number(&name) {
-            match restored {
-                None => true,
-                Some(entries) => seq >= next_seq_of(entries.iter().find(|e| e.subtask == sub)),
+        } else if name.starts_with("part-") {
+            match (restored, part_number(&name)) {
+                (None, _) => true,
+                (Some(entries), Some((sub, seq))) => seq >= next_seq_of(entries.iter().find(|e| e.subtask == sub)),
+                (Some(_), None) => false,
             }
         } else {
             false

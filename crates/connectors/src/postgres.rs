@@ -86,8 +86,9 @@ struct PostgresSink {
 }
 
 impl PostgresSink {
-    fn err(&self, e: PostgresError) -> ConnectorError {
-        ConnectorError::failed(NodeRole::Sink, &self.id, e.to_string())
+    fn flush(&mut self) -> Result<SinkTransaction, ConnectorError> {
+        self.writer.flush().map_err(|e| ConnectorError::failed(NodeRole::Sink, &self.id, format!("flush failed: {e}")))?;
+        Ok(SinkTransaction::none())
     }
 }
 
@@ -95,20 +96,18 @@ impl Sink for PostgresSink {
     fn write(&mut self, batch: &Batch) -> Result<(), ConnectorError> {
         for r in batch.records() {
             let r = r.map_err(|e| ConnectorError::failed(NodeRole::Sink, &self.id, e.to_string()))?;
-            self.writer.send(r.value).map_err(|e| self.err(e))?;
+            self.writer.send(r.value).map_err(|e| ConnectorError::failed(NodeRole::Sink, &self.id, format!("write failed: {e}")))?;
         }
         Ok(())
     }
 
     fn prepare_commit(&mut self, _barrier: Barrier, _committed: Option<u64>) -> Result<SinkTransaction, ConnectorError> {
         // Everything before the barrier is in the table before the sink acks it.
-        self.writer.flush().map_err(|e| self.err(e))?;
-        Ok(SinkTransaction::none())
+        self.flush()
     }
 
     fn finish(&mut self, _committed: Option<u64>) -> Result<SinkTransaction, ConnectorError> {
-        self.writer.flush().map_err(|e| self.err(e))?;
-        Ok(SinkTransaction::none())
+        self.flush()
     }
 }
 

@@ -22,7 +22,10 @@ pub enum SavepointError {
     /// The job is not running (any more).
     #[error("the job is no longer running")]
     NotRunning,
-    /// The job ended before the savepoint was taken or completed.
+    /// The job ended before the savepoint was taken.
+    #[error("the job ended before the savepoint could be taken")]
+    NotTaken,
+    /// The job ended before the savepoint completed.
     #[error("the job ended before the savepoint completed")]
     JobEnded,
     /// The snapshot was aborted.
@@ -104,7 +107,7 @@ impl JobControl {
         let mut queue = self.lock_requests();
         self.closed.store(true, Ordering::SeqCst);
         for r in queue.drain(..) {
-            let _ = r.reply.send(Err(SavepointError::JobEnded));
+            let _ = r.reply.send(Err(SavepointError::NotTaken));
         }
     }
 

@@ -93,7 +93,7 @@ impl JobError {
         match self {
             JobError::Guest(g) => (Some(g.operator.clone()), Some(g.plugin.clone())),
             JobError::State { operator, .. } | JobError::Routing { operator, .. } => (Some(operator.clone()), None),
-            JobError::Connector(c) => (Some(c.connector().to_owned()), None),
+            JobError::Connector(c) if !c.is_secondary() => (Some(c.connector().to_owned()), None),
             _ => (None, None),
         }
     }

@@ -14,8 +14,8 @@ use crate::operator_setup::{OperatorSetup, SubtaskSpec};
 use crate::options::{RestoreFrom, RunOptions};
 
 /// Find and verify the snapshot a run starts from, and check it fits the job: same key
-/// groups, and no state (or pending output) of operators (sinks) the job no longer has
-/// unless `allow_non_restored_state`.
+/// groups, and no state of operators the job no longer has unless
+/// `allow_non_restored_state`.
 pub(crate) async fn restore_point(graph: &JobGraph, opts: &RunOptions, committers: &Committers) -> Result<Option<RestorePoint>, JobError> {
     let point = match &opts.restore {
         RestoreFrom::Nothing => None,
@@ -39,13 +39,8 @@ pub(crate) async fn restore_point(graph: &JobGraph, opts: &RunOptions, committer
             not_restored(opts, &point, &format!("state for operator uid '{uid}'"), &format!("the state of operator '{uid}'"))?;
         }
     }
-    let sinks: std::collections::BTreeSet<&str> = point.sink_ids().collect();
-    for id in sinks {
-        let in_job = graph.nodes.iter().any(|n| matches!(n.kind, NodeKind::Sink(_)) && n.id == id);
-        if !in_job && point.manifest.sinks.iter().any(|s| s.id == id && !s.transaction.is_empty()) {
-            not_restored(opts, &point, &format!("pending output of sink '{id}'"), &format!("the pending output of sink '{id}'"))?;
-        }
-    }
+    // Sinks the job no longer has: their staged output belongs to the snapshot and is
+    // committed all the same (`rivulet_connectors::committer_for`).
     Ok(Some(point))
 }
 
@@ -68,7 +63,7 @@ fn not_restored(opts: &RunOptions, point: &RestorePoint, what: &str, dropped: &s
 /// throwaway in-memory instances — state versions compared, `migrate-state` run where
 /// they differ — without opening them or running anything: a dry run of a restore.
 pub async fn dry_run_restore(graph: &JobGraph, engine: &Arc<PluginEngine>, location: &str, uids: &[String]) -> Result<(), JobError> {
-    let (_, point) = open_snapshot(location, &graph.name, &Committers::new()).await?;
+    let (_, point) = open_snapshot(location, &graph.name, &Committers::with_fallback(rivulet_connectors::committer_for)).await?;
     let dir = std::env::temp_dir().join(format!("rivulet-dry-run-{}-{}", std::process::id(), now_ms()));
     let opts = RunOptions::new(BackendKind::Memory, dir.clone());
     let setup = OperatorSetup { graph, engine, opts: &opts, point: Some(&point), run_dir: &dir };

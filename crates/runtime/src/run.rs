@@ -37,7 +37,8 @@ struct Connectors {
 impl Connectors {
     fn build(graph: &JobGraph, opts: &RunOptions) -> Self {
         let cx = ConnectorContext { job: graph.name.clone(), base_dir: graph.base_dir.clone(), data_dir: opts.data_dir.clone() };
-        let mut c = Connectors { sources: HashMap::new(), sinks: HashMap::new(), committers: Committers::new() };
+        let committers = Committers::with_fallback(rivulet_connectors::committer_for);
+        let mut c = Connectors { sources: HashMap::new(), sinks: HashMap::new(), committers };
         for (i, node) in graph.nodes.iter().enumerate() {
             match &node.kind {
                 NodeKind::Source(spec) => {
@@ -66,7 +67,7 @@ impl Connectors {
     }
 }
 
-/// The sinks' committers of `graph`, by sink id (to check and commit snapshots outside a run).
+/// The sinks' committers of `graph` run with `opts` (to check snapshots outside a run).
 pub fn committers(graph: &JobGraph, opts: &RunOptions) -> Committers {
     Connectors::build(graph, opts).committers
 }

@@ -32,8 +32,9 @@ pub(crate) struct RunHandle {
 pub(crate) struct JobEntry {
     /// What is persisted.
     pub record: JobRecord,
-    /// The record's spec, parsed.
-    pub spec: JobSpec,
+    /// The record's spec, parsed (`Err`: the stored spec does not parse; the job can be
+    /// listed, not run).
+    pub spec: Result<JobSpec, String>,
     /// The graph of the record's plugins and parallelism (`Err`: it cannot be built now,
     /// e.g. a plugin is no longer registered).
     pub graph: Result<Arc<JobGraph>, String>,
@@ -73,18 +74,26 @@ pub(crate) fn build_graph(
 }
 
 impl JobEntry {
-    /// An entry for `record` (its graph built now).
-    pub fn new(record: JobRecord, registry: &PluginRegistry) -> Result<Self, ServerError> {
-        let spec = parse_spec(&record)?;
+    /// An entry for `record` (its spec parsed and its graph built now).
+    pub fn new(record: JobRecord, registry: &PluginRegistry) -> Self {
+        let spec = parse_spec(&record).map_err(|e| e.to_string());
         let mut entry =
             JobEntry { record, spec, graph: Err(String::new()), labels: Vec::new(), run: None, log: Default::default(), op: Default::default() };
         entry.rebuild(registry);
-        Ok(entry)
+        entry
+    }
+
+    /// The parsed spec.
+    pub fn spec(&self) -> Result<&JobSpec, ServerError> {
+        self.spec.as_ref().map_err(|e| ServerError::Internal(e.clone()))
     }
 
     /// Rebuild the cached graph after the plugins or the parallelism changed.
     pub fn rebuild(&mut self, registry: &PluginRegistry) {
-        self.graph = build_graph(registry, &self.spec, &self.record.plugins, self.record.parallelism).map(Arc::new).map_err(|e| e.to_string());
+        self.graph = match &self.spec {
+            Ok(spec) => build_graph(registry, spec, &self.record.plugins, self.record.parallelism).map(Arc::new).map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
         self.labels = match &self.graph {
             Ok(g) => node_labels(g, &self.record),
             Err(_) => Vec::new(),

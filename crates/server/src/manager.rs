@@ -97,7 +97,11 @@ impl JobManager {
                     sp.status = SavepointStatus::Failed;
                     sp.error = Some("the server stopped before the savepoint completed".into());
                 }
-                jobs.insert(record.id.clone(), JobEntry::new(record, &registry)?);
+                let entry = JobEntry::new(record, &registry);
+                if let Err(e) = &entry.spec {
+                    tracing::error!(job = %entry.record.id, error = %e, "a stored job spec does not parse: the job is listed but cannot run");
+                }
+                jobs.insert(entry.record.id.clone(), entry);
             }
         }
         let manager = Arc::new(JobManager { data_dir: data_dir.to_path_buf(), registry, defaults, jobs: Mutex::new(jobs) });
@@ -192,7 +196,7 @@ impl JobManager {
             None => RestoreFrom::Nothing,
         };
         let id = record.id.clone();
-        let entry = JobEntry::new(record, &self.registry)?;
+        let entry = JobEntry::new(record, &self.registry);
         // Under the lock, so the run cannot end before its record is in the map.
         let mut jobs = self.lock();
         let entry = jobs.entry(id.clone()).or_insert(entry);
@@ -266,7 +270,7 @@ impl JobManager {
     /// Snapshots of a job.
     pub async fn checkpoints(&self, id: &str) -> Result<CheckpointsView, ServerError> {
         let (storage, live) =
-            self.with_job(id, |e| Ok((self.storage(&e.spec, &e.record.id)?, e.run.as_ref().map(|r| r.control.live()).unwrap_or_default())))?;
+            self.with_job(id, |e| Ok((self.storage(e.spec()?, &e.record.id)?, e.run.as_ref().map(|r| r.control.live()).unwrap_or_default())))?;
         let retained = complete_snapshots(&storage)
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?

@@ -35,20 +35,21 @@ impl JobManager {
     /// to roll back to).
     pub(crate) fn start_run(self: &Arc<Self>, entry: &mut JobEntry, restore: RestoreFrom, probation: Option<Rollback>) -> Result<(), ServerError> {
         let graph = entry.graph()?;
+        let spec = entry.spec()?.clone();
         let record = &mut entry.record;
-        let storage = self.storage(&entry.spec, &record.id)?;
+        let storage = self.storage(&spec, &record.id)?;
         let control = JobControl::with_guest_log(entry.log.clone());
         let mut opts = RunOptions::new(record.state_backend, self.data_dir.join("state").join(&record.id));
         opts.checkpoint = Some(checkpoint_config(
             storage.clone(),
-            entry.spec.checkpoint.as_ref(),
+            spec.checkpoint.as_ref(),
             &CheckpointOverrides::default(),
             Some(self.defaults.checkpoint_interval),
         ));
         opts.allow_non_restored_state = record.allow_non_restored_state;
         opts.control = Some(control.clone());
         opts.probation = probation.is_some();
-        let restart = entry.spec.restart.clone().unwrap_or(RestartSpec { attempts: 3, delay_ms: 1000 });
+        let restart = spec.restart.clone().unwrap_or(RestartSpec { attempts: 3, delay_ms: 1000 });
         let (tx, rx) = watch::channel(false);
         entry.run = Some(RunHandle { control, ended: rx, finished: false, started: Instant::now() });
         record.status = JobStatus::Running;

@@ -155,3 +155,21 @@ async fn stop_with_a_savepoint_commits_and_records_it_and_a_restarted_server_kee
     let again = JobManager::open(s.dir.path(), registry, s.jobs.defaults.clone()).await.expect("reopen");
     assert_eq!(again.record(&id).expect("record").status, JobStatus::Stopped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_job_whose_spec_no_longer_parses_is_listed_and_failed_not_fatal() {
+    let s = server().await;
+    let out = s.dir.path().join("out");
+    let mut record = s.jobs.submit(counter_job(&out, 100, None)).expect("submit");
+    wait_for(&s.jobs, &record.id, "the end", |d| d.record.status == JobStatus::Finished).await;
+    // A record from a future version (or damaged by hand), marked running.
+    record.id = "0123456789abcdef".into();
+    record.spec = serde_json::json!({"name": "x", "sources": "not a list"});
+    record.status = JobStatus::Running;
+    crate::store::write_json(&s.dir.path().join("jobs/0123456789abcdef.json"), &record).expect("write");
+    let again = JobManager::open(s.dir.path(), s.jobs.registry.clone(), s.jobs.defaults.clone()).await.expect("the server still opens");
+    let bad = again.record("0123456789abcdef").expect("listed");
+    assert_eq!(bad.status, JobStatus::Failed);
+    assert!(bad.error.as_deref().is_some_and(|e| e.contains("stored spec")), "{:?}", bad.error);
+    assert_eq!(again.list().len(), 2);
+}

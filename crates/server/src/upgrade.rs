@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rivulet_checkpoint::find_restore_point;
 use rivulet_dataflow::NodeRole;
-use rivulet_runtime::{RestoreFrom, SavepointError, dry_run_restore};
+use rivulet_runtime::{RestoreFrom, RunOptions, SavepointError, committers, dry_run_restore};
 use tokio::sync::watch;
 
 use crate::ServerError;
@@ -179,7 +179,8 @@ impl JobManager {
         let spec = crate::entry::parse_spec(record)?;
         let graph = build_graph(&self.registry, &spec, &plugins, parallelism)?;
         let storage = self.storage(&spec, &record.id)?;
-        let latest = find_restore_point(&storage, &graph.name, &Default::default()).await.map_err(|e| ServerError::Internal(e.to_string()))?;
+        let opts = RunOptions::new(record.state_backend, self.data_dir.join("state").join(&record.id));
+        let latest = find_restore_point(&storage, &graph.name, &committers(&graph, &opts)).await.map_err(|e| ServerError::Internal(e.to_string()))?;
         if let Some(point) = &latest {
             dry_run_restore(&graph, self.registry.engine(), &point.location, &changed)
                 .await

@@ -4,5 +4,5 @@
 mod sink;
 mod source;
 
-pub(crate) use sink::FileSinkConnector;
+pub(crate) use sink::{FileSinkConnector, committer_for};
 pub(crate) use source::FileSourceConnector;

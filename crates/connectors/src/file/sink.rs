@@ -50,6 +50,11 @@ impl SinkConnector for FileSinkConnector {
     }
 }
 
+/// The committer of a part-file transaction without other commit data: the file sink's.
+pub(crate) fn committer_for(transaction: &SinkTransaction) -> Option<Arc<dyn Committer>> {
+    PartFilesTxn::<NoExtra>::decode(transaction).ok().map(|_| Arc::new(FileCommitter) as Arc<dyn Committer>)
+}
+
 /// Commits a file sink's part files: renames each pending file to its visible name
 /// (idempotent: a file already renamed is fine).
 struct FileCommitter;

@@ -8,6 +8,7 @@ mod source;
 mod transactional;
 
 pub(crate) use source::KafkaSourceConnector;
+pub(crate) use transactional::committer_for;
 
 use std::path::PathBuf;
 use std::sync::Arc;

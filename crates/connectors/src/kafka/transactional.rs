@@ -19,7 +19,7 @@
 //! covers them completes, not while it is taken.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read as _};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -65,10 +65,21 @@ struct Target {
 }
 
 /// The exactly-once sink of `target`: records (with their keys) spooled into part files.
-pub(crate) fn spool_sink(id: &str, spool: &Path, subtask: u32, restored: Option<&SinkEntry>, target: KafkaCommitTarget) -> Result<Box<dyn Sink>, ConnectorError> {
+pub(crate) fn spool_sink(
+    id: &str,
+    spool: &Path,
+    subtask: u32,
+    restored: Option<&SinkEntry>,
+    target: KafkaCommitTarget,
+) -> Result<Box<dyn Sink>, ConnectorError> {
     let parts = PartFiles::open(spool, subtask, "records", Roll::default(), next_seq_of(restored))
         .map_err(|e| ConnectorError::failed(NodeRole::Sink, id, format!("cannot create {}: {e}", spool.display())))?;
     Ok(Box::new(PartFileSink::new(id, parts, SpoolFormat::Records, Target { kafka: target })))
+}
+
+/// The committer of a transaction with a Kafka target: the exactly-once Kafka sink's.
+pub(crate) fn committer_for(transaction: &SinkTransaction) -> Option<Arc<dyn Committer>> {
+    PartFilesTxn::<Target>::decode(transaction).ok().map(|_| Arc::new(KafkaCommitter) as Arc<dyn Committer>)
 }
 
 /// Commits an exactly-once Kafka sink's spool files (see the module doc).
@@ -82,28 +93,63 @@ impl Committer for KafkaCommitter {
     // A missing spool file was committed (it is removed after its transaction): nothing to verify.
 }
 
-/// The next record of a spool file: (key, value); `None` at its end.
-fn read_record(r: &mut impl Read) -> std::io::Result<Option<(Option<Vec<u8>>, Vec<u8>)>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+/// Reads a spool file back: records as the sink encoded them (key, value, timestamp) —
+/// or, in spool files written before records were kept (`.jsonl` parts), one value per
+/// line. Lengths are checked against what is left of the file: a damaged file is an
+/// error, never a huge allocation.
+struct SpoolReader {
+    r: BufReader<std::fs::File>,
+    left: u64,
+    lines: bool,
+}
+
+fn damaged() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, "a damaged spool record (a length past the end of the file)")
+}
+
+impl SpoolReader {
+    fn open(path: &Path, lines: bool) -> std::io::Result<Self> {
+        let f = std::fs::File::open(path)?;
+        let left = f.metadata()?.len();
+        Ok(SpoolReader { r: BufReader::with_capacity(1 << 16, f), left, lines })
     }
-    let key_len = u32::from_le_bytes(len);
-    let key = if key_len == u32::MAX {
-        None
-    } else {
-        let mut k = vec![0u8; key_len as usize];
-        r.read_exact(&mut k)?;
-        Some(k)
-    };
-    r.read_exact(&mut len)?;
-    let mut value = vec![0u8; u32::from_le_bytes(len) as usize];
-    r.read_exact(&mut value)?;
-    let mut ts = [0u8; 8];
-    r.read_exact(&mut ts)?;
-    Ok(Some((key, value)))
+
+    fn take(&mut self, n: u64) -> std::io::Result<Vec<u8>> {
+        if n > self.left {
+            return Err(damaged());
+        }
+        let mut buf = vec![0u8; n as usize];
+        self.r.read_exact(&mut buf)?;
+        self.left -= n;
+        Ok(buf)
+    }
+
+    fn u32(&mut self) -> std::io::Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// The next record: (key, value); `None` at the end.
+    fn next(&mut self) -> std::io::Result<Option<(Option<Vec<u8>>, Vec<u8>)>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        if self.lines {
+            let mut line = Vec::new();
+            let n = std::io::BufRead::read_until(&mut self.r, b'\n', &mut line)?;
+            self.left = self.left.saturating_sub(n as u64);
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            return Ok(Some((None, line)));
+        }
+        let key_len = self.u32()?;
+        let key = if key_len == u32::MAX { None } else { Some(self.take(u64::from(key_len))?) };
+        let value_len = self.u32()?;
+        let value = self.take(u64::from(value_len))?;
+        self.take(8)?;
+        Ok(Some((key, value)))
+    }
 }
 
 struct TxClient {
@@ -195,8 +241,8 @@ fn commit_with(t: &KafkaCommitTarget, c: &TxClient, dir: &Path, pending: &[Pendi
         }
         c.producer.begin_transaction().map_err(|e| storage_err(t, "begin_transaction", e))?;
         let local = |e: std::io::Error| CheckpointError::Local(format!("{}: {e}", hidden.display()));
-        let mut spool = BufReader::with_capacity(1 << 16, std::fs::File::open(&hidden).map_err(local)?);
-        while let Some((key, value)) = read_record(&mut spool).map_err(local)? {
+        let mut spool = SpoolReader::open(&hidden, p.visible.ends_with(".jsonl")).map_err(local)?;
+        while let Some((key, value)) = spool.next().map_err(local)? {
             let key = kafka_key(key.as_deref(), &value, t.key_field.as_deref());
             let mut record = BaseRecord::<[u8], [u8]>::to(&t.topic).payload(&value);
             if let Some(k) = &key {
@@ -230,14 +276,24 @@ mod tests {
     use rivulet_dataflow::BatchBuilder;
 
     #[test]
-    fn spool_files_hold_records_with_their_keys() {
+    fn spool_files_hold_records_with_their_keys_and_damage_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
         let mut b = BatchBuilder::new();
         b.push(Some(b"customer-1"), b"{\"total\":3}", 7);
         b.push(None, b"no key", 8);
         let batch = b.take();
-        let mut r = batch.as_slice();
-        assert_eq!(super::read_record(&mut r).expect("read"), Some((Some(b"customer-1".to_vec()), b"{\"total\":3}".to_vec())));
-        assert_eq!(super::read_record(&mut r).expect("read"), Some((None, b"no key".to_vec())));
-        assert_eq!(super::read_record(&mut r).expect("read"), None);
+        let path = dir.path().join("spool");
+        std::fs::write(&path, batch.as_slice()).expect("write");
+        let mut r = super::SpoolReader::open(&path, false).expect("open");
+        assert_eq!(r.next().expect("read"), Some((Some(b"customer-1".to_vec()), b"{\"total\":3}".to_vec())));
+        assert_eq!(r.next().expect("read"), Some((None, b"no key".to_vec())));
+        assert_eq!(r.next().expect("read"), None);
+        // A length past the end of the file (a JSON line read as a record) is refused.
+        std::fs::write(&path, b"{\"key\":\"a\"}\n").expect("write");
+        assert!(super::SpoolReader::open(&path, false).expect("open").next().is_err());
+        // Spool files of earlier versions: one value per line.
+        let mut r = super::SpoolReader::open(&path, true).expect("open");
+        assert_eq!(r.next().expect("read"), Some((None, b"{\"key\":\"a\"}".to_vec())));
+        assert_eq!(r.next().expect("read"), None);
     }
 }

@@ -18,5 +18,5 @@ mod parquet;
 mod sink;
 mod source;
 
-pub(crate) use sink::ObjectSinkConnector;
+pub(crate) use sink::{ObjectSinkConnector, committer_for};
 pub(crate) use source::ObjectSourceConnector;

@@ -90,6 +90,11 @@ impl SinkConnector for ObjectSinkConnector {
     }
 }
 
+/// The committer of a transaction with an object-storage target: the object sink's.
+pub(crate) fn committer_for(transaction: &SinkTransaction) -> Option<Arc<dyn Committer>> {
+    PartFilesTxn::<Target>::decode(transaction).ok().map(|_| Arc::new(ObjectCommitter) as Arc<dyn Committer>)
+}
+
 /// Uploads an object sink's pending spool files (converted if Parquet), then removes
 /// them: an upload is one PUT, and the same part always becomes the same object, so a
 /// repeated commit rewrites identical bytes.
