@@ -68,7 +68,7 @@ impl DirectSink {
         let key = kafka_key(key, value, self.key_field.as_deref());
         let mut record = BaseRecord::<[u8], [u8], ()>::with_opaque_to(&self.topic, ()).payload(value);
         if let Some(k) = &key {
-            record = record.key(k.as_slice());
+            record = record.key(k.as_ref());
         }
         loop {
             match self.producer.send(record) {

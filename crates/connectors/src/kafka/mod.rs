@@ -10,6 +10,7 @@ mod transactional;
 pub(crate) use source::KafkaSourceConnector;
 pub(crate) use transactional::committer_for;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -25,14 +26,14 @@ use crate::sink::{Sink, SinkConnector};
 use transactional::{KafkaCommitTarget, KafkaCommitter};
 
 /// The Kafka key of a record: the JSON field `field` of its value when the spec names
-/// one (a string as is, anything else as JSON), else the record's own key.
-fn kafka_key(key: Option<&[u8]>, value: &[u8], field: Option<&str>) -> Option<Vec<u8>> {
-    let Some(field) = field else { return key.map(<[u8]>::to_vec) };
+/// one (a string as is, anything else as JSON), else the record's own key (borrowed).
+fn kafka_key<'a>(key: Option<&'a [u8]>, value: &[u8], field: Option<&str>) -> Option<Cow<'a, [u8]>> {
+    let Some(field) = field else { return key.map(Cow::Borrowed) };
     let v: serde_json::Value = serde_json::from_slice(value).ok()?;
-    Some(match v.get(field)? {
+    Some(Cow::Owned(match v.get(field)? {
         serde_json::Value::String(s) => s.clone().into_bytes(),
         other => other.to_string().into_bytes(),
-    })
+    }))
 }
 
 /// `type: kafka` sinks.
@@ -92,9 +93,10 @@ impl SinkConnector for KafkaSinkConnector {
 mod tests {
     #[test]
     fn keys_come_from_the_record_unless_a_field_is_named() {
-        assert_eq!(super::kafka_key(Some(b"k1"), br#"{"c":"x"}"#, None), Some(b"k1".to_vec()));
-        assert_eq!(super::kafka_key(None, br#"{"c":"x"}"#, None), None);
-        assert_eq!(super::kafka_key(Some(b"k1"), br#"{"c":"x"}"#, Some("c")), Some(b"x".to_vec()));
-        assert_eq!(super::kafka_key(None, br#"{"c":3}"#, Some("c")), Some(b"3".to_vec()));
+        let key = |k: Option<&[u8]>, v: &[u8], f: Option<&str>| super::kafka_key(k, v, f).map(|c| c.into_owned());
+        assert_eq!(key(Some(b"k1"), br#"{"c":"x"}"#, None), Some(b"k1".to_vec()));
+        assert_eq!(key(None, br#"{"c":"x"}"#, None), None);
+        assert_eq!(key(Some(b"k1"), br#"{"c":"x"}"#, Some("c")), Some(b"x".to_vec()));
+        assert_eq!(key(None, br#"{"c":3}"#, Some("c")), Some(b"3".to_vec()));
     }
 }

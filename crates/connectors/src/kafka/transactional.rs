@@ -246,7 +246,7 @@ fn commit_with(t: &KafkaCommitTarget, c: &TxClient, dir: &Path, pending: &[Pendi
             let key = kafka_key(key.as_deref(), &value, t.key_field.as_deref());
             let mut record = BaseRecord::<[u8], [u8]>::to(&t.topic).payload(&value);
             if let Some(k) = &key {
-                record = record.key(k.as_slice());
+                record = record.key(k.as_ref());
             }
             loop {
                 match c.producer.send(record) {
