@@ -89,7 +89,13 @@ impl<'a> Supervisor<'a> {
             tokio::select! {
                 joined = tasks.join_next() => {
                     let Some(joined) = joined else { break };
-                    let result = joined.unwrap_or_else(|e| Err(JobError::Internal(format!("task panicked: {e}"))));
+                    let result = match joined {
+                        Ok(result) => result,
+                        // Only this supervisor aborts tasks, after a failure or a cancel it
+                        // has already recorded: an aborted task is an echo, never the cause.
+                        Err(e) if e.is_cancelled() => continue,
+                        Err(e) => Err(JobError::Internal(format!("task panicked: {e}"))),
+                    };
                     if let Err(e) = result {
                         self.fail(e, &mut tasks);
                     }

@@ -32,11 +32,6 @@ impl InputGate {
         InputGate { queue, blocked: vec![false; n], ended: vec![false; n], held: VecDeque::new(), replay: VecDeque::new(), pending: None }
     }
 
-    /// The number of input channels.
-    pub fn channels(&self) -> usize {
-        self.blocked.len()
-    }
-
     fn aligned(&mut self) -> Option<Barrier> {
         let b = self.pending?;
         if (0..self.blocked.len()).all(|c| self.blocked[c] || self.ended[c]) {

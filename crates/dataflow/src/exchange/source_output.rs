@@ -45,11 +45,6 @@ impl SourceOutput {
         }
     }
 
-    /// The node's counters.
-    pub fn metrics(&self) -> &NodeMetrics {
-        &self.metrics
-    }
-
     /// Derive watermarks from `basis` (e.g. the least of per-partition maxima) rather
     /// than from the largest timestamp seen; `None` holds the watermark back.
     pub fn set_watermark_basis(&mut self, basis: Option<i64>) {
