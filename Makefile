@@ -37,7 +37,7 @@ build: plugins ui
 ## Set up, build, and run the fraud-detection example on its bundled sample.
 demo: build
 	$(RIVULET_RELEASE) run plugins-examples/fraud-detection/job.yaml \
-	  --param input=sample.jsonl --param output=$(CURDIR)/target/demo-alerts \
+	  --param input=plugins-examples/fraud-detection/sample.jsonl --param output=$(CURDIR)/target/demo-alerts \
 	  --checkpoint-dir $(CURDIR)/target/demo-checkpoints --checkpoint-interval 1s
 	@echo "--- fraud alerts (committed part files of target/demo-alerts/) ---"
 	@cat $(CURDIR)/target/demo-alerts/part-*

@@ -31,6 +31,9 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
             .args(["server", "--listen", "127.0.0.1:0", "--state-backend", "rocksdb", "--checkpoint-interval", "5s", "--data-dir"])
             .arg(data)
+            // Outputs go next to the data directory.
+            .arg("--allow-path")
+            .arg(data.parent().expect("the data dir's parent"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 use rivulet_checkpoint::CheckpointStorage;
-use rivulet_job::{JobGraph, JobSpec, NodeKind, RestartSpec, file_safe};
+use rivulet_job::{JobGraph, JobSpec, NodeKind, Params, RestartSpec, file_safe};
 use rivulet_plugin::{Limits, PluginEngine, WORLD};
 use rivulet_runtime::{CheckpointOverrides, RestoreFrom, RunOptions, checkpoint_config, run_job_with_restarts};
 use rivulet_state::BackendKind;
@@ -77,7 +77,8 @@ pub struct ServerRunArgs {
     /// Where plugins, job metadata, checkpoints and state are kept.
     #[arg(long, default_value = "rivulet-server-data")]
     pub data_dir: PathBuf,
-    /// A file holding the bearer token every route but /healthz requires.
+    /// A file of bearer tokens, one `ROLE TOKEN` per line (roles: viewer, operator,
+    /// admin), or a single bare token (admin). Every route but /healthz needs one.
     #[arg(long)]
     pub auth_token_file: Option<PathBuf>,
     /// Largest plugin upload, in MiB.
@@ -89,6 +90,22 @@ pub struct ServerRunArgs {
     /// State backend of jobs that set none.
     #[arg(long, value_enum, default_value = "memory")]
     pub state_backend: BackendKind,
+    /// A directory jobs may read and write files below, besides <data-dir>/files/
+    /// (where their relative paths resolve). Repeatable.
+    #[arg(long = "allow-path", value_name = "DIR")]
+    pub allow_paths: Vec<PathBuf>,
+    /// A host jobs' connectors may connect to: HOST, HOST:PORT, *.DOMAIN[:PORT] or
+    /// [IPv6]:PORT. Repeatable; none by default.
+    #[arg(long = "allow-connect", value_name = "HOST[:PORT]", value_parser = clap::value_parser!(rivulet_server::HostPattern))]
+    pub allow_connect: Vec<rivulet_server::HostPattern>,
+    /// Connections served at once (default: a quarter of the open-file limit, 8–1024;
+    /// the rest is kept for jobs).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Close a connection whose request headers take longer than this (idle or
+    /// half-sent).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub header_timeout: std::time::Duration,
 }
 
 /// Savepoint subcommands.
@@ -237,7 +254,8 @@ fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>> {
 
 fn load_graph(args: &SpecArgs) -> Result<(JobSpec, JobGraph)> {
     let params = parse_params(&args.params)?;
-    let spec = JobSpec::from_file(&args.job, &params)?;
+    let cwd = std::env::current_dir().context("the working directory")?;
+    let spec = JobSpec::from_file(&args.job, &Params::from_command_line(params, cwd))?;
     let base = args.job.parent().map(Path::to_path_buf).unwrap_or_default();
     let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
     let graph = JobGraph::build(&spec, &base, args.parallelism)?;
@@ -345,12 +363,16 @@ fn server(args: ServerRunArgs) -> Result<()> {
     config.max_plugin_bytes = args.max_plugin_mb.saturating_mul(1 << 20);
     config.checkpoint_interval = args.checkpoint_interval;
     config.state_backend = args.state_backend;
+    config.allow_paths = args.allow_paths;
+    config.allow_connect = args.allow_connect;
+    if let Some(n) = args.max_connections {
+        config.connections.max_connections = n.max(1);
+    }
+    config.connections.header_timeout = args.header_timeout;
     if let Some(f) = &args.auth_token_file {
-        let token = std::fs::read_to_string(f).with_context(|| format!("reading the token file {}", f.display()))?.trim().to_owned();
-        if token.len() < 16 {
-            bail!("the token in {} is too short (use at least 16 characters)", f.display());
-        }
-        config.auth_token = Some(token);
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading the token file {}", f.display()))?;
+        let tokens = rivulet_api::Tokens::parse(&text).map_err(|e| anyhow::anyhow!("the token file {}: {e}", f.display()))?;
+        config.auth = Some(tokens);
     }
     let engine = engine()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-server").build()?;

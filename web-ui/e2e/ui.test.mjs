@@ -24,6 +24,7 @@ const chromiumPath = process.env.RIVULET_CHROMIUM ?? '/usr/bin/chromium';
 const shots = join(here, '../test-output/screenshots');
 const docsShots = process.env.RIVULET_DOCS_SCREENSHOTS === '1' ? join(repo, 'docs/ui') : null;
 const TOKEN = 'ui-test-token-4f1c9a';
+const VIEWER_TOKEN = 'ui-test-viewer-token-77b2';
 
 const counterV1 = join(repo, 'plugins-examples/counter-v1/counter_v1.wasm');
 const counterV2 = join(repo, 'plugins-examples/counter-v2/counter_v2.wasm');
@@ -41,7 +42,7 @@ const expectedFailures = []; // responses the test provokes on purpose (a bad up
 /** Start `rivulet server` on a free loopback port; resolves with its URL. */
 function startServer(dataDir, tokenFile) {
   return new Promise((resolveUrl, reject) => {
-    const child = spawn(bin, ['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--auth-token-file', tokenFile, '--checkpoint-interval', '500ms'], {
+    const child = spawn(bin, ['server', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--auth-token-file', tokenFile, '--checkpoint-interval', '500ms', '--allow-path', dirname(dataDir)], {
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true,
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
@@ -76,7 +77,7 @@ before(async () => {
   if (docsShots) mkdirSync(docsShots, { recursive: true });
   work = mkdtempSync(join(tmpdir(), 'rivulet-ui-'));
   const tokenFile = join(work, 'token');
-  writeFileSync(tokenFile, `${TOKEN}\n`);
+  writeFileSync(tokenFile, `admin ${TOKEN}\nviewer ${VIEWER_TOKEN}\n`);
   serverUrl = await startServer(join(work, 'data'), tokenFile);
   browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -375,6 +376,23 @@ test('a user operates and hot-swaps a job from the browser', async (top) => {
     assert.match(text, /trapper@1/);
     assert.match(text, /deliberate trap/);
     await shot('job-exceptions');
+  });
+
+  await t.test('a viewer token sees everything and is offered no changes', async () => {
+    await page.getByRole('button', { name: 'Forget token' }).click();
+    await page.getByLabel('API token').fill(VIEWER_TOKEN);
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByTestId('role').filter({ hasText: 'viewer' }).waitFor();
+    assert.equal(await page.getByRole('navigation', { name: 'main' }).getByRole('link', { name: 'Submit job' }).count(), 0);
+    await navLink('Plugins').click();
+    await page.getByRole('cell', { name: 'trapper' }).first().waitFor();
+    assert.equal(await page.getByRole('heading', { name: 'Upload a plugin' }).count(), 0);
+    assert.equal(await page.getByRole('button', { name: /^Delete / }).count(), 0);
+    await navLink('Overview').click();
+    await page.getByRole('link', { name: 'trapping' }).first().click();
+    await page.getByRole('tab', { name: /history/ }).waitFor();
+    assert.equal(await page.getByRole('toolbar', { name: 'job actions' }).count(), 0);
+    await shot('viewer-job');
   });
 
   await t.test('no console errors but the provoked one', async () => {

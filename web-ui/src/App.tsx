@@ -5,6 +5,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { UNAUTHORIZED_EVENT, api, sessionToken } from './api/client';
 import { Empty, ErrorBox, Loading } from './components/States';
 import { href, useRoute } from './lib/hooks';
+import { type Role, RoleContext, allows } from './lib/role';
 import { JobPage } from './pages/JobPage';
 import { Overview } from './pages/Overview';
 import { Plugins } from './pages/Plugins';
@@ -66,6 +67,8 @@ export function App() {
   const needToken = gate === 'token';
   const setNeedToken = (need: boolean) => setGate(need ? 'token' : 'open');
   const [generation, setGeneration] = useState(0);
+  const [role, setRole] = useState<Role>('viewer');
+  const [auth, setAuth] = useState(false);
   useEffect(() => {
     const on = () => setNeedToken(true);
     window.addEventListener(UNAUTHORIZED_EVENT, on);
@@ -78,14 +81,25 @@ export function App() {
   useEffect(() => {
     api
       .health()
-      .then((h) => setGate(h.auth && !sessionToken.get() ? 'token' : 'open'))
+      .then((h) => {
+        setAuth(h.auth);
+        setGate(h.auth && !sessionToken.get() ? 'token' : 'open');
+      })
       .catch(() => setGate('open'));
   }, [generation]);
+  // What the token may do decides what the pages offer.
+  useEffect(() => {
+    if (gate !== 'open') return;
+    api
+      .session()
+      .then((s) => setRole(s.role))
+      .catch(() => setRole('viewer'));
+  }, [gate, generation]);
 
   const nav = [
     { page: 'overview' as const, label: 'Overview' },
     { page: 'plugins' as const, label: 'Plugins' },
-    { page: 'submit' as const, label: 'Submit job' },
+    ...(allows(role, 'operator') ? [{ page: 'submit' as const, label: 'Submit job' }] : []),
   ];
   return (
     <>
@@ -111,6 +125,11 @@ export function App() {
             </a>
           ))}
         </nav>
+        {auth && gate === 'open' && (
+          <span class="badge role" title="the role of the token in use" data-testid="role">
+            {role}
+          </span>
+        )}
         {sessionToken.get() && (
           <button
             type="button"
@@ -124,6 +143,7 @@ export function App() {
           </button>
         )}
       </header>
+      <RoleContext.Provider value={role}>
       <main id="main" tabIndex={-1} key={generation}>
         <Boundary key={route.page === 'job' ? `job:${route.id}` : route.page}>
         {gate === 'checking' ? (
@@ -151,6 +171,7 @@ export function App() {
         )}
         </Boundary>
       </main>
+      </RoleContext.Provider>
     </>
   );
 }

@@ -4,6 +4,7 @@ import { fmtAge, fmtBytes, fmtCount, fmtDuration, fmtPercent, fmtRate, shortDige
 import { href, parseRoute } from '../src/lib/hooks';
 import { ioCounters, nodeCounters, outputLagMs, pressureLevel, watermarkLagMs } from '../src/lib/jobstats';
 import { edgePath, layoutGraph, NODE_W } from '../src/lib/layout';
+import { allows } from '../src/lib/role';
 import { RateTracker, Series } from '../src/lib/series';
 
 describe('format', () => {
@@ -147,5 +148,15 @@ describe('routes', () => {
     }
     expect(parseRoute('#/nowhere').page).toBe('missing');
     expect(parseRoute('').page).toBe('overview');
+  });
+});
+
+describe('roles', () => {
+  it('each role allows what the roles below it do', () => {
+    expect(allows('viewer', 'viewer')).toBe(true);
+    expect(allows('viewer', 'operator')).toBe(false);
+    expect(allows('operator', 'operator')).toBe(true);
+    expect(allows('operator', 'admin')).toBe(false);
+    expect(allows('admin', 'operator')).toBe(true);
   });
 });

@@ -1,46 +1,194 @@
-//! Bearer-token authentication: every route but `/healthz` and the UI's files.
+//! Bearer tokens with roles: every route but `/healthz` and the UI's files needs a token,
+//! and what a request may do depends on its token's role — `viewer` reads, `operator`
+//! also runs jobs (submit, stop, savepoints, rescale, swap), `admin` also manages
+//! plugins (upload, delete).
+
+use std::fmt;
+use std::str::FromStr;
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rivulet_server::ServerError;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::{Shared, ui};
 
-/// Constant-time comparison of a presented token with the configured one (both hashed
-/// first, so neither length nor content leaks through timing).
-fn token_matches(presented: &str, expected: &str) -> bool {
-    let a = Sha256::digest(presented.as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// What a token may do; each role may do everything of the roles before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read everything: jobs, plugins, metrics, logs.
+    Viewer,
+    /// Also run jobs: submit, stop, savepoints, rescale, upgrade.
+    Operator,
+    /// Also manage plugins: upload and delete.
+    Admin,
 }
 
-/// The middleware.
-pub async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    if let Some(expected) = &state.config.auth_token
-        && req.uri().path() != "/healthz"
-        && !(ui::is_read(req.method()) && ui::is_ui_path(req.uri().path()))
-    {
-        let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if !presented.is_some_and(|p| token_matches(p.trim(), expected)) {
-            // The body of an unauthenticated request is not read: the connection closes.
-            let mut resp = ApiError(ServerError::Unauthorized).into_response();
-            resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-            return resp;
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role '{other}' (viewer, operator or admin)")),
         }
     }
+}
+
+/// The shortest token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The tokens a server accepts, each with its role.
+#[derive(Clone)]
+pub struct Tokens {
+    entries: Vec<(Role, [u8; 32])>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let roles: Vec<String> = self.entries.iter().map(|(r, _)| r.to_string()).collect();
+        write!(f, "Tokens({} redacted: {})", self.entries.len(), roles.join(", "))
+    }
+}
+
+impl Tokens {
+    /// Parse a token file: one `ROLE TOKEN` per line (`#` comments and blank lines
+    /// skipped), or — as before roles existed — a single bare token, which is `admin`.
+    pub fn parse(text: &str) -> Result<Tokens, String> {
+        let lines: Vec<(usize, &str)> =
+            text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect();
+        let mut entries = Vec::new();
+        if let [(_, only)] = lines.as_slice()
+            && !only.contains(char::is_whitespace)
+        {
+            entries.push((Role::Admin, (*only).to_owned()));
+        } else {
+            for (n, line) in lines {
+                let mut parts = line.split_whitespace();
+                let (Some(role), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
+                    return Err(format!("line {n}: expected `ROLE TOKEN`"));
+                };
+                entries.push((role.parse().map_err(|e| format!("line {n}: {e}"))?, token.to_owned()));
+            }
+        }
+        if entries.is_empty() {
+            return Err("no token".into());
+        }
+        if let Some((role, _)) = entries.iter().find(|(_, t)| t.len() < MIN_TOKEN_LEN) {
+            return Err(format!("the {role} token is too short (use at least {MIN_TOKEN_LEN} characters)"));
+        }
+        Ok(Tokens { entries: entries.into_iter().map(|(r, t)| (r, Sha256::digest(t.as_bytes()).into())).collect() })
+    }
+
+    /// One admin token.
+    pub fn admin(token: &str) -> Tokens {
+        Tokens { entries: vec![(Role::Admin, Sha256::digest(token.as_bytes()).into())] }
+    }
+
+    /// The role of `presented`, comparing in constant time with every token (hashed
+    /// first, so neither length nor content leaks through timing).
+    fn role_of(&self, presented: &str) -> Option<Role> {
+        let p: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for (role, t) in &self.entries {
+            if p.iter().zip(t.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 {
+                found = found.max(Some(*role));
+            }
+        }
+        found
+    }
+}
+
+/// The role a request needs: reading needs `viewer`; changing plugins `admin`; any other
+/// change `operator`.
+fn required_role(method: &Method, path: &str) -> Role {
+    if method == Method::GET || method == Method::HEAD {
+        Role::Viewer
+    } else if path == "/v1/plugins" || path.starts_with("/v1/plugins/") {
+        Role::Admin
+    } else {
+        Role::Operator
+    }
+}
+
+/// The middleware: 401 without a valid token, 403 when its role is not enough. The role
+/// goes into the request's extensions (`admin` on a server without tokens).
+pub async fn auth(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    let open = req.uri().path() == "/healthz" || (ui::is_read(req.method()) && ui::is_ui_path(req.uri().path()));
+    let role = match &state.config.auth {
+        None => Role::Admin,
+        Some(_) if open => Role::Viewer,
+        Some(tokens) => {
+            let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+            let Some(role) = presented.and_then(|p| tokens.role_of(p.trim())) else {
+                // The body of an unauthenticated request is not read: the connection closes.
+                return closing(ApiError(ServerError::Unauthorized).into_response());
+            };
+            let needed = required_role(req.method(), req.uri().path());
+            if role < needed {
+                let e = ServerError::Forbidden(format!("a {role} token may not {} {}: that needs {needed}", req.method(), req.uri().path()));
+                return closing(ApiError(e).into_response());
+            }
+            role
+        }
+    };
+    req.extensions_mut().insert(role);
     next.run(req).await
+}
+
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    resp
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    const A: &str = "admin-token-123456";
+    const O: &str = "operator-token-1234";
+    const V: &str = "viewer-token-123456";
+
     #[test]
-    fn tokens_compare_whole() {
-        assert!(super::token_matches("secret-token-123", "secret-token-123"));
-        assert!(!super::token_matches("secret-token-12", "secret-token-123"));
-        assert!(!super::token_matches("", "secret-token-123"));
+    fn tokens_compare_whole_and_carry_their_role() {
+        let t = Tokens::parse(&format!("# roles\nadmin {A}\n\noperator {O}\nviewer {V}\n")).expect("tokens");
+        assert_eq!(t.role_of(A), Some(Role::Admin));
+        assert_eq!(t.role_of(O), Some(Role::Operator));
+        assert_eq!(t.role_of(V), Some(Role::Viewer));
+        assert_eq!(t.role_of(&A[..A.len() - 1]), None);
+        assert_eq!(t.role_of(""), None);
+        let single = Tokens::parse(&format!("{A}\n")).expect("a single bare token");
+        assert_eq!(single.role_of(A), Some(Role::Admin), "the single-token file keeps working as admin");
+        assert!(Tokens::parse("root abcdefghijklmnopqrst").expect_err("role").contains("unknown role 'root'"));
+        assert!(Tokens::parse("viewer short").expect_err("short").contains("too short"));
+        assert!(Tokens::parse("viewer a b c").expect_err("shape").contains("line 1"));
+        assert!(!format!("{t:?}").contains(A), "never printed");
+    }
+
+    #[test]
+    fn reading_needs_a_viewer_running_jobs_an_operator_plugins_an_admin() {
+        assert_eq!(required_role(&Method::GET, "/v1/plugins"), Role::Viewer);
+        assert_eq!(required_role(&Method::POST, "/v1/plugins"), Role::Admin);
+        assert_eq!(required_role(&Method::DELETE, "/v1/plugins/a/1"), Role::Admin);
+        assert_eq!(required_role(&Method::POST, "/v1/jobs"), Role::Operator);
+        assert_eq!(required_role(&Method::POST, "/v1/jobs/x/stop"), Role::Operator);
+        assert_eq!(required_role(&Method::GET, "/metrics"), Role::Viewer);
     }
 }

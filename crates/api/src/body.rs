@@ -13,13 +13,20 @@ pub const MAX_JSON_BYTES: usize = 1 << 20;
 /// so a client that is still sending gets the answer instead of a reset connection.
 const DRAIN_BYTES: usize = 256 << 20;
 
+/// How long a body may pause between chunks before the request is given up.
+const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Read a body of at most `limit` bytes.
 pub async fn read_body(body: Body, limit: usize, what: &str) -> ApiResult<Bytes> {
     use futures::StreamExt as _;
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     let mut total = 0usize;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let next = tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next())
+            .await
+            .map_err(|_| ServerError::BadRequest(format!("{what} stopped arriving for {} s", BODY_IDLE_TIMEOUT.as_secs())))?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| ServerError::BadRequest(format!("reading {what}: {e}")))?;
         total = total.saturating_add(chunk.len());
         if total > limit {

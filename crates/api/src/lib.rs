@@ -8,12 +8,15 @@
 mod auth;
 mod body;
 mod error;
+mod listener;
 mod metrics;
 mod openapi;
 mod routes;
 pub mod ui;
 
+pub use auth::{MIN_TOKEN_LEN, Role, Tokens};
 pub use error::{ApiError, ErrorBody};
+pub use listener::ConnectionLimits;
 pub use openapi::ApiDoc;
 pub use routes::jobs::SubmitRequest;
 pub use routes::operations::{RescaleRequest, StopRequest, UpgradeRequest};
@@ -28,7 +31,7 @@ use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
 use rivulet_plugin::PluginEngine;
-use rivulet_server::{JobDefaults, JobManager, PluginRegistry, ServerError};
+use rivulet_server::{AccessPolicy, HostPattern, JobDefaults, JobManager, PluginRegistry, ServerError};
 use rivulet_state::BackendKind;
 
 /// How to run a server.
@@ -38,14 +41,20 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where metadata, plugins, checkpoints and state live.
     pub data_dir: PathBuf,
-    /// Bearer token every route but `/healthz` requires (when set).
-    pub auth_token: Option<String>,
+    /// Bearer tokens with their roles; every route but `/healthz` requires one (when set).
+    pub auth: Option<Tokens>,
     /// Largest plugin upload in bytes.
     pub max_plugin_bytes: usize,
     /// Checkpoint interval for jobs whose spec sets none.
     pub checkpoint_interval: Duration,
     /// State backend for jobs that set none.
     pub state_backend: BackendKind,
+    /// Directories jobs may read and write below, besides `<data-dir>/files/`.
+    pub allow_paths: Vec<PathBuf>,
+    /// Hosts jobs' connectors may connect to (none by default).
+    pub allow_connect: Vec<HostPattern>,
+    /// Connections served at once and the time their headers may take.
+    pub connections: ConnectionLimits,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -53,25 +62,31 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("auth", &self.auth)
             .field("max_plugin_bytes", &self.max_plugin_bytes)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("state_backend", &self.state_backend)
+            .field("allow_paths", &self.allow_paths)
+            .field("allow_connect", &self.allow_connect)
+            .field("connections", &self.connections)
             .finish()
     }
 }
 
 impl ServerConfig {
     /// Defaults: 127.0.0.1:8080, no token, 64 MiB uploads, checkpoints every second,
-    /// memory state.
+    /// memory state, files only below `<data-dir>/files/`, no connections.
     pub fn new(data_dir: PathBuf) -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir,
-            auth_token: None,
+            auth: None,
             max_plugin_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(1),
             state_backend: BackendKind::Memory,
+            allow_paths: Vec::new(),
+            allow_connect: Vec::new(),
+            connections: ConnectionLimits::from_fd_limit(),
         }
     }
 }
@@ -96,6 +111,7 @@ pub fn router(state: Shared) -> Router {
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(system::metrics_text))
+        .route("/v1/session", get(system::session))
         .route("/v1/openapi.json", get(system::openapi_json))
         .route("/v1/plugins", post(plugins::upload_plugin).get(plugins::list_plugins))
         .route("/v1/plugins/{name}/{version}", get(plugins::get_plugin).delete(plugins::delete_plugin))
@@ -121,7 +137,7 @@ pub fn router(state: Shared) -> Router {
 
 /// Open the data dir, resume jobs, serve until the process ends.
 pub async fn serve(config: ServerConfig, engine: Arc<PluginEngine>) -> Result<(), ServerError> {
-    if config.auth_token.is_none() && !config.listen.ip().is_loopback() {
+    if config.auth.is_none() && !config.listen.ip().is_loopback() {
         return Err(ServerError::BadRequest(format!(
             "refusing to listen on {} without authentication: pass --auth-token-file (or bind 127.0.0.1)",
             config.listen
@@ -129,16 +145,19 @@ pub async fn serve(config: ServerConfig, engine: Arc<PluginEngine>) -> Result<()
     }
     std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Internal(format!("{}: {e}", config.data_dir.display())))?;
     let registry = Arc::new(PluginRegistry::open(&config.data_dir, engine)?);
-    let defaults = JobDefaults { checkpoint_interval: config.checkpoint_interval, state_backend: config.state_backend };
+    let access = AccessPolicy::new(&config.data_dir, &config.allow_paths, config.allow_connect.clone())?;
+    let defaults = JobDefaults { checkpoint_interval: config.checkpoint_interval, state_backend: config.state_backend, access };
     let jobs = JobManager::open(&config.data_dir, registry.clone(), defaults).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServerError::BadRequest(format!("cannot listen on {}: {e}", config.listen)))?;
     let addr = listener.local_addr().map_err(|e| ServerError::Internal(e.to_string()))?;
+    let limits = config.connections;
     let state = Arc::new(AppState { registry, jobs, config, started: Instant::now() });
     let app = router(state);
     // The line tests and scripts wait for (the port is known even with `:0`).
     eprintln!("[rivulet] server listening on http://{addr}");
     tracing::info!(%addr, "server listening");
-    axum::serve(listener, app).await.map_err(|e| ServerError::Internal(e.to_string()))
+    listener::serve(listener, app, limits).await;
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! `GET /metrics`: the live counters of every job in the Prometheus text format,
 //! encoded by `prometheus-client` from a registry filled at scrape time.
 //!
-//! - per operator (labels `job`, `node`, `kind`): records in/out, late records,
+//! - per operator (labels `job`, `node`, `kind`): records in/out, late records, dead letters,
 //!   processing latency (guest time per record), backpressure, watermark lag;
 //! - per job: checkpoint duration and size (last), checkpoints completed and failed,
 //!   restarts;
@@ -51,6 +51,7 @@ pub fn render(state: &AppState) -> String {
     let records_in = Family::<NodeLabels, Counter>::default();
     let records_out = Family::<NodeLabels, Counter>::default();
     let late = Family::<NodeLabels, Counter>::default();
+    let dead_letters = Family::<NodeLabels, Counter>::default();
     let latency = Family::<NodeLabels, FloatGauge>::default();
     let backpressure = Family::<NodeLabels, FloatGauge>::default();
     let wm_lag = Family::<NodeLabels, FloatGauge>::default();
@@ -66,6 +67,7 @@ pub fn render(state: &AppState) -> String {
     reg.register("records_in", "Records received by a node", records_in.clone());
     reg.register("records_out", "Records emitted by a node", records_out.clone());
     reg.register("late_records", "Records routed to a window's late side output", late.clone());
+    reg.register("dead_letters", "Undecodable records a source sent to its dead-letter output", dead_letters.clone());
     reg.register("processing_latency_seconds", "Mean time in the guest per record received", latency.clone());
     reg.register("backpressure_seconds", "Time a node's subtasks waited on full downstream channels", backpressure.clone());
     reg.register("watermark_lag_seconds", "Wall clock minus the node's watermark", wm_lag.clone());
@@ -73,7 +75,7 @@ pub fn render(state: &AppState) -> String {
     reg.register("checkpoint_size_bytes", "Bytes written for the last completed snapshot", ck_size.clone());
     reg.register("checkpoints_completed", "Snapshots completed since the server started", ck_done.clone());
     reg.register("checkpoints_failed", "Snapshots that failed since the server started", ck_failed.clone());
-    reg.register("job_restarts", "Task failures a job restarted from", restarts.clone());
+    reg.register("job_restarts", "Restarts of a job after task failures", restarts.clone());
     reg.register("plugin_guest_seconds", "Time spent inside a plugin's guest calls", guest.clone());
     reg.register("plugin_traps", "Failures attributed to a plugin (traps, timeouts, guest errors)", traps.clone());
     reg.register("plugin_memory_bytes", "Largest linear memory of any instance of a plugin", memory.clone());
@@ -86,15 +88,15 @@ pub fn render(state: &AppState) -> String {
         for plugin in job.recorded_failures.iter().flatten() {
             traps.get_or_create(&PluginLabels { plugin: plugin.clone() }).inc();
         }
-        let Some((nodes, live)) = job.run else { continue };
         let jl = JobLabels { job: job.id.clone(), name: job.name.clone() };
+        restarts.get_or_create(&jl).inc_by(job.restarts);
+        let Some((nodes, live)) = job.run else { continue };
         if let Some(last) = live.snapshots.last() {
             ck_duration.get_or_create(&jl).set(last.duration_ms as f64 / 1e3);
             ck_size.get_or_create(&jl).set(last.bytes as i64);
         }
         ck_done.get_or_create(&jl).inc_by(live.snapshots.len() as u64);
         ck_failed.get_or_create(&jl).inc_by(live.snapshot_failures.len() as u64);
-        restarts.get_or_create(&jl).inc_by(live.failures.len() as u64);
         for plugin in live.failures.iter().filter_map(|f| f.plugin.as_ref()) {
             traps.get_or_create(&PluginLabels { plugin: plugin.clone() }).inc();
         }
@@ -104,6 +106,7 @@ pub fn render(state: &AppState) -> String {
             records_in.get_or_create(&nl).inc_by(r_in);
             records_out.get_or_create(&nl).inc_by(m.records_out.load(Ordering::Relaxed));
             late.get_or_create(&nl).inc_by(m.late_records.load(Ordering::Relaxed));
+            dead_letters.get_or_create(&nl).inc_by(m.dead_letters.load(Ordering::Relaxed));
             let guest_ns = m.guest_ns.load(Ordering::Relaxed);
             if r_in > 0 && node.role == NodeRole::Operator {
                 latency.get_or_create(&nl).set(guest_ns as f64 / 1e9 / r_in as f64);

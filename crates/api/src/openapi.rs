@@ -8,6 +8,7 @@ use rivulet_server::{
 };
 use utoipa::OpenApi;
 
+use crate::auth::Role;
 use crate::error::ErrorBody;
 use crate::routes::jobs::{
     __path_get_job, __path_job_checkpoints, __path_job_exceptions, __path_job_history, __path_job_logs, __path_list_jobs, __path_submit_job,
@@ -18,19 +19,19 @@ use crate::routes::operations::{
     StopRequest, UpgradeRequest,
 };
 use crate::routes::plugins::{__path_delete_plugin, __path_get_plugin, __path_list_plugins, __path_upload_plugin};
-use crate::routes::system::{__path_healthz, __path_metrics_text, __path_openapi_json, Health};
+use crate::routes::system::{__path_healthz, __path_metrics_text, __path_openapi_json, __path_session, Health, Session};
 
 /// The OpenAPI document, generated from the handlers.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Rivulet", description = "Stream processing with WebAssembly operators: plugins, jobs, savepoints, hot swap."),
     paths(
-        healthz, metrics_text, openapi_json, upload_plugin, list_plugins, get_plugin, delete_plugin, submit_job, list_jobs, get_job,
+        healthz, metrics_text, openapi_json, session, upload_plugin, list_plugins, get_plugin, delete_plugin, submit_job, list_jobs, get_job,
         job_exceptions, job_checkpoints, job_history, job_logs, trigger_savepoint, get_savepoint, list_savepoints, stop_job, rescale_job, upgrade_job
     ),
     components(schemas(
         ErrorBody, Health, PluginMeta, JobRecord, JobStatus, JobDetail, NodeStatus, EdgeStatus, SnapshotStat, CheckpointsView, HistoryEvent, ExceptionInfo,
-        SavepointInfo, PluginRef, UpgradeOutcome, GuestLogLine, SubmitRequest, StopRequest, RescaleRequest, UpgradeRequest
+        SavepointInfo, PluginRef, UpgradeOutcome, GuestLogLine, SubmitRequest, StopRequest, RescaleRequest, UpgradeRequest, Session, Role
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -45,7 +45,7 @@ pub async fn inspect(location: &str, entries: bool) -> Result<String, Checkpoint
         );
         for st in &o.subtasks {
             let Some(f) = &st.state else { continue };
-            let bytes = root.get_verified(f).await?;
+            let bytes = root.get_verified(&m.relocated(f, &dir)).await?;
             let s = OperatorState::decode(&bytes, &f.path)?;
             let mut per_state: BTreeMap<String, u64> = BTreeMap::new();
             let names: BTreeMap<u16, (String, StateKind)> = s.header.states.iter().map(|d| (d.id, (d.name.clone(), d.kind))).collect();

@@ -68,7 +68,7 @@ async fn verify(root: &CheckpointStorage, dir: &str, job: &str, committers: &Com
     let mut files = HashMap::new();
     for f in manifest.files() {
         if !files.contains_key(&f.path) {
-            let bytes = root.get_verified(f).await?;
+            let bytes = root.get_verified(&manifest.relocated(f, dir)).await?;
             files.insert(f.path.clone(), bytes);
         }
     }

@@ -61,6 +61,20 @@ impl Manifest {
     pub fn files(&self) -> impl Iterator<Item = &FileEntry> {
         self.operators.iter().flat_map(|o| o.subtasks.iter()).flat_map(|s| s.state.iter().chain(s.db.iter().map(|d| &d.file)))
     }
+
+    /// Where `file` is when this snapshot's directory was found at `dir` (relative to
+    /// the root it was opened under): a file inside the snapshot's own directory moves
+    /// with it, so a savepoint copied or moved as a whole still opens; a file shared
+    /// between checkpoints (`shared/…`) stays relative to the job's root.
+    pub fn relocated(&self, file: &FileEntry, dir: &str) -> FileEntry {
+        let own = format!("{}/", crate::snapshot_dir(self.kind, self.id));
+        match file.path.strip_prefix(&own) {
+            Some(rest) if dir.trim_end_matches('/') != own.trim_end_matches('/') => {
+                FileEntry { path: format!("{}/{rest}", dir.trim_end_matches('/')), ..file.clone() }
+            }
+            _ => file.clone(),
+        }
+    }
 }
 
 /// One operator's state.

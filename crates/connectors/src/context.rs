@@ -1,6 +1,6 @@
 //! What building a connector needs besides its spec.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The job a connector belongs to.
 #[derive(Debug, Clone)]
@@ -11,6 +11,8 @@ pub struct ConnectorContext {
     pub base_dir: PathBuf,
     /// The run's data directory (spool folders live below it).
     pub data_dir: PathBuf,
+    /// The largest record a source may produce, in bytes.
+    pub max_record_bytes: usize,
 }
 
 impl ConnectorContext {
@@ -25,10 +27,5 @@ impl ConnectorContext {
             Some(d) => self.resolve(d),
             None => self.data_dir.join(kind).join(rivulet_job::file_safe(&self.job)).join(sink),
         }
-    }
-
-    /// The data directory.
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 }

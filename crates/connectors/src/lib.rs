@@ -10,12 +10,15 @@
 //! feeds them and speaks the checkpoint protocol for them.
 //!
 //! Adding a connector: a spec struct in `rivulet-job` (and its variant), a module here
-//! implementing [`SourceConnector`] or [`SinkConnector`], and its line in [`registry`].
+//! implementing [`SourceConnector`] or [`SinkConnector`] and stating what it touches
+//! outside the process ([`Access`]), and its lines in [`registry`].
 
+mod access;
 mod context;
 mod error;
 mod file;
 mod generator;
+mod json_line;
 mod kafka;
 mod objects;
 mod part_files;
@@ -25,9 +28,10 @@ mod sink;
 mod source;
 mod stdout;
 
+pub use access::{Access, Accessed};
 pub use context::ConnectorContext;
 pub use error::ConnectorError;
-pub use registry::{committer_for, sink_connector, source_connector};
+pub use registry::{accesses, committer_for, sink_connector, source_connector};
 pub use sink::{Sink, SinkConnector, SinkTask};
 pub use source::{SourceConnector, SourceContext, SourceTask};
 

@@ -22,8 +22,34 @@ use rivulet_dataflow::{Barrier, Batch, NodeRole, blocking};
 use rivulet_job::PostgresSinkSpec;
 
 use crate::BoxFuture;
+use crate::access::Access;
 use crate::error::ConnectorError;
 use crate::sink::{Sink, SinkConnector};
+
+/// The hosts a PostgreSQL sink connects to, as its URL (or `key=value` string) says;
+/// a Unix socket or an unparsable URL cannot be checked.
+pub(crate) fn sink_accesses(spec: &PostgresSinkSpec) -> Vec<(&'static str, Access)> {
+    let config: postgres::Config = match spec.url.parse() {
+        Ok(c) => c,
+        Err(e) => return vec![("url", Access::UncheckableEndpoint(format!("the URL does not parse: {e}")))],
+    };
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().or(Some(5432));
+            let access = match host {
+                postgres::config::Host::Tcp(h) => Access::Connect { host: h.clone(), port },
+                #[cfg(unix)]
+                postgres::config::Host::Unix(p) => Access::UncheckableEndpoint(format!("a Unix socket ({})", p.display())),
+            };
+            ("url", access)
+        })
+        .chain(config.get_hostaddrs().iter().map(|a| ("url", Access::Connect { host: a.to_string(), port: ports.first().copied().or(Some(5432)) })))
+        .collect()
+}
 
 /// Where rows go.
 #[derive(Debug, Clone)]

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use rivulet_checkpoint::{Committer, SinkTransaction};
-use rivulet_job::{SinkSpec, SourceSpec};
+use rivulet_job::{JobSpec, SinkSpec, SourceSpec};
 
+use crate::access::{Access, Accessed};
 use crate::context::ConnectorContext;
 use crate::sink::SinkConnector;
 use crate::source::SourceConnector;
@@ -32,6 +33,31 @@ pub fn sink_connector(spec: &SinkSpec, cx: &ConnectorContext) -> Box<dyn SinkCon
     }
 }
 
+/// What the sources and sinks of `spec` touch outside the process, each with its field.
+pub fn accesses(spec: &JobSpec) -> Vec<Accessed> {
+    let mut out = Vec::new();
+    for (i, s) in spec.sources.iter().enumerate() {
+        let list: Vec<(&str, Access)> = match s {
+            SourceSpec::File(s) => file::source_accesses(s),
+            SourceSpec::Generator(_) => Vec::new(),
+            SourceSpec::Objects(s) => objects::source_accesses(s),
+            SourceSpec::Kafka(s) => kafka::source_accesses(s),
+        };
+        out.extend(list.into_iter().map(|(field, access)| Accessed { at: format!("sources[{i}] (id '{}').{field}", s.id()), access }));
+    }
+    for (i, s) in spec.sinks.iter().enumerate() {
+        let list: Vec<(&str, Access)> = match s {
+            SinkSpec::File(s) => file::sink_accesses(s),
+            SinkSpec::Kafka(s) => kafka::sink_accesses(s),
+            SinkSpec::Postgres(s) => postgres::sink_accesses(s),
+            SinkSpec::Objects(s) => objects::sink_accesses(s),
+            SinkSpec::Stdout(_) => Vec::new(),
+        };
+        out.extend(list.into_iter().map(|(field, access)| Accessed { at: format!("sinks[{i}] (id '{}').{field}", s.id()), access }));
+    }
+    out
+}
+
 /// The committer of a sink's transaction found in a snapshot, from the transaction alone
 /// (it carries everything its commit needs): for sinks the snapshot has and the job no
 /// longer does, whose staged output still belongs to the snapshot.
@@ -45,6 +71,35 @@ mod tests {
 
     fn txn(v: serde_json::Value) -> SinkTransaction {
         SinkTransaction::encode(&v).expect("transaction")
+    }
+
+    #[test]
+    fn every_connector_states_what_it_touches() {
+        let yaml = concat!(
+            "name: j\nsources:\n",
+            "  - {id: f, type: file, path: in.jsonl, format: jsonl}\n",
+            "  - {id: g, type: generator}\n",
+            "  - {id: k, type: kafka, bootstrap_servers: 'b1:9092,b2:9093', topic: t, properties: {plugin.library.paths: x, linger.ms: '5'}}\n",
+            "sinks:\n",
+            "  - {id: o, type: file, path: out, inputs: [f]}\n",
+            "  - {id: p, type: postgres, url: 'postgres://u@db.example:6543/d', table: t, key: [k], inputs: [f]}\n",
+            "  - {id: s, type: objects, url: 's3://b/p', spool_dir: sp, inputs: [f]}\n",
+        );
+        let spec = JobSpec::parse(yaml, "t", &rivulet_job::Params::default()).expect("spec");
+        let got: Vec<(String, Access)> = accesses(&spec).into_iter().map(|a| (a.at, a.access)).collect();
+        let want = vec![
+            ("sources[0] (id 'f').path", Access::ReadFile("in.jsonl".into())),
+            ("sources[2] (id 'k').bootstrap_servers", Access::Connect { host: "b1".into(), port: Some(9092) }),
+            ("sources[2] (id 'k').bootstrap_servers", Access::Connect { host: "b2".into(), port: Some(9093) }),
+            ("sources[2] (id 'k').properties", Access::ClientProperty { key: "linger.ms".into(), safe: true }),
+            ("sources[2] (id 'k').properties", Access::ClientProperty { key: "plugin.library.paths".into(), safe: false }),
+            ("sinks[0] (id 'o').path", Access::WriteDir("out".into())),
+            ("sinks[1] (id 'p').url", Access::Connect { host: "db.example".into(), port: Some(6543) }),
+            ("sinks[2] (id 's').url", Access::Location { url: "s3://b/p".into(), writes: true }),
+            ("sinks[2] (id 's').spool_dir", Access::WriteDir("sp".into())),
+        ];
+        let want: Vec<(String, Access)> = want.into_iter().map(|(at, a)| (at.to_owned(), a)).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

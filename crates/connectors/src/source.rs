@@ -32,12 +32,14 @@ pub struct SourceContext {
     id: String,
     out: SourceOutput,
     checkpointing: Option<SourceCheckpointing>,
+    max_record_bytes: usize,
 }
 
 impl SourceContext {
-    /// Source `id` writing into `out`, checkpointing through `checkpointing` if the job does.
-    pub fn new(id: &str, out: SourceOutput, checkpointing: Option<SourceCheckpointing>) -> Self {
-        SourceContext { id: id.to_owned(), out, checkpointing }
+    /// Source `id` writing into `out`, checkpointing through `checkpointing` if the job
+    /// does, refusing records larger than `max_record_bytes`.
+    pub fn new(id: &str, out: SourceOutput, checkpointing: Option<SourceCheckpointing>, max_record_bytes: usize) -> Self {
+        SourceContext { id: id.to_owned(), out, checkpointing, max_record_bytes }
     }
 
     /// The source's id.
@@ -56,6 +58,10 @@ impl SourceContext {
 
     /// Add one record (batched; a full batch goes out with its watermark).
     pub async fn push(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) -> Result<(), ConnectorError> {
+        let size = value.len() + key.map_or(0, <[u8]>::len);
+        if size > self.max_record_bytes {
+            return Err(self.err(format!("a record of {size} bytes is larger than max_record_bytes ({})", self.max_record_bytes)));
+        }
         self.out.push(key, value, timestamp).await.map_err(|e| self.exchange(e))
     }
 

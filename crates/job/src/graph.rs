@@ -72,6 +72,8 @@ pub struct JobGraph {
     pub max_parallelism: u16,
     /// Records per batch.
     pub batch_size: usize,
+    /// The largest record a source may produce, in bytes.
+    pub max_record_bytes: usize,
     /// Directory relative paths resolve against.
     pub base_dir: PathBuf,
 }
@@ -83,9 +85,7 @@ impl JobGraph {
         if spec.name.trim().is_empty() {
             return Err(SpecError::invalid("name", "must not be empty"));
         }
-        if spec.max_parallelism == 0 {
-            return Err(SpecError::invalid("max_parallelism", "must be at least 1"));
-        }
+        crate::bounds::check(spec)?;
         if spec.sources.is_empty() {
             return Err(SpecError::invalid("sources", "a job needs at least one source"));
         }
@@ -93,9 +93,6 @@ impl JobGraph {
             return Err(SpecError::invalid("sinks", "a job needs at least one sink"));
         }
         let batch_size = spec.batch_size.unwrap_or(1024);
-        if batch_size == 0 {
-            return Err(SpecError::invalid("batch_size", "must be at least 1"));
-        }
         let nodes = nodes(spec, base_dir, parallelism.or(spec.parallelism).unwrap_or(1))?;
         let edges = edges(&nodes)?;
         let order = topological_order(&nodes, &edges)?;
@@ -107,7 +104,16 @@ impl JobGraph {
         let remap: BTreeMap<usize, usize> = order.iter().enumerate().map(|(new, &old)| (old, new)).collect();
         let edges = edges.into_iter().map(|e| Edge { from: remap[&e.from], to: remap[&e.to], ..e }).collect();
         let nodes: Vec<Node> = order.iter().map(|&i| nodes[i].clone()).collect();
-        Ok(JobGraph { name: spec.name.clone(), nodes, edges, max_parallelism: spec.max_parallelism, batch_size, base_dir: base_dir.to_path_buf() })
+        let max_record_bytes = spec.max_record_bytes.unwrap_or(crate::bounds::DEFAULT_MAX_RECORD_BYTES) as usize;
+        Ok(JobGraph {
+            name: spec.name.clone(),
+            nodes,
+            edges,
+            max_parallelism: spec.max_parallelism,
+            batch_size,
+            max_record_bytes,
+            base_dir: base_dir.to_path_buf(),
+        })
     }
 
     /// Edges leaving node `i`.
@@ -150,9 +156,6 @@ fn nodes(spec: &JobSpec, base_dir: &Path, default_par: u32) -> Result<Vec<Node>,
     for (i, s) in spec.sources.iter().enumerate() {
         let at = format!("sources[{i}] (id '{}')", s.id());
         let p = s.parallelism();
-        if p == 0 {
-            return Err(SpecError::invalid(at, "parallelism must be at least 1"));
-        }
         if let SourceSpec::Generator(g) = s
             && g.rate.is_some_and(|r| !(r > 0.0))
         {
@@ -301,10 +304,9 @@ fn check_key_by(at: &str, k: Option<&KeyBy>) -> Result<(), SpecError> {
 mod tests {
     use super::*;
     use rivulet_dataflow::KeySelector;
-    use std::collections::BTreeMap;
 
     fn graph(yaml: &str) -> Result<JobGraph, SpecError> {
-        let spec = JobSpec::parse(yaml, "t.yaml", &BTreeMap::new())?;
+        let spec = JobSpec::parse(yaml, "t.yaml", &crate::Params::default())?;
         JobGraph::build(&spec, Path::new("."), None)
     }
 

@@ -3,6 +3,7 @@
 //! nodes in topological order, edges with their partitioning. Pure data: nothing here
 //! runs anything.
 
+pub mod bounds;
 mod error;
 mod graph;
 mod params;
@@ -10,11 +11,11 @@ mod spec;
 
 pub use error::SpecError;
 pub use graph::{Edge, JobGraph, Node, NodeKind};
-pub use params::substitute_params;
+pub use params::Params;
 pub use spec::{
-    CheckpointSpec, CsvOptions, EventTimeSpec, FileFormat, FileSinkSpec, FileSourceSpec, GeneratorKind, GeneratorSpec, JobSpec, KafkaDelivery,
-    KafkaFormat, KafkaSinkSpec, KafkaSourceSpec, KafkaStart, KeyBy, LimitsSpec, ObjectFormat, ObjectSinkSpec, ObjectSourceSpec, OperatorSpec,
-    PostgresSinkSpec, RestartSpec, SinkSpec, SourceSpec, StdoutSinkSpec, WindowKind, WindowSpec, resolve_path,
+    BadRecords, CheckpointSpec, CsvOptions, EventTimeSpec, FileFormat, FileSinkSpec, FileSourceSpec, GeneratorKind, GeneratorSpec, JobSpec,
+    KafkaDelivery, KafkaFormat, KafkaSinkSpec, KafkaSourceSpec, KafkaStart, KeyBy, LimitsSpec, MAX_SPEC_BYTES, ObjectFormat, ObjectSinkSpec,
+    ObjectSourceSpec, OperatorSpec, PostgresSinkSpec, RestartSpec, SinkSpec, SourceSpec, StdoutSinkSpec, WindowKind, WindowSpec, resolve_path,
 };
 
 /// `name` with every character but ASCII letters, digits, `-` and `_` replaced by `_`:

@@ -321,10 +321,29 @@ impl OperatorInstance {
     }
 }
 
+/// What went wrong — the trap, or the host's reason for refusing an import call (the
+/// root cause, not the backtrace wasmtime wraps it in) — and where in the guest: its
+/// innermost frames.
 fn root_message(e: &wasmtime::Error) -> String {
-    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-        return trap.to_string();
-    }
-    let s = format!("{e:#}");
-    s.lines().next().unwrap_or_default().to_owned()
+    let cause = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => e.root_cause().to_string().lines().next().unwrap_or_default().to_owned(),
+    };
+    let Some(trace) = e.downcast_ref::<wasmtime::WasmBacktrace>() else { return cause };
+    // A stripped component has no names: its frames are function indices and offsets.
+    let frame = |f: &wasmtime::FrameInfo| match f.func_name() {
+        Some(name) => short_name(name),
+        None => format!("func[{}]{}", f.func_index(), f.module_offset().map(|o| format!("@0x{o:x}")).unwrap_or_default()),
+    };
+    let frames: Vec<String> = trace.frames().iter().take(GUEST_FRAMES).map(frame).collect();
+    if frames.is_empty() { cause } else { format!("{cause} (guest backtrace: {})", frames.join(" ← ")) }
+}
+
+/// Innermost guest frames shown with a trap.
+const GUEST_FRAMES: usize = 8;
+
+/// A demangled function name without its crate hash.
+fn short_name(name: &str) -> String {
+    let name = name.rsplit_once("::h").filter(|(_, h)| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit())).map_or(name, |(n, _)| n);
+    name.to_owned()
 }

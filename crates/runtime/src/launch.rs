@@ -117,7 +117,7 @@ impl Launch<'_> {
         let out_of_orderness = spec.event_time().map(|et| et.max_out_of_orderness_ms as i64);
         let every = spec.event_time().and_then(|et| et.watermark_every).unwrap_or(self.graph.batch_size);
         let out = SourceOutput::new(self.outputs(node, subtask)?, self.graph.batch_size.min(every), out_of_orderness, self.metrics[node].clone());
-        let ctx = SourceContext::new(&n.id, out, checkpointing);
+        let ctx = SourceContext::new(&n.id, out, checkpointing, self.graph.max_record_bytes);
         launched.tasks.spawn(async move { source.run(ctx).await.map_err(JobError::from) });
         Ok(())
     }

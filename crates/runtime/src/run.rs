@@ -36,7 +36,12 @@ struct Connectors {
 
 impl Connectors {
     fn build(graph: &JobGraph, opts: &RunOptions) -> Self {
-        let cx = ConnectorContext { job: graph.name.clone(), base_dir: graph.base_dir.clone(), data_dir: opts.data_dir.clone() };
+        let cx = ConnectorContext {
+            job: graph.name.clone(),
+            base_dir: graph.base_dir.clone(),
+            data_dir: opts.data_dir.clone(),
+            max_record_bytes: graph.max_record_bytes,
+        };
         let committers = Committers::with_fallback(rivulet_connectors::committer_for);
         let mut c = Connectors { sources: HashMap::new(), sinks: HashMap::new(), committers };
         for (i, node) in graph.nodes.iter().enumerate() {

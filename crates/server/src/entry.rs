@@ -2,7 +2,7 @@
 //! views and metrics never re-parse), its current run.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,6 +46,8 @@ pub(crate) struct JobEntry {
     pub log: Arc<GuestLog>,
     /// Held by a stop, upgrade or rescale: one at a time per job.
     pub op: Arc<tokio::sync::Mutex<()>>,
+    /// Where relative paths of the spec resolve (the server's files directory).
+    pub base_dir: PathBuf,
 }
 
 /// Parse a stored spec.
@@ -59,6 +61,7 @@ pub(crate) fn build_graph(
     spec: &JobSpec,
     plugins: &BTreeMap<String, PluginRef>,
     parallelism: Option<u32>,
+    base_dir: &Path,
 ) -> Result<JobGraph, ServerError> {
     let mut spec = spec.clone();
     for op in &mut spec.operators {
@@ -68,17 +71,24 @@ pub(crate) fn build_graph(
             .ok_or_else(|| ServerError::Conflict(format!("plugin {} of operator '{}' is no longer registered", p.label(), op.uid)))?;
         op.plugin = registry.path_of(&meta).display().to_string();
     }
-    // Server jobs' relative paths resolve against the server's working directory.
-    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    JobGraph::build(&spec, &base, parallelism).map_err(|e| ServerError::BadRequest(e.to_string()))
+    JobGraph::build(&spec, base_dir, parallelism).map_err(|e| ServerError::BadRequest(e.to_string()))
 }
 
 impl JobEntry {
     /// An entry for `record` (its spec parsed and its graph built now).
-    pub fn new(record: JobRecord, registry: &PluginRegistry) -> Self {
+    /// Relative paths of its spec resolve against `base_dir`.
+    pub fn new(record: JobRecord, registry: &PluginRegistry, base_dir: &Path) -> Self {
         let spec = parse_spec(&record).map_err(|e| e.to_string());
-        let mut entry =
-            JobEntry { record, spec, graph: Err(String::new()), labels: Vec::new(), run: None, log: Default::default(), op: Default::default() };
+        let mut entry = JobEntry {
+            record,
+            spec,
+            graph: Err(String::new()),
+            labels: Vec::new(),
+            run: None,
+            log: Default::default(),
+            op: Default::default(),
+            base_dir: base_dir.to_path_buf(),
+        };
         entry.rebuild(registry);
         entry
     }
@@ -91,7 +101,9 @@ impl JobEntry {
     /// Rebuild the cached graph after the plugins or the parallelism changed.
     pub fn rebuild(&mut self, registry: &PluginRegistry) {
         self.graph = match &self.spec {
-            Ok(spec) => build_graph(registry, spec, &self.record.plugins, self.record.parallelism).map(Arc::new).map_err(|e| e.to_string()),
+            Ok(spec) => {
+                build_graph(registry, spec, &self.record.plugins, self.record.parallelism, &self.base_dir).map(Arc::new).map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.clone()),
         };
         self.labels = match &self.graph {

@@ -6,6 +6,7 @@
 //! Layout of `--data-dir`: `plugins/`, `jobs/<id>.json`, `checkpoints/<id>/` (unless a
 //! job's spec names its own checkpoint location), `state/<id>/` (RocksDB working dirs).
 
+mod access;
 mod entry;
 mod manager;
 pub mod record;
@@ -16,6 +17,7 @@ pub mod store;
 mod upgrade;
 pub mod view;
 
+pub use access::{AccessPolicy, HostPattern};
 pub use manager::{JobDefaults, JobManager, JobMetrics, Submission};
 pub use record::{
     ExceptionInfo, HistoryEvent, HistoryKind, JobRecord, JobStatus, PluginRef, SavepointInfo, SavepointStatus, UpgradeOutcome, UpgradeResult,
@@ -33,6 +35,9 @@ pub enum ServerError {
     /// 401: no or a wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 403: the token's role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404.
     #[error("{0} not found")]
     NotFound(String),

@@ -15,11 +15,18 @@ use rivulet_runtime::{Live, RestoreFrom};
 use rivulet_state::BackendKind;
 
 use crate::ServerError;
+use crate::access::AccessPolicy;
 use crate::entry::{JobEntry, build_graph};
 use crate::record::{HistoryEvent, HistoryKind, JobRecord, JobStatus, PluginRef, SavepointStatus};
 use crate::registry::PluginRegistry;
 use crate::store;
 use crate::view::{CheckpointsView, FailedSnapshot, JobDetail, NodeLabel, RetainedSnapshot, SnapshotStat, edge_statuses, node_statuses};
+
+/// Server starts in a row that may resume a job that then does not run for
+/// [`RESUME_PROBATION`]; the next start suspends it.
+pub const MAX_QUICK_RESUMES: u32 = 3;
+/// How long a resumed job must run before the server's deaths stop counting against it.
+pub const RESUME_PROBATION: Duration = Duration::from_secs(60);
 
 /// Server-wide defaults for jobs.
 #[derive(Debug, Clone)]
@@ -28,6 +35,8 @@ pub struct JobDefaults {
     pub checkpoint_interval: Duration,
     /// State backend when neither the submission nor the spec sets one.
     pub state_backend: BackendKind,
+    /// What jobs may touch: files, hosts, client properties.
+    pub access: AccessPolicy,
 }
 
 /// A submission.
@@ -56,6 +65,8 @@ pub struct JobMetrics {
     pub status: JobStatus,
     /// Plugins of the recorded exceptions (traps of finished runs).
     pub recorded_failures: Vec<Option<String>>,
+    /// Restarts after task failures, the run in progress included.
+    pub restarts: u64,
     /// The nodes and the live view of its run, if it has one.
     pub run: Option<(Vec<NodeLabel>, Live)>,
 }
@@ -97,7 +108,7 @@ impl JobManager {
                     sp.status = SavepointStatus::Failed;
                     sp.error = Some("the server stopped before the savepoint completed".into());
                 }
-                let entry = JobEntry::new(record, &registry);
+                let entry = JobEntry::new(record, &registry, defaults.access.files_dir());
                 if let Err(e) = &entry.spec {
                     tracing::error!(job = %entry.record.id, error = %e, "a stored job spec does not parse: the job is listed but cannot run");
                 }
@@ -107,6 +118,27 @@ impl JobManager {
         let manager = Arc::new(JobManager { data_dir: data_dir.to_path_buf(), registry, defaults, jobs: Mutex::new(jobs) });
         let resume: Vec<String> = manager.lock().values().filter(|e| e.record.status.is_active()).map(|e| e.record.id.clone()).collect();
         for id in resume {
+            let suspended = manager.with_job(&id, |entry| {
+                entry.record.quick_resumes += 1;
+                if entry.record.quick_resumes <= MAX_QUICK_RESUMES {
+                    return Ok(false);
+                }
+                let why = format!(
+                    "suspended instead of resumed: the server stopped {} times in a row within {} s of resuming this job (a crash loop?); \
+                     its checkpoints are kept: submit it again with `savepoint` set to the latest one",
+                    entry.record.quick_resumes - 1,
+                    RESUME_PROBATION.as_secs()
+                );
+                tracing::error!(job = %id, "{why}");
+                entry.record.status = JobStatus::Suspended;
+                entry.record.error = Some(why.clone());
+                entry.record.push(HistoryEvent { detail: Some(why), ..HistoryEvent::new(HistoryKind::Suspended, entry.record.versions()) });
+                manager.persist(&entry.record)?;
+                Ok(true)
+            })?;
+            if suspended {
+                continue;
+            }
             tracing::info!(job = %id, "resuming job after a server restart");
             manager.with_job(&id, |entry| {
                 entry.record.push(HistoryEvent {
@@ -121,6 +153,19 @@ impl JobManager {
                 }
                 manager.persist(&entry.record)
             })?;
+            // Once the resumed job has run for a while, the server's deaths are no
+            // longer a loop around it.
+            let (m, id) = (manager.clone(), id.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(RESUME_PROBATION).await;
+                let _ = m.with_job(&id, |entry| {
+                    if entry.record.status.is_active() && entry.record.quick_resumes > 0 {
+                        entry.record.quick_resumes = 0;
+                        m.persist(&entry.record)?;
+                    }
+                    Ok(())
+                });
+            });
         }
         Ok(manager)
     }
@@ -166,9 +211,10 @@ impl JobManager {
 
     /// Submit and start a job.
     pub fn submit(self: &Arc<Self>, sub: Submission) -> Result<JobRecord, ServerError> {
+        self.defaults.access.check(&sub.spec, sub.savepoint.as_deref())?;
         let plugins = self.resolve_plugins(&sub.spec)?;
         // Check the graph before anything is stored.
-        build_graph(&self.registry, &sub.spec, &plugins, sub.parallelism)?;
+        build_graph(&self.registry, &sub.spec, &plugins, sub.parallelism, self.defaults.access.files_dir())?;
         let spec_json = serde_json::to_value(&sub.spec).map_err(|e| ServerError::Internal(e.to_string()))?;
         let mut record = JobRecord {
             id: new_id(),
@@ -183,6 +229,9 @@ impl JobManager {
             allow_non_restored_state: sub.allow_non_restored_state,
             history: Vec::new(),
             exceptions: Vec::new(),
+            exceptions_dropped: 0,
+            restarts: 0,
+            quick_resumes: 0,
             savepoints: Vec::new(),
             error: None,
         };
@@ -196,9 +245,12 @@ impl JobManager {
             None => RestoreFrom::Nothing,
         };
         let id = record.id.clone();
-        let entry = JobEntry::new(record, &self.registry);
-        // Under the lock, so the run cannot end before its record is in the map.
+        let entry = JobEntry::new(record, &self.registry, self.defaults.access.files_dir());
+        let writes = self.defaults.access.written_locations(&sub.spec);
+        // Under the lock, so the run cannot end before its record is in the map, and
+        // two submissions cannot both take one output location.
         let mut jobs = self.lock();
+        self.check_outputs_free(&jobs, &writes)?;
         let entry = jobs.entry(id.clone()).or_insert(entry);
         if let Err(e) = self.start_run(entry, restore, None).and_then(|()| self.persist(&entry.record)) {
             jobs.remove(&id);
@@ -206,6 +258,23 @@ impl JobManager {
         }
         tracing::info!(job = %entry.record.id, name = %entry.record.name, "job submitted");
         Ok(entry.record.clone())
+    }
+
+    /// A sink location belongs to one active job at a time: a fresh run clears its
+    /// output and a commit writes it, so a second job there would destroy the first's.
+    fn check_outputs_free(&self, jobs: &BTreeMap<String, JobEntry>, writes: &[(String, String)]) -> Result<(), ServerError> {
+        for other in jobs.values().filter(|e| e.record.status.is_active()) {
+            let Ok(spec) = other.spec() else { continue };
+            for (_, theirs) in self.defaults.access.written_locations(spec) {
+                if let Some((at, mine)) = writes.iter().find(|(_, mine)| crate::access::overlaps(mine, &theirs)) {
+                    return Err(ServerError::Conflict(format!(
+                        "{at}: {mine} is written by job {} ('{}', {}): stop it first or choose another location",
+                        other.record.id, other.record.name, other.record.status
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The stored record of job `id`.
@@ -255,6 +324,7 @@ impl JobManager {
                 name: e.record.name.clone(),
                 status: e.record.status,
                 recorded_failures: e.record.exceptions.iter().map(|x| x.plugin.clone()).collect(),
+                restarts: e.record.restarts + e.run.as_ref().filter(|r| !r.finished).map_or(0, |r| u64::from(r.control.live().attempt)),
                 run: e.run.as_ref().map(|r| {
                     let mut live = r.control.live();
                     if r.finished {

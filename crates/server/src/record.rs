@@ -22,6 +22,9 @@ pub enum JobStatus {
     Cancelled,
     /// Failed beyond its restart strategy.
     Failed,
+    /// Not resumed: the server died again and again soon after resuming it (a crash
+    /// loop); `error` says why. Its checkpoints are kept.
+    Suspended,
 }
 
 impl JobStatus {
@@ -40,6 +43,7 @@ impl std::fmt::Display for JobStatus {
             JobStatus::Stopped => "stopped",
             JobStatus::Cancelled => "cancelled",
             JobStatus::Failed => "failed",
+            JobStatus::Suspended => "suspended",
         })
     }
 }
@@ -88,6 +92,8 @@ pub enum HistoryKind {
     Finished,
     /// Failed beyond its restart strategy.
     Failed,
+    /// Suspended instead of resumed after repeated server deaths.
+    Suspended,
 }
 
 /// One entry of a job's history.
@@ -123,6 +129,9 @@ impl HistoryEvent {
         HistoryEvent { at_ms: now_ms(), kind, versions, from_versions: None, savepoint: None, downtime_ms: None, parallelism: None, detail: None }
     }
 }
+
+/// Task failures a job record keeps (the newest; older ones are counted).
+pub const MAX_EXCEPTIONS: usize = 100;
 
 /// A failure of a task, as kept for `GET /v1/jobs/{id}/exceptions`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -202,8 +211,19 @@ pub struct JobRecord {
     pub allow_non_restored_state: bool,
     /// What happened to the job.
     pub history: Vec<HistoryEvent>,
-    /// Task failures.
+    /// Task failures, the newest [`MAX_EXCEPTIONS`].
     pub exceptions: Vec<ExceptionInfo>,
+    /// Older failures no longer kept.
+    #[serde(default)]
+    pub exceptions_dropped: u64,
+    /// Restarts after task failures, over every run of the job (the run in progress
+    /// adds its own: see `JobDetail.attempt`).
+    #[serde(default)]
+    pub restarts: u64,
+    /// Server starts in a row that resumed this job and did not see it run for a
+    /// minute (reset once it has): a crash loop suspends the job.
+    #[serde(default)]
+    pub quick_resumes: u32,
     /// Savepoints asked for through the API.
     pub savepoints: Vec<SavepointInfo>,
     /// Why the job failed.
@@ -214,6 +234,16 @@ impl JobRecord {
     /// Plugin labels per operator uid.
     pub fn versions(&self) -> BTreeMap<String, String> {
         versions(&self.plugins)
+    }
+
+    /// Keep `failures` (after those kept), dropping the oldest beyond [`MAX_EXCEPTIONS`].
+    pub fn add_exceptions(&mut self, failures: impl IntoIterator<Item = ExceptionInfo>) {
+        self.exceptions.extend(failures);
+        let over = self.exceptions.len().saturating_sub(MAX_EXCEPTIONS);
+        if over > 0 {
+            self.exceptions.drain(..over);
+            self.exceptions_dropped += over as u64;
+        }
     }
 
     /// Record `event`.
@@ -265,4 +295,24 @@ pub struct UpgradeOutcome {
     /// What a dry run checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_keeps_the_newest_exceptions_and_counts_the_rest() {
+        let mut r: JobRecord = serde_json::from_value(serde_json::json!({
+            "id": "j", "name": "n", "spec": {}, "plugins": {}, "parallelism": null, "state_backend": "memory", "status": "running",
+            "created_ms": 0, "initial_savepoint": null, "allow_non_restored_state": false, "history": [], "exceptions": [],
+            "savepoints": [], "error": null
+        }))
+        .expect("a record written before the counters existed still loads");
+        let ex = |i: u32| ExceptionInfo { at_ms: 0, attempt: i, operator: None, plugin: None, reason: format!("failure {i}") };
+        r.add_exceptions((0..MAX_EXCEPTIONS as u32 + 30).map(ex));
+        assert_eq!(r.exceptions.len(), MAX_EXCEPTIONS);
+        assert_eq!(r.exceptions_dropped, 30);
+        assert_eq!(r.exceptions[0].attempt, 30, "the oldest go first");
+    }
 }

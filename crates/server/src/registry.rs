@@ -2,10 +2,12 @@
 //! before anything is stored, content-addressed by sha256, listed in an index that
 //! survives restarts.
 //!
-//! Layout below the data dir: `plugins/index.json` and
+//! Layout below the data dir: `plugins/index.json`,
 //! `plugins/<sha256 hex>/<name>@<version>.wasm` (the file name becomes the plugin's
-//! label in errors and metrics).
+//! label in errors and metrics) and `plugins/deleted.json`: the digests of deleted
+//! versions, so `name@version` means the same bytes forever.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -46,6 +48,8 @@ pub struct PluginRegistry {
     dir: PathBuf,
     engine: Arc<PluginEngine>,
     index: Mutex<Vec<PluginMeta>>,
+    /// Digests of deleted versions by `name@version` (guarded by the index's lock).
+    deleted: Mutex<BTreeMap<String, String>>,
     /// Compiles running at once (a compile past its time limit keeps its permit).
     compiles: Arc<tokio::sync::Semaphore>,
 }
@@ -65,11 +69,32 @@ impl PluginRegistry {
         let dir = data_dir.join("plugins");
         std::fs::create_dir_all(&dir).map_err(|e| ServerError::Internal(format!("{}: {e}", dir.display())))?;
         let index: Vec<PluginMeta> = store::read_json(&dir.join("index.json"))?.unwrap_or_default();
-        Ok(PluginRegistry { dir, engine, index: Mutex::new(index), compiles: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_COMPILES)) })
+        let deleted: BTreeMap<String, String> = store::read_json(&dir.join("deleted.json"))?.unwrap_or_default();
+        Ok(PluginRegistry {
+            dir,
+            engine,
+            index: Mutex::new(index),
+            deleted: Mutex::new(deleted),
+            compiles: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_COMPILES)),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<PluginMeta>> {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_deleted(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        self.deleted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A deleted `name@version` may come back only with the bytes it had.
+    fn check_not_reused(&self, name: &str, version: &str, digest: &str) -> Result<(), ServerError> {
+        match self.lock_deleted().get(&format!("{name}@{version}")) {
+            Some(old) if old != digest => Err(ServerError::Conflict(format!(
+                "plugin {name}@{version} was deleted and had digest {old}: a version always means the same bytes; upload under a new version"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Every registered version, by name then upload order.
@@ -119,6 +144,7 @@ impl PluginRegistry {
                 )))
             };
         }
+        self.check_not_reused(name, version, &digest)?;
         // Compile and world-check before anything is stored.
         let engine = self.engine.clone();
         let label = format!("{name}@{version}");
@@ -160,13 +186,19 @@ impl PluginRegistry {
         std::fs::create_dir_all(&dir).map_err(|e| ServerError::Internal(format!("{}: {e}", dir.display())))?;
         store::write_atomic(&path, &bytes)?;
         let mut index = self.lock();
-        // A concurrent upload of the same name and version may have won.
-        if let Some(existing) = index.iter().find(|p| p.name == name && p.version == version) {
-            return if existing.digest == meta.digest {
-                Ok((existing.clone(), false))
-            } else {
-                Err(ServerError::Conflict(format!("plugin {name}@{version} was registered concurrently with another digest")))
-            };
+        // A concurrent upload of the same name and version may have won (or a delete
+        // retired the version meanwhile): then this upload leaves nothing behind.
+        let refused = match index.iter().find(|p| p.name == name && p.version == version) {
+            Some(existing) if existing.digest == meta.digest => return Ok((existing.clone(), false)),
+            Some(_) => Some(ServerError::Conflict(format!("plugin {name}@{version} was registered concurrently with another digest"))),
+            None => self.check_not_reused(name, version, &meta.digest).err(),
+        };
+        if let Some(e) = refused {
+            let _ = std::fs::remove_file(&path);
+            if !index.iter().any(|p| p.digest == meta.digest) {
+                let _ = std::fs::remove_dir(&dir);
+            }
+            return Err(e);
         }
         index.push(meta.clone());
         store::write_json(&self.dir.join("index.json"), &*index)?;
@@ -181,6 +213,11 @@ impl PluginRegistry {
             return Err(ServerError::NotFound(format!("plugin {name}@{version}")));
         };
         let meta = index.remove(pos);
+        {
+            let mut deleted = self.lock_deleted();
+            deleted.insert(format!("{name}@{version}"), meta.digest.clone());
+            store::write_json(&self.dir.join("deleted.json"), &*deleted)?;
+        }
         store::write_json(&self.dir.join("index.json"), &*index)?;
         let _ = std::fs::remove_file(self.path_of(&meta));
         if !index.iter().any(|p| p.digest == meta.digest) {

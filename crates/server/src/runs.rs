@@ -77,7 +77,8 @@ impl JobManager {
     fn run_ended(self: &Arc<Self>, id: &str, opts: &RunOptions, result: Result<JobReport, JobError>, probation: Option<Rollback>) {
         let ended = self.with_job(id, |entry| {
             let live = opts.control.as_ref().map(|c| c.live()).unwrap_or_default();
-            entry.record.exceptions.extend(live.failures.iter().map(ExceptionInfo::from));
+            entry.record.add_exceptions(live.failures.iter().map(ExceptionInfo::from));
+            entry.record.restarts += u64::from(live.attempt);
             if let Some(r) = &mut entry.run {
                 r.finished = true;
             }

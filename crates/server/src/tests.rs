@@ -33,7 +33,9 @@ async fn server() -> Server {
         let bytes = std::fs::read(repo().join(file)).unwrap_or_else(|e| panic!("{file}: {e} (run `make plugins`)"));
         registry.upload(name, version, bytes).await.expect("upload");
     }
-    let defaults = JobDefaults { checkpoint_interval: Duration::from_millis(100), state_backend: BackendKind::Memory };
+    // Outputs go below the test's directory: an allowed root.
+    let access = crate::AccessPolicy::new(dir.path(), &[dir.path().to_path_buf()], Vec::new()).expect("access");
+    let defaults = JobDefaults { checkpoint_interval: Duration::from_millis(100), state_backend: BackendKind::Memory, access };
     let jobs = JobManager::open(dir.path(), registry, defaults).await.expect("jobs");
     Server { dir, jobs }
 }
@@ -46,7 +48,7 @@ fn counter_job(out: &Path, count: u64, rate: Option<u64>) -> Submission {
          sinks:\n  - {{id: out, type: file, path: \"{}\", inputs: [counter]}}\n",
         out.display()
     );
-    let spec = JobSpec::parse(&yaml, "test", &BTreeMap::new()).expect("spec");
+    let spec = JobSpec::parse(&yaml, "test", &rivulet_job::Params::default()).expect("spec");
     Submission { spec, savepoint: None, allow_non_restored_state: false, parallelism: None, state_backend: None }
 }
 

@@ -45,6 +45,24 @@ fn trap_names_operator_plugin_and_message() {
 }
 
 #[test]
+fn keyed_state_without_key_by_says_so_with_the_guest_backtrace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("in.jsonl"), "{\"key\":\"a\"}\n").expect("write");
+    let yaml = format!(
+        "name: unkeyed\nsources:\n  - {{id: in, type: file, path: in.jsonl, format: jsonl}}\noperators:\n  - {{uid: counter, plugin: {}, inputs: [in]}}\nsinks:\n  - {{id: out, type: file, path: out, inputs: [counter]}}\n",
+        wasm("plugins-examples/counter-v1/counter_v1.wasm").display()
+    );
+    match run_spec(&yaml, dir.path(), &[], Some(1), BACKENDS[0]) {
+        Err(JobError::Guest(f)) => {
+            assert_eq!(f.kind, FailureKind::Trap, "{f}");
+            assert!(f.message.contains("keyed state and timers need a keyed input (set `key_by` on operator 'counter')"), "{f}");
+            assert!(f.message.contains("guest backtrace:"), "where in the guest: {f}");
+        }
+        other => panic!("expected a guest failure, got {other:?}"),
+    }
+}
+
+#[test]
 fn infinite_loop_hits_the_call_deadline() {
     let started = std::time::Instant::now();
     let f = guest_failure("fixture_infinite_loop", "    limits: {call_timeout_ms: 300}\n");

@@ -34,6 +34,46 @@ fn run_wordcount_with_params() {
 }
 
 #[test]
+fn command_line_params_are_paths_from_the_working_directory() {
+    // `--param input=in.txt` is the file next to where the command runs, not next to
+    // the spec; the plugin path written in the spec still resolves against the spec.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("in.txt"), "b a b\n").expect("write");
+    let spec = repo().join("plugins-examples/wordcount/job.yaml");
+    let out = rivulet()
+        .arg("run")
+        .arg(&spec)
+        .args(["--quiet", "--param", "input=in.txt", "--param", "output=out.jsonl", "--data-dir", "data"])
+        .current_dir(dir.path())
+        .output()
+        .expect("spawn");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows = read_jsonl(&dir.path().join("out.jsonl"));
+    assert_eq!(rows.iter().filter(|r| r["word"] == "b").filter_map(|r| r["count"].as_u64()).max(), Some(2), "{rows:?}");
+}
+
+#[test]
+fn oversized_records_and_endless_files_are_clear_errors_not_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A line over the job's max_record_bytes fails the job naming source, file and line.
+    std::fs::write(dir.path().join("in.txt"), format!("short\n{}\nshort\n", "x".repeat(5000))).expect("write");
+    let job = dir.path().join("job.yaml");
+    std::fs::write(
+        &job,
+        "name: big\nmax_record_bytes: 4096\nsources:\n  - {id: lines, type: file, path: in.txt, format: text}\nsinks:\n  - {id: out, type: file, path: out, inputs: [lines]}\n",
+    )
+    .expect("write");
+    let out = rivulet().arg("run").arg(&job).args(["--quiet", "--data-dir"]).arg(dir.path().join("data")).output().expect("spawn");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("source 'lines'") && err.contains("in.txt:2") && err.contains("max_record_bytes (4096 bytes)"), "{err}");
+    // An endless device as the spec is refused at once.
+    let out = rivulet().args(["validate", "/dev/zero"]).output().expect("spawn");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn failures_exit_non_zero_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.yaml");

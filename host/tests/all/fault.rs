@@ -333,7 +333,13 @@ fn upgrade_from_a_v1_savepoint_migrates_state_and_unmatched_state_is_refused() {
     };
     let out = run(1, &["--stop-with-savepoint-after-records", "1000"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let sp = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let taken = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    // A savepoint is self-contained: moved away from its job's folder as a whole, it
+    // still inspects and restores.
+    let moved = dir.path().join("elsewhere").join(taken.file_name().expect("savepoint dir"));
+    std::fs::create_dir_all(moved.parent().expect("parent")).expect("mkdir");
+    std::fs::rename(&taken, &moved).expect("move the savepoint");
+    let sp = moved.display().to_string();
 
     let inspect = rivulet().args(["savepoint", "inspect", &sp, "--entries"]).output().expect("inspect");
     let text = String::from_utf8_lossy(&inspect.stdout);
@@ -423,7 +429,7 @@ fn an_object_store_outage_aborts_checkpoints_the_job_continues_and_orphans_go() 
     for backend in BACKENDS {
         let dir = tempfile::tempdir().expect("tempdir");
         let job = seq_job(dir.path(), 6_000, 4_000, "");
-        let spec = JobSpec::from_file(&job, &BTreeMap::new()).expect("spec");
+        let spec = JobSpec::from_file(&job, &rivulet_job::Params::default()).expect("spec");
         let graph = JobGraph::build(&spec, dir.path(), None).expect("graph");
         let plan = Arc::new(FaultPlan::default());
         let root = CheckpointStorage::open(dir.path().join("ck").to_str().expect("utf8")).expect("storage").child("seqcheck");
@@ -466,7 +472,7 @@ fn an_object_store_outage_aborts_checkpoints_the_job_continues_and_orphans_go() 
 
 fn seq_graph(dir: &Path, count: u64, rate: u64) -> JobGraph {
     let job = seq_job(dir, count, rate, "");
-    let spec = JobSpec::from_file(&job, &BTreeMap::new()).expect("spec");
+    let spec = JobSpec::from_file(&job, &rivulet_job::Params::default()).expect("spec");
     JobGraph::build(&spec, dir, None).expect("graph")
 }
 

@@ -85,6 +85,31 @@ fn side_outputs_generator_fan_out_and_union() {
 }
 
 #[test]
+fn files_and_objects_judge_bad_json_lines_alike_failing_or_dead_lettering_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines = "{\"a\":1}\nnot json\n\n{\"a\":2}\n";
+    write(dir.path(), "in.jsonl", lines);
+    std::fs::create_dir_all(dir.path().join("objects")).expect("mkdir");
+    write(&dir.path().join("objects"), "part-1.jsonl", lines);
+    let objects = dir.path().join("objects").display().to_string();
+    for (source, place) in [
+        ("{id: s, type: file, path: in.jsonl, format: jsonl".to_owned(), "in.jsonl:2"),
+        (format!("{{id: s, type: objects, url: '{objects}'"), "part-1.jsonl:2"),
+    ] {
+        let failing = format!("name: bad\nsources:\n  - {source}}}\nsinks:\n  - {{id: out, type: file, path: out-fail, inputs: [s]}}\n");
+        let e = run_spec(&failing, dir.path(), &[], Some(1), BACKENDS[0]).expect_err("a bad line fails the job").to_string();
+        assert!(e.contains("source 's'") && e.contains(place) && e.contains("not JSON"), "{place}: {e}");
+
+        let dead_letter = format!(
+            "name: dl\nsources:\n  - {source}, bad_records: dead_letter}}\nsinks:\n  - {{id: out, type: file, path: out, inputs: [s]}}\n  - {{id: bad, type: file, path: bad, inputs: [s.dead-letter]}}\n"
+        );
+        run_spec(&dead_letter, dir.path(), &[], Some(1), BACKENDS[0]).expect("bad lines go aside");
+        assert_eq!(read_output(&dir.path().join("out")), "{\"a\":1}\n{\"a\":2}\n", "{place}");
+        assert_eq!(read_output(&dir.path().join("bad")), "not json\n", "{place}");
+    }
+}
+
+#[test]
 fn csv_source_feeds_json_objects() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "in.csv", "k,v,n\na,x,1\nb,y,2.5\n");

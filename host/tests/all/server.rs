@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-use crate::support::{fixture, read_jsonl, repo, wasm};
+use crate::support::{fixture, read_jsonl, read_output, repo, wasm};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -31,6 +31,8 @@ impl Server {
             data.with_extension(format!("log-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rivulet"));
         cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data).args(["--checkpoint-interval", "200ms"]).args(extra);
+        // The tests' inputs and outputs live next to the data directory.
+        cmd.arg("--allow-path").arg(data.parent().expect("the data dir's parent"));
         if let Some(t) = token {
             let f = data.with_extension("token");
             std::fs::write(&f, format!("{t}\n")).expect("token file");
@@ -310,6 +312,16 @@ fn auth_bad_uploads_and_the_job_lifecycle() {
     assert_eq!(kinds, ["submitted", "savepoint", "finished"], "{history}");
     // A finished job no longer holds its plugin.
     assert_eq!(srv.request("DELETE", "/v1/plugins/counter/2", Some(TOKEN), None).0, 200);
+    // A deleted version keeps meaning its bytes: other bytes are refused and leave no
+    // file behind; the same bytes may come back.
+    let (s, v) = srv.upload("counter", "2", counter_v1());
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("was deleted")), "{v}");
+    let stray = std::fs::read_dir(data.join("plugins")).expect("plugins").filter_map(Result::ok).filter(|d| d.path().is_dir()).filter(|d| {
+        std::fs::read_dir(d.path()).into_iter().flatten().filter_map(Result::ok).any(|f| f.file_name().to_string_lossy() == "counter@2.wasm")
+    });
+    assert_eq!(stray.count(), 0, "a refused upload leaves no component file");
+    assert_eq!(srv.upload("counter", "2", counter_v2()).0, 201);
 
     // Stop with a savepoint, then a new job from it: together exactly one run's output.
     let out2 = dir.path().join("out2");
@@ -335,16 +347,16 @@ fn auth_bad_uploads_and_the_job_lifecycle() {
     // Guest logs and traps, per job.
     assert_eq!(srv.upload("ops", "1", std::fs::read(fixture("fixture_test_ops")).expect("fixture")).0, 201);
     assert_eq!(srv.upload("trap", "1", std::fs::read(fixture("fixture_trap")).expect("fixture")).0, 201);
-    let small = |plugin: &str, config: Value| {
+    let small = |plugin: &str, config: Value, restarts: u32| {
         json!({"spec": {
             "name": "small",
             "sources": [{"id": "gen", "type": "generator", "count": 3, "keys": 3}],
             "operators": [{"uid": "op", "plugin": plugin, "inputs": ["gen"], "key_by": {"field": "key"}, "config": config}],
             "sinks": [{"id": "out", "type": "file", "path": dir.path().join(format!("out-{plugin}")).display().to_string(), "inputs": ["op"]}],
-            "restart": {"attempts": 0},
+            "restart": {"attempts": restarts, "delay_ms": 10},
         }})
     };
-    let (s, job) = srv.post("/v1/jobs", small("ops@1", json!({"mode": "wasi"})));
+    let (s, job) = srv.post("/v1/jobs", small("ops@1", json!({"mode": "wasi"}), 0));
     assert_eq!(s, 201, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
     srv.wait_status(&id, "finished", Duration::from_secs(60));
@@ -352,7 +364,7 @@ fn auth_bad_uploads_and_the_job_lifecycle() {
     let lines = logs.as_array().expect("logs");
     assert!(lines.iter().any(|l| l["level"] == "stdout" && l["message"] == "guest stdout line" && l["operator"] == "op"), "{logs:#}");
     assert!(lines.iter().any(|l| l["level"] == "stderr" && l["message"] == "guest stderr line"), "{logs:#}");
-    let (s, job) = srv.post("/v1/jobs", small("trap@1", json!({})));
+    let (s, job) = srv.post("/v1/jobs", small("trap@1", json!({}), 2));
     assert_eq!(s, 201, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
     let failed = srv.wait_status(&id, "failed", Duration::from_secs(60));
@@ -363,7 +375,12 @@ fn auth_bad_uploads_and_the_job_lifecycle() {
     assert!(ex["plugin"].as_str().is_some_and(|p| p.starts_with("trap@1")), "{ex}");
     assert!(ex["reason"].as_str().is_some_and(|r| r.contains("deliberate trap")), "{ex}");
     let (_, metrics) = srv.request("GET", "/metrics", Some(TOKEN), None);
-    assert!(metrics.as_str().unwrap_or_default().contains("rivulet_plugin_traps_total{plugin=\"trap@1"), "{metrics}");
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(metrics.contains("rivulet_plugin_traps_total{plugin=\"trap@1"), "{metrics}");
+    // Two restarts, then the third failure ends the job: counted after the run ended.
+    assert_eq!(exceptions.as_array().map(Vec::len), Some(3), "{exceptions:#}");
+    let restarts = metrics.lines().find(|l| l.starts_with("rivulet_job_restarts_total{") && l.contains(&format!("job=\"{id}\"")));
+    assert!(restarts.is_some_and(|l| l.ends_with(" 2")), "{restarts:?} in {metrics}");
 }
 
 #[test]
@@ -533,4 +550,187 @@ fn a_killed_server_resumes_its_jobs_and_the_cli_drives_it() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("401"), "no token: {}", String::from_utf8_lossy(&out.stderr));
     let status = cli(&["job", "status", &id], &srv.url);
     assert!(status.contains("finished") && status.contains("counter"), "{status}");
+}
+
+#[test]
+fn a_rest_job_touches_only_what_the_server_allows_and_params_are_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, Some(TOKEN), &["--allow-connect", "kafka.internal:9092"]);
+    let job = |sources: Value, sinks: Value| json!({"spec": {"name": "j", "sources": sources, "sinks": sinks}});
+    let generator = json!([{"id": "gen", "type": "generator", "count": 5}]);
+    let out = |p: &str| json!([{"id": "out", "type": "file", "path": p, "inputs": ["gen"]}]);
+    let refused = |body: Value, needles: &[&str]| {
+        let (s, v) = srv.post("/v1/jobs", body.clone());
+        assert_eq!(s, 400, "{body}: {v}");
+        let e = v["error"].as_str().unwrap_or_default();
+        for n in needles {
+            assert!(e.contains(n), "{n:?} not in {e:?}");
+        }
+    };
+    let token_file = data.with_extension("token");
+    // Files: outside the roots, devices, and the server's own token (outside its files).
+    refused(
+        job(json!([{"id": "s", "type": "file", "path": "/etc/passwd", "format": "text"}]), out("o")),
+        &["sources[0] (id 's').path", "/etc/passwd", "allowed roots", "--allow-path"],
+    );
+    refused(job(json!([{"id": "s", "type": "file", "path": "/dev/zero", "format": "text"}]), out("o")), &["not a regular file"]);
+    refused(job(generator.clone(), out("/etc")), &["sinks[0] (id 'out').path", "/etc"]);
+    refused(job(generator.clone(), out("../../../escape")), &["outside the allowed roots"]);
+    refused(json!({"spec": {"name": "j", "sources": generator, "sinks": out("o"), "checkpoint": {"dir": "/var/tmp"}}}), &["checkpoint.dir"]);
+    let srv2_data = tempfile::tempdir().expect("tempdir");
+    let strict = Server::start(&srv2_data.path().join("data"), Some(TOKEN), &[]);
+    let secret = srv2_data.path().join("data.token");
+    let (s, v) = strict.post("/v1/jobs", job(json!([{"id": "s", "type": "file", "path": secret.display().to_string(), "format": "text"}]), out("o")));
+    assert_eq!(s, 400, "the server's token file is not readable by a job: {v}");
+    assert!(token_file.exists());
+    // Network and client properties.
+    let kafka = |servers: &str, props: Value| json!([{"id": "k", "type": "kafka", "bootstrap_servers": servers, "topic": "t", "properties": props}]);
+    refused(
+        job(kafka("127.0.0.1:22", json!({})), json!([{"id": "o", "type": "stdout", "inputs": ["k"]}])),
+        &["connecting to 127.0.0.1:22 is not allowed", "kafka.internal:9092"],
+    );
+    refused(
+        job(kafka("kafka.internal:9092", json!({"plugin.library.paths": "/tmp/evil.so"})), json!([{"id": "o", "type": "stdout", "inputs": ["k"]}])),
+        &["'plugin.library.paths' is not allowed"],
+    );
+    refused(
+        job(
+            generator.clone(),
+            json!([{"id": "p", "type": "postgres", "url": "postgres://u@127.0.0.1:5432/d", "table": "t", "key": ["k"], "inputs": ["gen"]}]),
+        ),
+        &["sinks[0] (id 'p').url", "connecting to 127.0.0.1:5432"],
+    );
+    // Numbers that size something.
+    refused(job(json!([{"id": "gen", "type": "generator", "parallelism": 1_000_000_000u64}]), out("o")), &["parallelism", "out of range"]);
+
+    // Params are data: a value cannot add a sink, in the YAML string form or the JSON form.
+    let hostile = "o\", inputs: [generator]}\n  - {id: extra, type: stdout, inputs: [generator]}\n#";
+    let yaml = "name: p\nsources:\n  - {id: generator, type: generator, count: 5}\nsinks:\n  - {id: out, type: file, path: \"${output}\", inputs: [generator]}\n";
+    for spec in [json!(yaml), json!({"name": "p", "sources": generator, "sinks": out("${output}")})] {
+        let (s, v) = srv.post("/v1/jobs", json!({"spec": spec, "params": {"output": hostile}}));
+        assert_eq!(s, 201, "{v}");
+        let sinks = v["spec"]["sinks"].as_array().expect("sinks");
+        assert_eq!(sinks.len(), 1, "{v:#}");
+        assert_eq!(sinks[0]["path"], hostile);
+        srv.wait_status(v["id"].as_str().expect("id"), "finished", Duration::from_secs(60));
+    }
+    // A sink location belongs to one running job at a time.
+    let forever = json!([{"id": "gen", "type": "generator", "rate": 100}]);
+    let (s, first) = srv.post("/v1/jobs", job(forever.clone(), out("shared")));
+    assert_eq!(s, 201, "{first}");
+    let first_id = first["id"].as_str().expect("id");
+    let (s, v) = srv.post("/v1/jobs", job(forever.clone(), out(&data.join("files/shared/").display().to_string())));
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains(first_id) && e.contains("sinks[0] (id 'out').path")), "{v}");
+    let (s, v) = srv.post("/v1/jobs", job(forever, out("shared/inside")));
+    assert_eq!(s, 409, "a location inside another job's: {v}");
+
+    // A relative path is below <data-dir>/files/.
+    let (s, v) = srv.post("/v1/jobs", job(generator, out("rel-out")));
+    assert_eq!(s, 201, "{v}");
+    srv.wait_status(v["id"].as_str().expect("id"), "finished", Duration::from_secs(60));
+    assert_eq!(read_output(&data.join("files").join("rel-out")).lines().count(), 5);
+}
+
+#[test]
+fn a_server_that_keeps_dying_soon_after_resuming_a_job_suspends_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut srv = Server::start(&data, Some(TOKEN), &[]);
+    let spec = json!({"name": "forever", "sources": [{"id": "gen", "type": "generator", "rate": 50}],
+        "sinks": [{"id": "out", "type": "file", "path": "out", "inputs": ["gen"]}]});
+    let (s, job) = srv.post("/v1/jobs", json!({"spec": spec}));
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    // Three server deaths each soon after resuming the job: it is still resumed...
+    for round in 1..=3 {
+        srv.kill9();
+        srv = Server::start(&data, Some(TOKEN), &[]);
+        let v = srv.job(&id);
+        assert_eq!(v["status"], "running", "round {round}: {v:#}");
+        assert_eq!(v["quick_resumes"], round, "{v:#}");
+    }
+    // ...the fourth start suspends it instead, saying why, and keeps it suspended.
+    srv.kill9();
+    let srv = Server::start(&data, Some(TOKEN), &[]);
+    let v = srv.job(&id);
+    assert_eq!(v["status"], "suspended", "{v:#}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("3 times in a row") && e.contains("savepoint")), "{v:#}");
+    let (_, history) = srv.get(&format!("/v1/jobs/{id}/history"));
+    let kinds: Vec<&str> = history.as_array().expect("history").iter().filter_map(|h| h["kind"].as_str()).collect();
+    assert_eq!(kinds, ["submitted", "resumed", "resumed", "resumed", "suspended"], "{history:#}");
+    let (_, list) = srv.get("/v1/jobs");
+    assert!(list.as_array().is_some_and(|l| l.iter().any(|j| j["id"] == id.as_str() && j["status"] == "suspended")));
+}
+
+#[test]
+fn idle_and_half_sent_connections_are_closed_and_capped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, Some(TOKEN), &["--max-connections", "4", "--header-timeout", "1s"]);
+    let spec = json!({"name": "steady", "sources": [{"id": "gen", "type": "generator", "rate": 200}],
+        "sinks": [{"id": "out", "type": "file", "path": "out", "inputs": ["gen"]}]});
+    let (s, job) = srv.post("/v1/jobs", json!({"spec": spec}));
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    // Many idle sockets and half-sent requests, none ever finished.
+    let addr = srv.url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for i in 0..40 {
+        let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+        if i % 2 == 0 {
+            use std::io::Write as _;
+            let _ = c.write_all(b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\n");
+        }
+        held.push(c);
+    }
+    // The server closes them in turn and still answers, and the job keeps running.
+    let started = Instant::now();
+    let (s, health) = srv.request("GET", "/healthz", None, None);
+    assert_eq!(s, 200, "{health}");
+    assert!(started.elapsed() < Duration::from_secs(30), "answered after {:?}", started.elapsed());
+    assert_eq!(srv.job(&id)["status"], "running");
+    // Every one of them is closed by the server (end of stream or reset, perhaps after
+    // an error response), not left open.
+    for c in &mut held {
+        use std::io::Read as _;
+        c.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut rest = Vec::new();
+        match c.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) => {
+                assert!(!matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut), "a connection the server left open: {e}")
+            }
+        }
+    }
+}
+
+#[test]
+fn roles_decide_what_a_token_may_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (viewer, operator, admin) = ("viewer-token-0123456789", "operator-token-0123456789", "admin-token-0123456789");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("# role token\nviewer {viewer}\noperator {operator}\nadmin {admin}\n")).expect("tokens");
+    let srv = Server::start(&data, None, &["--auth-token-file", &tokens.display().to_string()]);
+    for (token, role) in [(viewer, "viewer"), (operator, "operator"), (admin, "admin")] {
+        let (s, v) = srv.request("GET", "/v1/session", Some(token), None);
+        assert_eq!((s, v["role"].as_str()), (200, Some(role)), "{v}");
+        assert_eq!(srv.request("GET", "/v1/jobs", Some(token), None).0, 200);
+    }
+    let job = json!({"spec": {"name": "r", "sources": [{"id": "gen", "type": "generator", "count": 3}],
+        "sinks": [{"id": "out", "type": "file", "path": "out", "inputs": ["gen"]}]}});
+    let post = |token: &str, body: &Value| srv.request("POST", "/v1/jobs", Some(token), Some(("application/json", body.to_string().into_bytes())));
+    let (s, v) = post(viewer, &job);
+    assert_eq!(s, 403, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("a viewer token may not POST /v1/jobs: that needs operator")), "{v}");
+    let upload = |token: &str| srv.request("POST", "/v1/plugins?name=c&version=1", Some(token), Some(("application/wasm", counter_v1())));
+    let (s, v) = upload(operator);
+    assert_eq!(s, 403, "plugins are an admin's: {v}");
+    assert_eq!(post(operator, &job).0, 201);
+    assert_eq!(upload(admin).0, 201);
+    assert_eq!(srv.request("DELETE", "/v1/plugins/c/1", Some(operator), None).0, 403);
+    assert_eq!(srv.request("DELETE", "/v1/plugins/c/1", Some(admin), None).0, 200);
+    assert_eq!(srv.request("GET", "/v1/jobs", Some("not-a-token-at-all-000"), None).0, 401);
 }

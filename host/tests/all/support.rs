@@ -42,7 +42,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// Run a spec (YAML text, relative paths against `base`) with params.
 pub fn run_spec(yaml: &str, base: &Path, params: &[(&str, &str)], parallelism: Option<u32>, backend: BackendKind) -> Result<JobReport, JobError> {
     let params: BTreeMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let spec = JobSpec::parse(yaml, "test.yaml", &params)?;
+    let spec = JobSpec::parse(yaml, "test.yaml", &rivulet_job::Params::new(params))?;
     let graph = JobGraph::build(&spec, base, parallelism)?;
     let data = tempfile::tempdir().expect("tempdir");
     let mut opts = RunOptions::new(backend, data.path().to_path_buf());

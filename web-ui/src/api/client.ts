@@ -24,6 +24,7 @@ export type UpgradeRequest = Schemas['UpgradeRequest'];
 export type SubmitRequest = Schemas['SubmitRequest'];
 export type BackendKind = Schemas['BackendKind'];
 export type NodeRole = Schemas['NodeRole'];
+export type Session = Schemas['Session'];
 
 type JsonOf<R> = R extends { content: { 'application/json': infer T } } ? T : never;
 type Success<Op> = Op extends { responses: infer R }
@@ -167,6 +168,11 @@ export class Client {
   /** The server's health (no token needed). */
   health(): Promise<Health> {
     return this.get('/healthz');
+  }
+
+  /** The role of the token in use. */
+  session(): Promise<Session> {
+    return this.get('/v1/session');
   }
 }
 

@@ -10,6 +10,7 @@ import { Empty, ErrorBox, Loading, StatusBadge } from '../components/States';
 import { fmtAge, fmtBytes, fmtCount, fmtDuration, fmtRate, fmtTime } from '../lib/format';
 import { href, usePoll } from '../lib/hooks';
 import { ioCounters, isRunning, nodeCounters, outputLagMs } from '../lib/jobstats';
+import { useAllowed } from '../lib/role';
 import { RateTracker, Series } from '../lib/series';
 import { UpgradeDialog } from './Upgrade';
 
@@ -26,6 +27,7 @@ interface Live {
 }
 
 export function JobPage({ id }: { id: string }) {
+  const canOperate = useAllowed('operator');
   const live = useRef<Live & { io: RateTracker; nodes: RateTracker }>({
     rates: null,
     inSeries: new Series(),
@@ -112,6 +114,7 @@ export function JobPage({ id }: { id: string }) {
           </div>
           {job.error && <ErrorBox title="The job failed" error={job.error} />}
         </div>
+        {canOperate && (
         <div class="toolbar" role="toolbar" aria-label="job actions">
           <button
             type="button"
@@ -138,6 +141,7 @@ export function JobPage({ id }: { id: string }) {
             Cancel
           </button>
         </div>
+        )}
       </div>
       {poll.error && <ErrorBox title="Live updates paused: the last poll failed" error={poll.error} retry={poll.refresh} />}
       {notice && (

@@ -6,6 +6,7 @@ import { Dropzone } from '../components/Dropzone';
 import { Empty, ErrorBox, Loading } from '../components/States';
 import { fmtBytes, fmtTime, shortDigest } from '../lib/format';
 import { usePoll } from '../lib/hooks';
+import { useAllowed } from '../lib/role';
 
 /** A plugin name guessed from a file name: `counter_v2.wasm` → `counter-v2`. */
 export function nameFromFile(file: string): string {
@@ -17,6 +18,7 @@ export function nameFromFile(file: string): string {
 }
 
 export function Plugins() {
+  const canManage = useAllowed('admin');
   const poll = usePoll(() => api.get('/v1/plugins'), 2000);
   const [file, setFile] = useState<File | null>(null);
   const [name, setName] = useState('');
@@ -61,6 +63,7 @@ export function Plugins() {
 
   return (
     <div class="page">
+      {canManage && (
       <section>
         <h2>Upload a plugin</h2>
         <form class="upload" onSubmit={upload}>
@@ -96,6 +99,7 @@ export function Plugins() {
           )}
         </form>
       </section>
+      )}
 
       <section>
         <h2>Plugins</h2>
@@ -130,9 +134,11 @@ export function Plugins() {
                     <td>{p.wit_version}</td>
                     <td>{fmtTime(p.uploaded_ms)}</td>
                     <td>
-                      <button type="button" class="small danger" onClick={() => setDeleting(p)} aria-label={`Delete ${p.name}@${p.version}`}>
-                        Delete
-                      </button>
+                      {canManage && (
+                        <button type="button" class="small danger" onClick={() => setDeleting(p)} aria-label={`Delete ${p.name}@${p.version}`}>
+                          Delete
+                        </button>
+                      )}
                     </td>
                   </tr>
                 ))}

@@ -5,6 +5,7 @@ import { type BackendKind, type SubmitRequest, api } from '../api/client';
 import { Dropzone } from '../components/Dropzone';
 import { ErrorBox } from '../components/States';
 import { href, usePoll } from '../lib/hooks';
+import { useAllowed } from '../lib/role';
 
 /** `key=value` lines into params; blank lines and `#` comments are skipped. */
 export function parseParams(text: string): { params: Record<string, string>; errors: string[] } {
@@ -26,6 +27,19 @@ export function pluginRefs(spec: string): string[] {
 }
 
 export function Submit() {
+  if (!useAllowed('operator')) {
+    return (
+      <div class="page narrow">
+        <p class="state" role="status">
+          The token in use is a viewer's: submitting jobs needs an operator or admin token.
+        </p>
+      </div>
+    );
+  }
+  return <SubmitForm />;
+}
+
+function SubmitForm() {
   const plugins = usePoll(() => api.get('/v1/plugins'), 5000);
   const [spec, setSpec] = useState('');
   const [file, setFile] = useState<File | null>(null);

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use rivulet_job::JobSpec;
+use rivulet_job::{JobSpec, Params};
 use rivulet_plugin::GuestLogLine;
 use rivulet_server::{CheckpointsView, ExceptionInfo, HistoryEvent, JobDetail, JobRecord, ServerError, Submission};
 use rivulet_state::BackendKind;
@@ -60,7 +60,7 @@ pub struct SubmitQuery {
 
 /// Submit a job and start it.
 #[utoipa::path(post, path = "/v1/jobs", params(SubmitQuery), request_body(content = SubmitRequest, description = "JSON submission, or the YAML spec with Content-Type application/yaml"),
-    responses((status = 201, body = JobRecord), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = JobRecord), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody, description = "a sink location another running job writes")))]
 pub async fn submit_job(
     State(state): State<Shared>,
     query: Result<Query<SubmitQuery>, axum::extract::rejection::QueryRejection>,
@@ -72,7 +72,7 @@ pub async fn submit_job(
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let sub = if ctype.contains("yaml") {
         let text = std::str::from_utf8(&bytes).map_err(|_| ServerError::BadRequest("the YAML spec is not UTF-8".into()))?;
-        let spec = JobSpec::parse(text, "request body", &BTreeMap::new()).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+        let spec = JobSpec::parse(text, "request body", &Params::default()).map_err(|e| ServerError::BadRequest(e.to_string()))?;
         Submission {
             spec,
             savepoint: q.savepoint,
@@ -82,14 +82,14 @@ pub async fn submit_job(
         }
     } else {
         let req: SubmitRequest = parse_json(&bytes)?;
+        // Params fill placeholders inside string values only, after parsing, in both
+        // forms: a value is data and cannot add fields to the spec.
+        let params = Params::new(req.params);
         let spec = match req.spec {
-            serde_json::Value::String(text) => JobSpec::parse(&text, "spec", &req.params),
-            mut other => {
-                // Params fill placeholders inside string values only, so a value cannot
-                // add fields to the spec.
-                substitute_in_strings(&mut other, &req.params)?;
+            serde_json::Value::String(text) => JobSpec::parse(&text, "spec", &params),
+            other => {
                 let text = serde_json::to_string(&other).map_err(|e| ServerError::BadRequest(e.to_string()))?;
-                JobSpec::parse(&text, "spec", &BTreeMap::new())
+                JobSpec::parse(&text, "spec", &params)
             }
         }
         .map_err(|e| ServerError::BadRequest(e.to_string()))?;
@@ -106,18 +106,6 @@ pub async fn submit_job(
     }
     let record = state.jobs.submit(sub)?;
     Ok(json(StatusCode::CREATED, &record))
-}
-
-fn substitute_in_strings(v: &mut serde_json::Value, params: &BTreeMap<String, String>) -> ApiResult<()> {
-    match v {
-        serde_json::Value::String(s) if s.contains("${") => {
-            *s = rivulet_job::substitute_params(s, params).map_err(|e| ServerError::BadRequest(e.to_string()))?;
-        }
-        serde_json::Value::Array(a) => a.iter_mut().try_for_each(|x| substitute_in_strings(x, params))?,
-        serde_json::Value::Object(o) => o.values_mut().try_for_each(|x| substitute_in_strings(x, params))?,
-        _ => {}
-    }
-    Ok(())
 }
 
 /// Every job.

@@ -1,5 +1,6 @@
 //! Liveness, metrics, the OpenAPI document, and what unknown routes get (the UI's pages).
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -10,6 +11,7 @@ use utoipa::OpenApi as _;
 
 use super::json;
 use crate::Shared;
+use crate::auth::Role;
 use crate::error::{ApiError, ErrorBody};
 
 pub async fn method_not_allowed(req: Request) -> Response {
@@ -60,9 +62,22 @@ pub async fn healthz(State(state): State<Shared>) -> Response {
         version: env!("CARGO_PKG_VERSION").into(),
         uptime_s: state.started.elapsed().as_secs_f64(),
         ui: crate::ui::is_built(),
-        auth: state.config.auth_token.is_some(),
+        auth: state.config.auth.is_some(),
     };
     json(StatusCode::OK, &health)
+}
+
+/// Who the caller is to the server.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Session {
+    /// The role of the presented token (`admin` on a server without tokens).
+    pub role: Role,
+}
+
+/// The role of the presented token: what the UI may offer.
+#[utoipa::path(get, path = "/v1/session", responses((status = 200, body = Session), (status = 401, body = ErrorBody)))]
+pub async fn session(role: Option<Extension<Role>>) -> Response {
+    json(StatusCode::OK, &Session { role: role.map_or(Role::Admin, |r| r.0) })
 }
 
 /// Metrics in the Prometheus text format.

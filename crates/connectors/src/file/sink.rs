@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn part_files_become_visible_only_when_committed_and_commits_repeat_harmlessly() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cx = ConnectorContext { job: "j".into(), base_dir: dir.path().into(), data_dir: dir.path().into() };
+        let cx = ConnectorContext { job: "j".into(), base_dir: dir.path().into(), data_dir: dir.path().into(), max_record_bytes: 1 << 20 };
         let conn = FileSinkConnector::new(&FileSinkSpec { id: "out".into(), inputs: vec![], path: "out".into() }, &cx);
         let mut sink = conn.open(0, None).expect("open");
         sink.write(&batch(&["a", "b"])).expect("write");

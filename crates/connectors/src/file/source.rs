@@ -1,17 +1,18 @@
 //! The bounded file source: JSON lines, CSV (rows become JSON objects) or text lines.
 //! Its position in checkpoints is the byte offset of the next line (rows, for CSV).
 
-use std::io::{BufRead, Seek};
+use std::io::{BufRead, Read, Seek};
 use std::path::PathBuf;
 
 use rivulet_checkpoint::SourcePosition;
 use rivulet_dataflow::NodeRole;
-use rivulet_job::{FileFormat, FileSourceSpec};
+use rivulet_job::{BadRecords, FileFormat, FileSourceSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::BoxFuture;
 use crate::context::ConnectorContext;
 use crate::error::ConnectorError;
+use crate::json_line::{event_time_of, time_field};
 use crate::source::{SourceConnector, SourceContext, SourceTask, own_position};
 
 /// Where a file source was: byte offset of the next unread line (text, JSON lines), rows
@@ -29,6 +30,8 @@ pub(crate) struct FileSourceConnector {
     format: FileFormat,
     delimiter: u8,
     time_field: Option<String>,
+    max_record_bytes: usize,
+    bad_records: BadRecords,
 }
 
 impl FileSourceConnector {
@@ -39,6 +42,8 @@ impl FileSourceConnector {
             format: spec.format,
             delimiter: spec.csv.as_ref().and_then(|c| c.delimiter).map_or(b',', |c| c as u8),
             time_field: spec.event_time.as_ref().map(|et| et.field.clone().unwrap_or_else(|| "timestamp".into())),
+            max_record_bytes: cx.max_record_bytes,
+            bad_records: spec.bad_records,
         }
     }
 }
@@ -52,6 +57,8 @@ impl SourceConnector for FileSourceConnector {
             delimiter: self.delimiter,
             time_field: self.time_field.clone(),
             start: own_position(restored),
+            max_record_bytes: self.max_record_bytes,
+            bad_records: self.bad_records,
         }))
     }
 }
@@ -66,6 +73,10 @@ struct FileSource {
     time_field: Option<String>,
     /// Where to resume (from a checkpoint).
     start: Option<SourcePosition>,
+    /// A longer line fails the source before it is read whole.
+    max_record_bytes: usize,
+    /// Fail on an undecodable JSON line, or dead-letter it.
+    bad_records: BadRecords,
 }
 
 impl SourceTask for FileSource {
@@ -83,16 +94,7 @@ impl FileSource {
         let Some(field) = &self.time_field else {
             return Ok(0);
         };
-        match doc.get(field) {
-            Some(serde_json::Value::Number(n)) => n
-                .as_i64()
-                .or_else(|| n.as_f64().map(|f| f as i64))
-                .ok_or_else(|| self.err(format!("{}:{line_no}: field '{field}' is not an integer", self.path.display()))),
-            Some(serde_json::Value::String(s)) => {
-                s.trim().parse::<i64>().map_err(|_| self.err(format!("{}:{line_no}: field '{field}' ('{s}') is not an integer", self.path.display())))
-            }
-            _ => Err(self.err(format!("{}:{line_no}: event-time field '{field}' is missing", self.path.display()))),
-        }
+        time_field(doc, field).map_err(|why| self.err(format!("{}:{line_no}: {why}", self.path.display())))
     }
 
     /// Read the file (from the restored position) into `out`, then finish it (final
@@ -116,9 +118,22 @@ impl FileSource {
                 let mut buf = String::new();
                 loop {
                     buf.clear();
-                    let n = reader.read_line(&mut buf).map_err(|e| self.err(format!("{}:{}: {e}", self.path.display(), line_no + 1)))?;
+                    // At most one byte past the limit (and its newline) is read.
+                    let limit = self.max_record_bytes as u64 + 2;
+                    let n = (&mut reader)
+                        .take(limit)
+                        .read_line(&mut buf)
+                        .map_err(|e| self.err(format!("{}:{}: {e}", self.path.display(), line_no + 1)))?;
                     if n == 0 {
                         break;
+                    }
+                    if buf.trim_end_matches('\n').trim_end_matches('\r').len() > self.max_record_bytes {
+                        return Err(self.err(format!(
+                            "{}:{}: the line is longer than max_record_bytes ({} bytes)",
+                            self.path.display(),
+                            line_no + 1,
+                            self.max_record_bytes
+                        )));
                     }
                     offset += n as u64;
                     line_no += 1;
@@ -127,19 +142,11 @@ impl FileSource {
                         if line.trim().is_empty() {
                             continue;
                         }
-                        let ts = match &self.time_field {
-                            Some(_) => {
-                                let doc: serde_json::Value =
-                                    serde_json::from_str(line).map_err(|e| self.err(format!("{}:{line_no}: not JSON: {e}", self.path.display())))?;
-                                self.timestamp(line_no, &doc)?
-                            }
-                            None => {
-                                serde_json::from_str::<serde::de::IgnoredAny>(line)
-                                    .map_err(|e| self.err(format!("{}:{line_no}: not JSON: {e}", self.path.display())))?;
-                                0
-                            }
-                        };
-                        out.push(None, line.as_bytes(), ts).await?;
+                        match event_time_of(line.as_bytes(), self.time_field.as_deref()) {
+                            Ok(ts) => out.push(None, line.as_bytes(), ts).await?,
+                            Err(_) if self.bad_records == BadRecords::DeadLetter => out.dead_letter(None, line.as_bytes(), 0).await?,
+                            Err(why) => return Err(self.err(format!("{}:{line_no}: {why}", self.path.display()))),
+                        }
                     } else {
                         out.push(None, line.as_bytes(), 0).await?;
                     }

@@ -16,14 +16,96 @@ use std::sync::Arc;
 
 use rivulet_checkpoint::{Committer, SinkEntry};
 use rivulet_dataflow::{NodeRole, blocking};
-use rivulet_job::{KafkaDelivery, KafkaSinkSpec};
+use rivulet_job::{KafkaDelivery, KafkaSinkSpec, KafkaSourceSpec};
 
 use crate::BoxFuture;
+use crate::access::{Access, host_port_list};
 use crate::context::ConnectorContext;
 use crate::error::ConnectorError;
 use crate::part_files::prepare_dir;
 use crate::sink::{Sink, SinkConnector};
 use transactional::{KafkaCommitTarget, KafkaCommitter};
+
+/// librdkafka properties a job sent to a server may set: security, timeouts, batching,
+/// compression, fetch sizes. Not on it, among others: `plugin.library.paths` (loads a
+/// library), `sasl.kerberos.kinit.cmd` (runs a command), `*.location` (reads files) and
+/// `bootstrap.servers` (changes where the client connects).
+const SAFE_PROPERTIES: &[&str] = &[
+    "acks",
+    "api.version.request",
+    "auto.offset.reset",
+    "batch.num.messages",
+    "batch.size",
+    "broker.address.family",
+    "check.crcs",
+    "client.id",
+    "client.rack",
+    "compression.codec",
+    "compression.level",
+    "compression.type",
+    "connections.max.idle.ms",
+    "delivery.timeout.ms",
+    "enable.idempotence",
+    "enable.ssl.certificate.verification",
+    "fetch.max.bytes",
+    "fetch.message.max.bytes",
+    "fetch.min.bytes",
+    "fetch.wait.max.ms",
+    "heartbeat.interval.ms",
+    "isolation.level",
+    "linger.ms",
+    "max.in.flight.requests.per.connection",
+    "max.partition.fetch.bytes",
+    "max.poll.interval.ms",
+    "message.max.bytes",
+    "message.timeout.ms",
+    "metadata.max.age.ms",
+    "partitioner",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.ms",
+    "queued.max.messages.kbytes",
+    "queued.min.messages",
+    "receive.message.max.bytes",
+    "reconnect.backoff.max.ms",
+    "reconnect.backoff.ms",
+    "request.timeout.ms",
+    "retries",
+    "retry.backoff.max.ms",
+    "retry.backoff.ms",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.password",
+    "sasl.username",
+    "security.protocol",
+    "session.timeout.ms",
+    "socket.connection.setup.timeout.ms",
+    "socket.keepalive.enable",
+    "socket.timeout.ms",
+    "ssl.endpoint.identification.algorithm",
+    "topic.metadata.refresh.interval.ms",
+    "transaction.timeout.ms",
+];
+
+/// The brokers a Kafka connector connects to and the properties it sets.
+fn client_accesses(bootstrap: &str, properties: &std::collections::BTreeMap<String, String>) -> Vec<(&'static str, Access)> {
+    let mut out: Vec<(&'static str, Access)> = host_port_list(bootstrap).into_iter().map(|a| ("bootstrap_servers", a)).collect();
+    out.extend(properties.keys().map(|k| ("properties", Access::ClientProperty { key: k.clone(), safe: SAFE_PROPERTIES.contains(&k.as_str()) })));
+    out
+}
+
+/// A Kafka source connects to its brokers with its properties.
+pub(crate) fn source_accesses(spec: &KafkaSourceSpec) -> Vec<(&'static str, Access)> {
+    client_accesses(&spec.bootstrap_servers, &spec.properties)
+}
+
+/// A Kafka sink connects to its brokers with its properties and spools below its spool
+/// directory.
+pub(crate) fn sink_accesses(spec: &KafkaSinkSpec) -> Vec<(&'static str, Access)> {
+    let mut out = client_accesses(&spec.bootstrap_servers, &spec.properties);
+    out.extend(spec.spool_dir.iter().map(|d| ("spool_dir", Access::WriteDir(d.clone()))));
+    out
+}
 
 /// The Kafka key of a record: the JSON field `field` of its value when the spec names
 /// one (a string as is, anything else as JSON), else the record's own key (borrowed).

@@ -20,3 +20,19 @@ mod source;
 
 pub(crate) use sink::{ObjectSinkConnector, committer_for};
 pub(crate) use source::ObjectSourceConnector;
+
+use rivulet_job::{ObjectSinkSpec, ObjectSourceSpec};
+
+use crate::access::Access;
+
+/// An objects source reads its location.
+pub(crate) fn source_accesses(spec: &ObjectSourceSpec) -> Vec<(&'static str, Access)> {
+    vec![("url", Access::Location { url: spec.url.clone(), writes: false })]
+}
+
+/// An objects sink writes its location, and spools below its spool directory.
+pub(crate) fn sink_accesses(spec: &ObjectSinkSpec) -> Vec<(&'static str, Access)> {
+    let mut out = vec![("url", Access::Location { url: spec.url.clone(), writes: true })];
+    out.extend(spec.spool_dir.iter().map(|d| ("spool_dir", Access::WriteDir(d.clone()))));
+    out
+}

@@ -145,7 +145,7 @@ mod tests {
     use rivulet_dataflow::{Barrier, BatchBuilder, SnapshotKind};
 
     fn sink(dir: &Path, format: ObjectFormat) -> ObjectSinkConnector {
-        let cx = ConnectorContext { job: "j".into(), base_dir: dir.into(), data_dir: dir.join("data") };
+        let cx = ConnectorContext { job: "j".into(), base_dir: dir.into(), data_dir: dir.join("data"), max_record_bytes: 1 << 20 };
         let spec = ObjectSinkSpec {
             id: "archive".into(),
             inputs: vec![],

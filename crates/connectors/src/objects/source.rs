@@ -5,12 +5,13 @@ use std::io::BufRead as _;
 
 use rivulet_checkpoint::{CheckpointStorage, SourcePosition};
 use rivulet_dataflow::NodeRole;
-use rivulet_job::{ObjectFormat, ObjectSourceSpec};
+use rivulet_job::{BadRecords, ObjectFormat, ObjectSourceSpec};
 use serde::{Deserialize, Serialize};
 
 use super::parquet::parquet_to_jsonl;
 use crate::BoxFuture;
 use crate::error::ConnectorError;
+use crate::json_line::event_time_of;
 use crate::source::{SourceConnector, SourceContext, SourceTask, own_position};
 
 /// Where an object source was: the object it was reading and the records emitted from it.
@@ -39,6 +40,7 @@ impl SourceConnector for ObjectSourceConnector {
             format: self.spec.format,
             time_field: self.spec.event_time.as_ref().map(|et| et.field.clone().unwrap_or_else(|| "timestamp".into())),
             start: own_position(restored),
+            bad_records: self.spec.bad_records,
         }))
     }
 }
@@ -52,6 +54,8 @@ struct ObjectSource {
     time_field: Option<String>,
     /// Where to resume.
     start: Option<SourcePosition>,
+    /// Fail on an undecodable line, or dead-letter it.
+    bad_records: BadRecords,
 }
 
 impl SourceTask for ObjectSource {
@@ -95,7 +99,7 @@ impl ObjectSource {
                 ObjectFormat::Parquet => parquet_to_jsonl(bytes).map_err(|e| self.err(format!("{name}: {e}")))?,
             };
             let mut emitted = 0u64;
-            for line in lines.iter().filter(|l| !l.is_empty()) {
+            for (line_no, line) in lines.iter().enumerate().filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace)) {
                 if let Some(b) = out.poll_barrier() {
                     let position = ObjectPosition::Objects { object: name.clone(), records: emitted, max_ts: out.max_ts() };
                     out.barrier(b, SourcePosition::encode(&position)).await?;
@@ -107,12 +111,11 @@ impl ObjectSource {
                 if emitted <= skip {
                     continue;
                 }
-                let ts = self
-                    .time_field
-                    .as_deref()
-                    .and_then(|f| serde_json::from_slice::<serde_json::Value>(line).ok().and_then(|v| v.get(f).and_then(serde_json::Value::as_i64)))
-                    .unwrap_or(0);
-                out.push(None, line, ts).await?;
+                match event_time_of(line, self.time_field.as_deref()) {
+                    Ok(ts) => out.push(None, line, ts).await?,
+                    Err(_) if self.bad_records == BadRecords::DeadLetter => out.dead_letter(None, line, 0).await?,
+                    Err(why) => return Err(self.err(format!("{name}:{}: {why}", line_no + 1))),
+                }
             }
         }
         out.finish().await

@@ -5,11 +5,10 @@ mod source;
 
 pub use sink::{FileSinkSpec, KafkaDelivery, KafkaSinkSpec, ObjectSinkSpec, PostgresSinkSpec, SinkSpec, StdoutSinkSpec};
 pub use source::{
-    CsvOptions, FileFormat, FileSourceSpec, GeneratorKind, GeneratorSpec, KafkaFormat, KafkaSourceSpec, KafkaStart, ObjectFormat, ObjectSourceSpec,
-    SourceSpec,
+    BadRecords, CsvOptions, FileFormat, FileSourceSpec, GeneratorKind, GeneratorSpec, KafkaFormat, KafkaSourceSpec, KafkaStart, ObjectFormat,
+    ObjectSourceSpec, SourceSpec,
 };
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rivulet_dataflow::KeySelector;
@@ -17,7 +16,10 @@ use rivulet_state::BackendKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::SpecError;
-use crate::params::substitute_params;
+use crate::params::Params;
+
+/// The largest spec file read.
+pub const MAX_SPEC_BYTES: u64 = 4 << 20;
 
 /// A whole job.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -37,6 +39,10 @@ pub struct JobSpec {
     /// Records per batch crossing a channel or the Wasm boundary.
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// The largest record (key and value) any source may produce, in bytes (default
+    /// 16 MiB): a longer line, message or row fails the job naming the source.
+    #[serde(default)]
+    pub max_record_bytes: Option<u64>,
     /// Sources.
     pub sources: Vec<SourceSpec>,
     /// Operators (Wasm components).
@@ -209,15 +215,34 @@ pub struct OperatorSpec {
 }
 
 impl JobSpec {
-    /// Parse a spec from YAML (JSON is YAML too), after filling `${params}`.
-    pub fn parse(text: &str, origin: &str, params: &BTreeMap<String, String>) -> Result<JobSpec, SpecError> {
-        let text = substitute_params(text, params)?;
-        serde_yaml::from_str(&text).map_err(|e| SpecError::Parse { path: origin.to_owned(), message: e.to_string() })
+    /// Parse a spec from YAML (JSON is YAML too), then fill its `${params}` inside
+    /// string values (a param is data: it cannot add a field or an item).
+    pub fn parse(text: &str, origin: &str, params: &Params) -> Result<JobSpec, SpecError> {
+        let parse_error = |e: serde_yaml::Error| SpecError::Parse { path: origin.to_owned(), message: e.to_string() };
+        if !text.contains("${") {
+            return serde_yaml::from_str(text).map_err(parse_error);
+        }
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(parse_error)?;
+        params.fill(&mut doc)?;
+        // Through the text again, so a number a param put in a string field reads as
+        // that field's string, as it would written there by hand.
+        let filled = serde_yaml::to_string(&doc).map_err(parse_error)?;
+        serde_yaml::from_str(&filled).map_err(parse_error)
     }
 
-    /// Read and parse a spec file.
-    pub fn from_file(path: &Path, params: &BTreeMap<String, String>) -> Result<JobSpec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.display().to_string(), error: source })?;
+    /// Read and parse a spec file (a regular file of at most [`MAX_SPEC_BYTES`]).
+    pub fn from_file(path: &Path, params: &Params) -> Result<JobSpec, SpecError> {
+        use std::io::Read as _;
+        let read_error = |error| SpecError::Read { path: path.display().to_string(), error };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        if !file.metadata().map_err(read_error)?.is_file() {
+            return Err(SpecError::invalid(path.display().to_string(), "not a regular file"));
+        }
+        let mut text = String::new();
+        file.take(MAX_SPEC_BYTES + 1).read_to_string(&mut text).map_err(read_error)?;
+        if text.len() as u64 > MAX_SPEC_BYTES {
+            return Err(SpecError::invalid(path.display().to_string(), format!("larger than {MAX_SPEC_BYTES} bytes: not a job spec")));
+        }
         Self::parse(&text, &path.display().to_string(), params)
     }
 }
@@ -235,7 +260,7 @@ mod tests {
     #[test]
     fn unknown_fields_are_named() {
         let yaml = "name: j\nsources:\n  - {id: s, type: file, pth: x, format: jsonl}\nsinks: []\n";
-        let e = JobSpec::parse(yaml, "job.yaml", &BTreeMap::new()).expect_err("bad");
+        let e = JobSpec::parse(yaml, "job.yaml", &Params::default()).expect_err("bad");
         assert!(e.to_string().contains("pth"), "{e}");
     }
 
@@ -243,7 +268,7 @@ mod tests {
     fn specs_round_trip_through_json() {
         let yaml = "name: j\nsources:\n  - {id: s, type: kafka, bootstrap_servers: b, topic: t, parallelism: 2}\n\
                     sinks:\n  - {id: o, type: postgres, url: u, table: t, key: [k], inputs: [s]}\n  - {id: f, type: file, path: out, inputs: [s]}\n";
-        let spec = JobSpec::parse(yaml, "job.yaml", &BTreeMap::new()).expect("spec");
+        let spec = JobSpec::parse(yaml, "job.yaml", &Params::default()).expect("spec");
         let json = serde_json::to_value(&spec).expect("json");
         assert_eq!(json["sources"][0]["type"], "kafka");
         let back: JobSpec = serde_json::from_value(json).expect("back");

@@ -51,10 +51,13 @@ impl SourceSpec {
         }
     }
 
-    /// The side outputs it has (a Kafka source's `dead-letter`).
+    /// The side outputs it has (a Kafka source's `dead-letter`, and a file or objects
+    /// source's with `bad_records: dead_letter`).
     pub fn side_outputs(&self) -> &'static [&'static str] {
         match self {
             SourceSpec::Kafka(_) => &["dead-letter"],
+            SourceSpec::File(s) if s.bad_records == BadRecords::DeadLetter => &["dead-letter"],
+            SourceSpec::Objects(s) if s.bad_records == BadRecords::DeadLetter => &["dead-letter"],
             _ => &[],
         }
     }
@@ -70,6 +73,18 @@ pub enum FileFormat {
     Csv,
     /// Each line is a record whose value is the line's text.
     Text,
+}
+
+/// What a file or objects source does with a line it cannot decode (not JSON, or no
+/// usable event time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadRecords {
+    /// Fail the job, naming the file or object and the line.
+    #[default]
+    Fail,
+    /// Send the line to the `dead-letter` side output (counted) and go on.
+    DeadLetter,
 }
 
 /// CSV options.
@@ -94,6 +109,9 @@ pub struct FileSourceSpec {
     /// CSV options.
     #[serde(default)]
     pub csv: Option<CsvOptions>,
+    /// `fail` (default) or `dead_letter`: where undecodable JSON lines go.
+    #[serde(default)]
+    pub bad_records: BadRecords,
     /// Event time and watermarks.
     #[serde(default)]
     pub event_time: Option<EventTimeSpec>,
@@ -168,6 +186,9 @@ pub struct ObjectSourceSpec {
     /// Event time (`field`) and watermarks.
     #[serde(default)]
     pub event_time: Option<EventTimeSpec>,
+    /// `fail` (default) or `dead_letter`: where undecodable JSON lines go.
+    #[serde(default)]
+    pub bad_records: BadRecords,
 }
 
 /// Where a Kafka source starts when no checkpoint says where it was.
