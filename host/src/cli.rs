@@ -106,6 +106,10 @@ pub struct ServerRunArgs {
     /// half-sent).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub header_timeout: std::time::Duration,
+    /// Guest memory (MiB) the running jobs may be allowed in sum: each operator instance
+    /// counts with its limits.memory_mb (default 256). Default: 3/4 of the machine's.
+    #[arg(long)]
+    pub guest_memory_mb: Option<u64>,
 }
 
 /// Savepoint subcommands.
@@ -369,6 +373,9 @@ fn server(args: ServerRunArgs) -> Result<()> {
         config.connections.max_connections = n.max(1);
     }
     config.connections.header_timeout = args.header_timeout;
+    if let Some(mb) = args.guest_memory_mb {
+        config.guest_memory_mb = mb;
+    }
     if let Some(f) = &args.auth_token_file {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading the token file {}", f.display()))?;
         let tokens = rivulet_api::Tokens::parse(&text).map_err(|e| anyhow::anyhow!("the token file {}: {e}", f.display()))?;

@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub allow_connect: Vec<HostPattern>,
     /// Connections served at once and the time their headers may take.
     pub connections: ConnectionLimits,
+    /// Guest memory (MiB) the running jobs' instances may be allowed in sum.
+    pub guest_memory_mb: u64,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -69,13 +71,15 @@ impl std::fmt::Debug for ServerConfig {
             .field("allow_paths", &self.allow_paths)
             .field("allow_connect", &self.allow_connect)
             .field("connections", &self.connections)
+            .field("guest_memory_mb", &self.guest_memory_mb)
             .finish()
     }
 }
 
 impl ServerConfig {
     /// Defaults: 127.0.0.1:8080, no token, 64 MiB uploads, checkpoints every second,
-    /// memory state, files only below `<data-dir>/files/`, no connections.
+    /// memory state, files only below `<data-dir>/files/`, no connections, guests
+    /// allowed three quarters of the machine's memory.
     pub fn new(data_dir: PathBuf) -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -87,8 +91,17 @@ impl ServerConfig {
             allow_paths: Vec::new(),
             allow_connect: Vec::new(),
             connections: ConnectionLimits::from_fd_limit(),
+            guest_memory_mb: default_guest_memory_mb(),
         }
     }
+}
+
+/// Three quarters of the machine's memory (8 GiB where it cannot be read), in MiB.
+fn default_guest_memory_mb() -> u64 {
+    let total_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())));
+    total_kb.map_or(8 << 10, |kb| kb / 1024 * 3 / 4)
 }
 
 /// What the handlers share.
@@ -146,7 +159,12 @@ pub async fn serve(config: ServerConfig, engine: Arc<PluginEngine>) -> Result<()
     std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Internal(format!("{}: {e}", config.data_dir.display())))?;
     let registry = Arc::new(PluginRegistry::open(&config.data_dir, engine)?);
     let access = AccessPolicy::new(&config.data_dir, &config.allow_paths, config.allow_connect.clone())?;
-    let defaults = JobDefaults { checkpoint_interval: config.checkpoint_interval, state_backend: config.state_backend, access };
+    let defaults = JobDefaults {
+        checkpoint_interval: config.checkpoint_interval,
+        state_backend: config.state_backend,
+        access,
+        guest_memory_mb: config.guest_memory_mb,
+    };
     let jobs = JobManager::open(&config.data_dir, registry.clone(), defaults).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -27,9 +27,14 @@ pub struct Limits {
     pub call_timeout: Duration,
 }
 
+impl Limits {
+    /// The linear memory an instance may grow to by default.
+    pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_bytes: 256 << 20, call_timeout: Duration::from_secs(10) }
+        Limits { memory_bytes: Self::DEFAULT_MEMORY_BYTES, call_timeout: Duration::from_secs(10) }
     }
 }
 

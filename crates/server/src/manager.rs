@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rivulet_checkpoint::{CheckpointStorage, complete_snapshots};
 use rivulet_dataflow::now_ms;
-use rivulet_job::JobSpec;
+use rivulet_job::{JobGraph, JobSpec, NodeKind};
 use rivulet_plugin::GuestLogLine;
 use rivulet_runtime::{Live, RestoreFrom};
 use rivulet_state::BackendKind;
@@ -37,6 +37,27 @@ pub struct JobDefaults {
     pub state_backend: BackendKind,
     /// What jobs may touch: files, hosts, client properties.
     pub access: AccessPolicy,
+    /// The most guest memory (MiB) the running jobs' instances may be allowed in sum:
+    /// each instance counts with its `limits.memory_mb`.
+    pub guest_memory_mb: u64,
+}
+
+/// Linear memory an instance may grow to unless its operator's `limits` say otherwise.
+const DEFAULT_GUEST_MEMORY_MB: u64 = (rivulet_plugin::Limits::DEFAULT_MEMORY_BYTES >> 20) as u64;
+
+/// The guest memory a job's instances may use in sum, in MiB: every operator subtask's
+/// memory limit.
+pub fn guest_memory_mb(graph: &JobGraph) -> u64 {
+    graph
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Operator { spec, .. } => {
+                Some(u64::from(n.parallelism) * spec.limits.as_ref().and_then(|l| l.memory_mb).unwrap_or(DEFAULT_GUEST_MEMORY_MB))
+            }
+            _ => None,
+        })
+        .sum()
 }
 
 /// A submission.
@@ -214,7 +235,7 @@ impl JobManager {
         self.defaults.access.check(&sub.spec, sub.savepoint.as_deref())?;
         let plugins = self.resolve_plugins(&sub.spec)?;
         // Check the graph before anything is stored.
-        build_graph(&self.registry, &sub.spec, &plugins, sub.parallelism, self.defaults.access.files_dir())?;
+        let graph = build_graph(&self.registry, &sub.spec, &plugins, sub.parallelism, self.defaults.access.files_dir())?;
         let spec_json = serde_json::to_value(&sub.spec).map_err(|e| ServerError::Internal(e.to_string()))?;
         let mut record = JobRecord {
             id: new_id(),
@@ -251,6 +272,7 @@ impl JobManager {
         // two submissions cannot both take one output location.
         let mut jobs = self.lock();
         self.check_outputs_free(&jobs, &writes)?;
+        self.check_guest_memory(&jobs, guest_memory_mb(&graph), None)?;
         let entry = jobs.entry(id.clone()).or_insert(entry);
         if let Err(e) = self.start_run(entry, restore, None).and_then(|()| self.persist(&entry.record)) {
             jobs.remove(&id);
@@ -273,6 +295,24 @@ impl JobManager {
                     )));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Whether `adding` MiB of guest memory fit the server's budget beside the running
+    /// jobs (but `replacing`, whose share the new one takes).
+    pub(crate) fn check_guest_memory(&self, jobs: &BTreeMap<String, JobEntry>, adding: u64, replacing: Option<&str>) -> Result<(), ServerError> {
+        let running: u64 = jobs
+            .values()
+            .filter(|e| e.record.status.is_active() && Some(e.record.id.as_str()) != replacing)
+            .filter_map(|e| e.graph.as_ref().ok())
+            .map(|g| guest_memory_mb(g))
+            .sum();
+        let budget = self.defaults.guest_memory_mb;
+        if running + adding > budget {
+            return Err(ServerError::Conflict(format!(
+                "the job's operators may use {adding} MiB of guest memory (parallelism × limits.memory_mb); with the {running} MiB of the running jobs that is over the server's budget of {budget} MiB (--guest-memory-mb)"
+            )));
         }
         Ok(())
     }

@@ -178,6 +178,7 @@ impl JobManager {
         let parallelism = parallelism.or(record.parallelism);
         let spec = crate::entry::parse_spec(record)?;
         let graph = build_graph(&self.registry, &spec, &plugins, parallelism, self.defaults.access.files_dir())?;
+        self.check_guest_memory(&self.lock(), crate::manager::guest_memory_mb(&graph), Some(&record.id))?;
         let storage = self.storage(&spec, &record.id)?;
         let opts = RunOptions::new(record.state_backend, self.data_dir.join("state").join(&record.id));
         let latest = find_restore_point(&storage, &graph.name, &committers(&graph, &opts)).await.map_err(|e| ServerError::Internal(e.to_string()))?;

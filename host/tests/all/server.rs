@@ -734,3 +734,31 @@ fn roles_decide_what_a_token_may_do() {
     assert_eq!(srv.request("DELETE", "/v1/plugins/c/1", Some(admin), None).0, 200);
     assert_eq!(srv.request("GET", "/v1/jobs", Some("not-a-token-at-all-000"), None).0, 401);
 }
+
+#[test]
+fn guest_memory_is_budgeted_across_running_jobs_at_submit_and_rescale() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, Some(TOKEN), &["--guest-memory-mb", "600"]);
+    assert_eq!(srv.upload("counter", "1", counter_v1()).0, 201);
+    let job = |name: &str, parallelism: u32, memory_mb: Option<u64>| {
+        let mut spec = counter_job(&dir.path().join(name), 1_000_000, 100, "counter@1");
+        spec["name"] = json!(name);
+        if let Some(mb) = memory_mb {
+            spec["operators"][0]["limits"] = json!({"memory_mb": mb});
+        }
+        json!({"spec": spec, "parallelism": parallelism})
+    };
+    let (s, a) = srv.post("/v1/jobs", job("a", 2, None));
+    assert_eq!(s, 201, "2 × 256 MiB fit 600: {a}");
+    let (s, v) = srv.post("/v1/jobs", job("b", 1, None));
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("256 MiB") && e.contains("512 MiB") && e.contains("600 MiB")), "{v}");
+    let (s, v) = srv.post("/v1/jobs", job("c", 1, Some(64)));
+    assert_eq!(s, 201, "a smaller limit fits: {v}");
+    let id = a["id"].as_str().expect("id");
+    let (s, v) = srv.post(&format!("/v1/jobs/{id}/rescale"), json!({"parallelism": 3}));
+    assert_eq!(s, 409, "3 × 256 + 64 is over the budget: {v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("--guest-memory-mb")), "{v}");
+    assert_eq!(srv.job(id)["status"], "running", "a refused rescale leaves the job running");
+}
