@@ -201,6 +201,15 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Give up the savepoint in progress, if one is, with `reason` (its failure is the
+    /// job's, as on a timeout); a checkpoint in progress goes on.
+    pub async fn abort_savepoint(&mut self, reason: String) -> Result<(), CheckpointError> {
+        if self.pending.as_ref().is_some_and(|p| p.barrier.kind == SnapshotKind::Savepoint) {
+            return self.abort(reason).await;
+        }
+        Ok(())
+    }
+
     /// The failure count went past the tolerance: the job must fail.
     fn tolerance_error(&self, reason: &str) -> CheckpointError {
         CheckpointError::Storage {

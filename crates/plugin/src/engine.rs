@@ -154,8 +154,9 @@ impl PluginEngine {
         Ok(plugin)
     }
 
-    fn compile(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
-        let cached = self.cache_dir.as_ref().map(|dir| {
+    /// Where the compiled code of the component with `digest` is cached.
+    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
+        self.cache_dir.as_ref().map(|dir| {
             let mut h = Sha256::new();
             h.update(digest.as_bytes());
             // Artifacts are only valid for the engine configuration that wrote them.
@@ -165,7 +166,22 @@ impl PluginEngine {
             h.update(s.finish().to_le_bytes());
             h.update(env!("CARGO_PKG_VERSION").as_bytes());
             dir.join(format!("{}.cwasm", hex::encode(h.finalize())))
-        });
+        })
+    }
+
+    /// Drop the component with `digest` from memory and from the compile cache (its
+    /// last registered version was deleted).
+    pub fn forget(&self, digest: &str) {
+        if let Ok(mut loaded) = self.loaded.lock() {
+            loaded.remove(digest);
+        }
+        if let Some(path) = self.cache_path(digest) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn compile(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        let cached = self.cache_path(digest);
         if let Some(path) = &cached
             && path.exists()
         {

@@ -28,6 +28,12 @@ pub enum SavepointError {
     /// The job ended before the savepoint completed.
     #[error("the job ended before the savepoint completed")]
     JobEnded,
+    /// It did not complete within the time its requester waited; it was given up.
+    #[error("the savepoint did not complete within {after_ms} ms and was given up")]
+    TimedOut {
+        /// How long the requester waited.
+        after_ms: u64,
+    },
     /// The snapshot was aborted.
     #[error("savepoint {id} failed: {reason}")]
     Failed {
@@ -56,6 +62,8 @@ pub struct JobControl {
     requests: Mutex<VecDeque<SavepointRequest>>,
     cancel: AtomicBool,
     closed: AtomicBool,
+    /// Why the snapshot in progress must be given up (a controller stopped waiting).
+    abort: Mutex<Option<String>>,
     live: Mutex<Live>,
     /// What the job's guests logged.
     pub guest_log: Arc<GuestLog>,
@@ -114,6 +122,18 @@ impl JobControl {
     /// Stop the job at once, without a savepoint (the uncommitted output is discarded).
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Give up the savepoint in progress (one its requester no longer waits for) with
+    /// `reason`. Like any failed savepoint, it fails the run, which restarts from its
+    /// latest checkpoint under its restart strategy. A request not yet started is
+    /// dropped when its requester stops waiting.
+    pub fn abort_savepoint(&self, reason: String) {
+        *self.abort.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+    }
+
+    pub(crate) fn take_abort(&self) -> Option<String> {
+        self.abort.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Whether [`JobControl::cancel`] was called.

@@ -159,6 +159,13 @@ impl<'a> Supervisor<'a> {
             }
         }
         let Some(c) = self.coordinator.as_mut() else { return };
+        if let Some(reason) = self.opts.control.as_ref().and_then(|ctl| ctl.take_abort())
+            && let Err(e) = c.abort_savepoint(reason).await
+        {
+            self.first_error.get_or_insert(e.into());
+            tasks.abort_all();
+            return;
+        }
         if let Err(e) = c.check_timeout().await {
             self.first_error.get_or_insert(e.into());
             tasks.abort_all();
@@ -176,6 +183,8 @@ impl<'a> Supervisor<'a> {
             && !c.busy()
             && !self.stop_requested
             && let Some(r) = ctl.next_request()
+            // A requester that stopped waiting (it gave up) no longer wants it.
+            && !r.reply.is_closed()
         {
             match c.trigger(SnapshotKind::Savepoint, r.stop) {
                 Some(id) => {

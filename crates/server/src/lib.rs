@@ -23,6 +23,7 @@ pub use record::{
     ExceptionInfo, HistoryEvent, HistoryKind, JobRecord, JobStatus, PluginRef, SavepointInfo, SavepointStatus, UpgradeOutcome, UpgradeResult,
 };
 pub use registry::{COMPILE_TIME_LIMIT, PluginMeta, PluginRegistry, check_ident};
+pub use savepoints::StopMode;
 pub use view::{CheckpointsView, EdgeStatus, FailedSnapshot, JobDetail, NodeLabel, NodeStatus, RetainedSnapshot, SnapshotStat};
 
 /// A request the server refuses or cannot serve; the API maps each to a status code

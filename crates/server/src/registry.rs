@@ -52,10 +52,14 @@ pub struct PluginRegistry {
     deleted: Mutex<BTreeMap<String, String>>,
     /// Compiles running at once (a compile past its time limit keeps its permit).
     compiles: Arc<tokio::sync::Semaphore>,
+    /// Compiles of small components, which never wait behind large ones.
+    small_compiles: Arc<tokio::sync::Semaphore>,
 }
 
-/// Uploads compiled at the same time; the rest wait.
+/// Uploads of large components compiled at the same time; the rest wait.
 const CONCURRENT_COMPILES: usize = 2;
+/// Components up to this size compile in their own lane, beside the large ones.
+const SMALL_COMPONENT_BYTES: usize = 4 << 20;
 
 /// Check a name or version: 1–64 characters of `[A-Za-z0-9._-]`.
 pub fn check_ident(what: &str, s: &str) -> Result<(), ServerError> {
@@ -76,6 +80,7 @@ impl PluginRegistry {
             index: Mutex::new(index),
             deleted: Mutex::new(deleted),
             compiles: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_COMPILES)),
+            small_compiles: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -148,7 +153,10 @@ impl PluginRegistry {
         // Compile and world-check before anything is stored.
         let engine = self.engine.clone();
         let label = format!("{name}@{version}");
-        let permit = self.compiles.clone().acquire_owned().await.map_err(|e| ServerError::Internal(format!("compile queue: {e}")))?;
+        // A Rust operator compiles in well under a second, an interpreter-based one (Python,
+        // JavaScript) in several: small components have a lane of their own.
+        let lane = if bytes.len() <= SMALL_COMPONENT_BYTES { &self.small_compiles } else { &self.compiles };
+        let permit = lane.clone().acquire_owned().await.map_err(|e| ServerError::Internal(format!("compile queue: {e}")))?;
         let compile = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let plugin = engine.load_bytes(&label, &bytes)?;
@@ -222,6 +230,8 @@ impl PluginRegistry {
         let _ = std::fs::remove_file(self.path_of(&meta));
         if !index.iter().any(|p| p.digest == meta.digest) {
             let _ = std::fs::remove_dir_all(self.dir.join(meta.digest.trim_start_matches("sha256:")));
+            // Its compiled code goes with it.
+            self.engine.forget(&meta.digest);
         }
         Ok(meta)
     }

@@ -10,6 +10,21 @@ use crate::ServerError;
 use crate::manager::{JobManager, new_id};
 use crate::record::{HistoryEvent, HistoryKind, JobRecord, JobStatus, SavepointInfo, SavepointStatus};
 
+/// How to stop a job.
+#[derive(Debug, Clone, Copy)]
+pub enum StopMode {
+    /// At once, without a savepoint (uncommitted output is discarded).
+    Cancel,
+    /// Drained into a savepoint that commits the sinks, waiting at most `timeout`;
+    /// `cancel_on_failure` cancels the job when the savepoint fails or times out.
+    Savepoint {
+        /// How long to wait for the savepoint.
+        timeout: std::time::Duration,
+        /// Cancel the job if the savepoint fails.
+        cancel_on_failure: bool,
+    },
+}
+
 /// What acting on a running job needs: its run's handle, the run's end, the job's
 /// operation lock.
 pub(crate) type Running = (Arc<JobControl>, watch::Receiver<bool>, Arc<tokio::sync::Mutex<()>>);
@@ -101,20 +116,39 @@ impl JobManager {
         self.lock().values().flat_map(|e| e.record.savepoints.clone()).collect()
     }
 
-    /// Stop a job: with a savepoint (drained and committed first) or at once.
-    pub async fn stop(self: &Arc<Self>, id: &str, savepoint: bool) -> Result<JobRecord, ServerError> {
+    /// Stop a job: with a savepoint (drained and committed first) or at once. A
+    /// savepoint that does not complete in time (a stuck guest) is given up: the answer
+    /// is a 409 then, and the job runs on from its latest checkpoint, or is cancelled
+    /// when the mode says so.
+    pub async fn stop(self: &Arc<Self>, id: &str, how: StopMode) -> Result<JobRecord, ServerError> {
         let (control, mut ended, op) = self.running(id)?;
         let _op = op.try_lock_owned().map_err(|_| Self::busy(id))?;
-        if savepoint {
-            let trigger = self.record_savepoint_request(id, true)?.trigger;
-            let outcome = control.request_savepoint(true).await.unwrap_or(Err(SavepointError::JobEnded));
-            let failed = outcome.as_ref().err().cloned();
-            self.settle_savepoint(id, &trigger, outcome);
-            if let Some(reason) = failed {
-                return Err(ServerError::Conflict(format!("stop with savepoint failed: {reason}")));
+        match how {
+            StopMode::Savepoint { timeout, cancel_on_failure } => {
+                let trigger = self.record_savepoint_request(id, true)?.trigger;
+                let reply = control.request_savepoint(true);
+                let outcome = match tokio::time::timeout(timeout, reply).await {
+                    Ok(outcome) => outcome.unwrap_or(Err(SavepointError::JobEnded)),
+                    Err(_) => {
+                        let e = SavepointError::TimedOut { after_ms: timeout.as_millis() as u64 };
+                        control.abort_savepoint(e.to_string());
+                        Err(e)
+                    }
+                };
+                let failed = outcome.as_ref().err().cloned();
+                self.settle_savepoint(id, &trigger, outcome);
+                if let Some(reason) = failed {
+                    let then = if cancel_on_failure {
+                        control.cancel();
+                        let _ = ended.wait_for(|e| *e).await;
+                        "the job was cancelled"
+                    } else {
+                        "the job runs on from its latest checkpoint"
+                    };
+                    return Err(ServerError::Conflict(format!("stop with savepoint failed: {reason}; {then}")));
+                }
             }
-        } else {
-            control.cancel();
+            StopMode::Cancel => control.cancel(),
         }
         let _ = ended.wait_for(|e| *e).await;
         self.record(id)

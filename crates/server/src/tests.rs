@@ -12,6 +12,8 @@ use rivulet_state::BackendKind;
 
 use crate::{HistoryKind, JobDefaults, JobManager, JobStatus, PluginRegistry, SavepointStatus, Submission, UpgradeResult};
 
+const STOP: crate::StopMode = crate::StopMode::Savepoint { timeout: Duration::from_secs(60), cancel_on_failure: false };
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -139,11 +141,11 @@ async fn stop_with_a_savepoint_commits_and_records_it_and_a_restarted_server_kee
     let out = s.dir.path().join("out");
     let id = s.jobs.submit(counter_job(&out, 100_000, Some(2000))).expect("submit").id;
     wait_for(&s.jobs, &id, "a checkpoint", |d| d.last_checkpoint.is_some()).await;
-    let stopped = s.jobs.stop(&id, true).await.expect("stop");
+    let stopped = s.jobs.stop(&id, STOP).await.expect("stop");
     assert_eq!(stopped.status, JobStatus::Stopped);
     let sp = stopped.savepoints.last().expect("the stop's savepoint");
     assert_eq!((sp.status, sp.stop), (SavepointStatus::Completed, true));
-    assert!(s.jobs.stop(&id, true).await.is_err(), "a stopped job cannot be stopped again");
+    assert!(s.jobs.stop(&id, STOP).await.is_err(), "a stopped job cannot be stopped again");
     // Its output up to the savepoint is committed and exact.
     let committed: u64 = std::fs::read_dir(&out)
         .expect("out")
@@ -175,4 +177,35 @@ async fn a_stored_job_whose_spec_no_longer_parses_is_listed_and_failed_not_fatal
     assert_eq!(bad.status, JobStatus::Failed);
     assert!(bad.error.as_deref().is_some_and(|e| e.contains("stored spec")), "{:?}", bad.error);
     assert_eq!(again.list().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_components_do_not_wait_behind_large_compiles_and_deleted_ones_leave_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let engine = PluginEngine::new(Some(cache.clone())).expect("engine");
+    let registry = Arc::new(PluginRegistry::open(dir.path(), engine).expect("registry"));
+    let read = |file: &str| std::fs::read(repo().join(file)).unwrap_or_else(|e| panic!("{file}: {e} (run `make plugins`)"));
+    let cached =
+        || std::fs::read_dir(&cache).expect("cache").filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "cwasm")).count();
+    // Two large compiles (Python, JavaScript: several seconds each) are under way...
+    let mut large = Vec::new();
+    for (name, file) in [
+        ("py", "plugins-examples/python-fraud-detection/python_fraud_detection.wasm"),
+        ("js", "plugins-examples/js-fraud-detection/js_fraud_detection.wasm"),
+    ] {
+        let (r, bytes) = (registry.clone(), read(file));
+        large.push(tokio::spawn(async move { r.upload(name, "1", bytes).await.map(|_| Instant::now()) }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...and a small one uploaded after them is done first.
+    registry.upload("counter", "1", read("plugins-examples/counter-v1/counter_v1.wasm")).await.expect("small upload");
+    let small_done = Instant::now();
+    for l in large {
+        let done = l.await.expect("task").expect("large upload");
+        assert!(done > small_done, "the small component waited behind a large compile");
+    }
+    assert_eq!(cached(), 3);
+    registry.delete("counter", "1").expect("delete");
+    assert_eq!(cached(), 2, "the deleted component's compiled code is gone");
 }

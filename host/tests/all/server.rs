@@ -762,3 +762,34 @@ fn guest_memory_is_budgeted_across_running_jobs_at_submit_and_rescale() {
     assert!(v["error"].as_str().is_some_and(|e| e.contains("--guest-memory-mb")), "{v}");
     assert_eq!(srv.job(id)["status"], "running", "a refused rescale leaves the job running");
 }
+
+#[test]
+fn stop_with_savepoint_on_a_stuck_guest_answers_in_time_and_the_job_runs_on_or_is_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, Some(TOKEN), &[]);
+    assert_eq!(srv.upload("looper", "1", std::fs::read(fixture("fixture_infinite_loop")).expect("fixture")).0, 201);
+    let spec = json!({"name": "stuck", "restart": {"attempts": 5, "delay_ms": 10},
+        "sources": [{"id": "gen", "type": "generator", "count": 100, "keys": 3}],
+        "operators": [{"uid": "loop", "plugin": "looper@1", "inputs": ["gen"], "limits": {"call_timeout_ms": 3_600_000}}],
+        "sinks": [{"id": "out", "type": "file", "path": "out", "inputs": ["loop"]}]});
+    let (s, job) = srv.post("/v1/jobs", json!({"spec": spec}));
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    std::thread::sleep(Duration::from_millis(500));
+    // The guest never returns: the savepoint cannot complete. The stop answers when its
+    // time is up, and the job runs on (restarted from its latest checkpoint).
+    let started = Instant::now();
+    let (s, v) = srv.post(&format!("/v1/jobs/{id}/stop"), json!({"savepoint": true, "timeout_ms": 1500}));
+    assert_eq!(s, 409, "{v}");
+    assert!(started.elapsed() < Duration::from_secs(30), "answered after {:?}", started.elapsed());
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("did not complete within 1500 ms") && e.contains("runs on")), "{v}");
+    assert_eq!(srv.job(&id)["status"], "running");
+    let (_, sps) = srv.get("/v1/savepoints");
+    assert!(sps.as_array().is_some_and(|a| a.iter().any(|sp| sp["status"] == "failed")), "{sps}");
+    // Asked to, it cancels the job instead.
+    let (s, v) = srv.post(&format!("/v1/jobs/{id}/stop"), json!({"savepoint": true, "timeout_ms": 1000, "cancel_if_savepoint_fails": true}));
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("cancelled")), "{v}");
+    srv.wait_status(&id, "cancelled", Duration::from_secs(30));
+}

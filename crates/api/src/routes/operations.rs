@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use rivulet_server::{JobRecord, SavepointInfo, UpgradeOutcome};
+use rivulet_server::{JobRecord, SavepointInfo, StopMode, UpgradeOutcome};
 use serde::Deserialize;
 
 use super::json;
@@ -42,6 +42,14 @@ pub struct StopRequest {
     /// Drain, take a savepoint and commit the sinks before stopping.
     #[serde(default)]
     pub savepoint: bool,
+    /// How long to wait for the savepoint (default 60000 ms). When it has not completed
+    /// by then it is given up: the answer is a 409, and the job restarts from its latest
+    /// checkpoint — or, with `cancel_if_savepoint_fails`, is cancelled.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Cancel the job when its savepoint fails or times out, instead of letting it run on.
+    #[serde(default)]
+    pub cancel_if_savepoint_fails: bool,
 }
 
 /// Stop a job (with `{"savepoint": true}`: drained and committed first).
@@ -50,7 +58,14 @@ pub struct StopRequest {
 pub async fn stop_job(State(state): State<Shared>, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
     let bytes = read_body(body, MAX_JSON_BYTES, "the request").await?;
     let req: StopRequest = parse_json(&bytes)?;
-    Ok(json(StatusCode::OK, &state.jobs.stop(&id, req.savepoint).await?))
+    let how = match req.savepoint {
+        false => StopMode::Cancel,
+        true => StopMode::Savepoint {
+            timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(60_000).clamp(100, 3_600_000)),
+            cancel_on_failure: req.cancel_if_savepoint_fails,
+        },
+    };
+    Ok(json(StatusCode::OK, &state.jobs.stop(&id, how).await?))
 }
 
 /// Rescale request.
