@@ -35,6 +35,9 @@ struct Checked {
     snapshot: Option<String>,
 }
 
+/// How long a swap or rescale waits for the savepoint that stops the old version.
+const SWAP_SAVEPOINT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl JobManager {
     /// Swap operator plugins (and/or parallelism) through a savepoint, rolling back on
     /// its own when the new version fails before its first checkpoint.
@@ -57,7 +60,18 @@ impl JobManager {
             self.persist(&e.record)
         })?;
         let t0 = Instant::now();
-        let savepoint = match control.request_savepoint(true).await.unwrap_or(Err(SavepointError::JobEnded)) {
+        // A stuck guest must not hold the swap forever: the savepoint is given up in time
+        // and the job runs on with the old versions.
+        let reply = control.request_savepoint(true);
+        let stopped = match tokio::time::timeout(SWAP_SAVEPOINT_TIMEOUT, reply).await {
+            Ok(outcome) => outcome.unwrap_or(Err(SavepointError::JobEnded)),
+            Err(_) => {
+                let e = SavepointError::TimedOut { after_ms: SWAP_SAVEPOINT_TIMEOUT.as_millis() as u64 };
+                control.abort_savepoint(e.to_string());
+                Err(e)
+            }
+        };
+        let savepoint = match stopped {
             Ok(loc) => loc,
             Err(reason) => {
                 let _ = self.with_job(id, |e| {

@@ -379,6 +379,12 @@ fn auth_bad_uploads_and_the_job_lifecycle() {
     assert!(metrics.contains("rivulet_plugin_traps_total{plugin=\"trap@1"), "{metrics}");
     // Two restarts, then the third failure ends the job: counted after the run ended.
     assert_eq!(exceptions.as_array().map(Vec::len), Some(3), "{exceptions:#}");
+    // Paged from the newest: the last one, then the one before it.
+    let (_, newest) = srv.get(&format!("/v1/jobs/{id}/exceptions?limit=1"));
+    assert_eq!(newest.as_array().map(|a| (a.len(), a[0]["attempt"].clone())), Some((1, json!(2))), "{newest}");
+    let (_, before) = srv.get(&format!("/v1/jobs/{id}/exceptions?offset=1&limit=1"));
+    assert_eq!(before[0]["attempt"], 1, "{before}");
+    assert_eq!(srv.get(&format!("/v1/jobs/{id}/exceptions?limit=many")).0, 400);
     let restarts = metrics.lines().find(|l| l.starts_with("rivulet_job_restarts_total{") && l.contains(&format!("job=\"{id}\"")));
     assert!(restarts.is_some_and(|l| l.ends_with(" 2")), "{restarts:?} in {metrics}");
 }

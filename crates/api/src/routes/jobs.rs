@@ -122,9 +122,15 @@ pub async fn get_job(State(state): State<Shared>, Path(id): Path<String>) -> Api
 }
 
 /// Task failures of a job (traps with the guest's message, guest errors…).
-#[utoipa::path(get, path = "/v1/jobs/{id}/exceptions", params(("id" = String, Path)), responses((status = 200, body = [ExceptionInfo]), (status = 404, body = ErrorBody)))]
-pub async fn job_exceptions(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(json(StatusCode::OK, &state.jobs.exceptions(&id)?))
+#[utoipa::path(get, path = "/v1/jobs/{id}/exceptions", params(("id" = String, Path), PageQuery),
+    responses((status = 200, body = [ExceptionInfo], headers(("x-total-count" = usize, description = "How many are kept in all"))), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn job_exceptions(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
+    Ok(page(state.jobs.exceptions(&id)?, &q))
 }
 
 /// Checkpoints: retained in storage, completed (with size and duration), failed.
@@ -141,7 +147,38 @@ pub async fn job_history(State(state): State<Shared>, Path(id): Path<String>) ->
 
 /// What the job's guests logged (SDK log calls, stdout, stderr), oldest first; the last
 /// 2000 lines since the server started.
-#[utoipa::path(get, path = "/v1/jobs/{id}/logs", params(("id" = String, Path)), responses((status = 200, body = [GuestLogLine]), (status = 404, body = ErrorBody)))]
-pub async fn job_logs(State(state): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(json(StatusCode::OK, &state.jobs.logs(&id)?))
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", params(("id" = String, Path), PageQuery),
+    responses((status = 200, body = [GuestLogLine], headers(("x-total-count" = usize, description = "How many are kept in all"))), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn job_logs(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
+    Ok(page(state.jobs.logs(&id)?, &q))
+}
+
+/// The most items one page holds (and the default page size).
+pub const MAX_PAGE: usize = 2000;
+
+/// A page of a list kept oldest first: skip the newest `offset`, then take at most
+/// `limit` (default and maximum 2000) before them, still oldest first.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Newest items to skip (default 0).
+    offset: Option<usize>,
+    /// Items to return (default and maximum 2000).
+    limit: Option<usize>,
+}
+
+/// `all[..]` paged by `q`, with the total in `x-total-count`.
+fn page<T: serde::Serialize>(all: Vec<T>, q: &PageQuery) -> Response {
+    let total = all.len();
+    let end = total - q.offset.unwrap_or(0).min(total);
+    let start = end.saturating_sub(q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE));
+    let mut resp = json(StatusCode::OK, &all[start..end]);
+    resp.headers_mut().insert("x-total-count", axum::http::HeaderValue::from(total));
+    resp
 }

@@ -10,6 +10,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// `value` as JSON with `status`.
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
     (status, axum::Json(value)).into_response()
 }
