@@ -10,6 +10,20 @@ use crate::ServerError;
 use crate::manager::{JobManager, new_id};
 use crate::record::{HistoryEvent, HistoryKind, JobRecord, JobStatus, SavepointInfo, SavepointStatus};
 
+/// Ask the run behind `control` to stop with a savepoint and wait at most `timeout` for
+/// it; past that the savepoint is given up (a stuck guest must not hold the caller), and
+/// the run restarts from its latest checkpoint.
+pub(crate) async fn stop_savepoint(control: &JobControl, timeout: std::time::Duration) -> SavepointReply {
+    match tokio::time::timeout(timeout, control.request_savepoint(true)).await {
+        Ok(outcome) => outcome.unwrap_or(Err(SavepointError::JobEnded)),
+        Err(_) => {
+            let e = SavepointError::TimedOut { after_ms: timeout.as_millis() as u64 };
+            control.abort_savepoint(e.to_string());
+            Err(e)
+        }
+    }
+}
+
 /// How to stop a job.
 #[derive(Debug, Clone, Copy)]
 pub enum StopMode {
@@ -126,15 +140,7 @@ impl JobManager {
         match how {
             StopMode::Savepoint { timeout, cancel_on_failure } => {
                 let trigger = self.record_savepoint_request(id, true)?.trigger;
-                let reply = control.request_savepoint(true);
-                let outcome = match tokio::time::timeout(timeout, reply).await {
-                    Ok(outcome) => outcome.unwrap_or(Err(SavepointError::JobEnded)),
-                    Err(_) => {
-                        let e = SavepointError::TimedOut { after_ms: timeout.as_millis() as u64 };
-                        control.abort_savepoint(e.to_string());
-                        Err(e)
-                    }
-                };
+                let outcome = stop_savepoint(&control, timeout).await;
                 let failed = outcome.as_ref().err().cloned();
                 self.settle_savepoint(id, &trigger, outcome);
                 if let Some(reason) = failed {

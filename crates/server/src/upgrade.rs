@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rivulet_checkpoint::find_restore_point;
 use rivulet_dataflow::NodeRole;
-use rivulet_runtime::{RestoreFrom, RunOptions, SavepointError, committers, dry_run_restore};
+use rivulet_runtime::{RestoreFrom, RunOptions, committers, dry_run_restore};
 use tokio::sync::watch;
 
 use crate::ServerError;
@@ -62,16 +62,7 @@ impl JobManager {
         let t0 = Instant::now();
         // A stuck guest must not hold the swap forever: the savepoint is given up in time
         // and the job runs on with the old versions.
-        let reply = control.request_savepoint(true);
-        let stopped = match tokio::time::timeout(SWAP_SAVEPOINT_TIMEOUT, reply).await {
-            Ok(outcome) => outcome.unwrap_or(Err(SavepointError::JobEnded)),
-            Err(_) => {
-                let e = SavepointError::TimedOut { after_ms: SWAP_SAVEPOINT_TIMEOUT.as_millis() as u64 };
-                control.abort_savepoint(e.to_string());
-                Err(e)
-            }
-        };
-        let savepoint = match stopped {
+        let savepoint = match crate::savepoints::stop_savepoint(&control, SWAP_SAVEPOINT_TIMEOUT).await {
             Ok(loc) => loc,
             Err(reason) => {
                 let _ = self.with_job(id, |e| {
