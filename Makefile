@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR
 RIVULET_RELEASE := $(CARGO_TARGET_DIR)/release/rivulet
 RIVULET_DEV := $(CARGO_TARGET_DIR)/debug/rivulet
 
-.PHONY: setup build plugins ui ui-api ui-screenshots operator demo test test-ui bench clean
+.PHONY: setup build plugins ui ui-api ui-screenshots operator demo test test-ui fuzz bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -49,6 +49,11 @@ test: plugins ui
 	@bash scripts/kafka.sh install
 	cargo test --workspace --no-fail-fast
 	@$(MAKE) test-ui
+	@$(MAKE) fuzz
+
+## The fuzz targets (fuzz/), each for FUZZ_SECONDS (default 20), on nightly Rust.
+fuzz:
+	@bash scripts/fuzz.sh
 
 test-ui:
 	cd web-ui && npm run --silent test

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use crate::memory::MemoryBackend;
+#[cfg(feature = "rocksdb")]
 use crate::rocks::RocksDbBackend;
 
 /// Which backend a job keeps its state in.
@@ -21,7 +22,13 @@ impl BackendKind {
     pub fn open(self, dir: &Path) -> Result<Box<dyn StateBackend>, StateError> {
         Ok(match self {
             BackendKind::Memory => Box::new(MemoryBackend::default()),
+            #[cfg(feature = "rocksdb")]
             BackendKind::Rocksdb => Box::new(RocksDbBackend::open(dir)?),
+            #[cfg(not(feature = "rocksdb"))]
+            BackendKind::Rocksdb => {
+                let _ = dir;
+                return Err(StateError::Unavailable("this build has no RocksDB backend"));
+            }
         })
     }
 }
@@ -31,8 +38,13 @@ impl BackendKind {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// RocksDB reported an error.
+    #[cfg(feature = "rocksdb")]
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// The backend was left out of this build.
+    #[cfg(not(feature = "rocksdb"))]
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// The backend's directory could not be prepared.
     #[error("state directory {path}: {error}")]
     Dir {

@@ -13,6 +13,7 @@ mod entry;
 mod keyed;
 pub mod layout;
 mod memory;
+#[cfg(feature = "rocksdb")]
 mod rocks;
 mod timers;
 
@@ -21,6 +22,7 @@ pub use entry::{EntryError, StateEntry, StateValue};
 pub use keyed::{CurrentKey, DeclareError, KeyedStateStore, StateDescriptor, StateKind};
 pub use memory::MemoryBackend;
 pub use rivulet_dataflow::{KeyGroupRange, key_group};
+#[cfg(feature = "rocksdb")]
 pub use rocks::RocksDbBackend;
 pub use timers::{TimeDomain, TimerService};
 
