@@ -110,6 +110,10 @@ pub struct ServerRunArgs {
     /// counts with its limits.memory_mb (default 256). Default: 3/4 of the machine's.
     #[arg(long)]
     pub guest_memory_mb: Option<u64>,
+    /// Bytes of plugin uploads (MiB) the server receives and compiles at once, in sum;
+    /// an upload that does not fit gets 503 and retries.
+    #[arg(long, default_value_t = 256)]
+    pub upload_buffer_mb: usize,
 }
 
 /// Savepoint subcommands.
@@ -376,6 +380,7 @@ fn server(args: ServerRunArgs) -> Result<()> {
     if let Some(mb) = args.guest_memory_mb {
         config.guest_memory_mb = mb;
     }
+    config.upload_buffer_bytes = args.upload_buffer_mb.saturating_mul(1 << 20);
     if let Some(f) = &args.auth_token_file {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading the token file {}", f.display()))?;
         let tokens = rivulet_api::Tokens::parse(&text).map_err(|e| anyhow::anyhow!("the token file {}: {e}", f.display()))?;

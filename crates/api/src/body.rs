@@ -43,6 +43,20 @@ pub async fn read_body(body: Body, limit: usize, what: &str) -> ApiResult<Bytes>
     Ok(Bytes::from(buf))
 }
 
+/// Read and drop up to `limit` bytes of a body that is refused, so a client still
+/// sending it gets the answer rather than a broken connection.
+pub async fn drain_body(body: Body, limit: usize) {
+    use futures::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut total = 0usize;
+    while total < limit {
+        match tokio::time::timeout(BODY_IDLE_TIMEOUT, stream.next()).await {
+            Ok(Some(Ok(chunk))) => total = total.saturating_add(chunk.len()),
+            _ => break,
+        }
+    }
+}
+
 /// Parse a JSON body into `T`, naming the field at fault (unknown fields are rejected).
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };

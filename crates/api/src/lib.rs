@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub connections: ConnectionLimits,
     /// Guest memory (MiB) the running jobs' instances may be allowed in sum.
     pub guest_memory_mb: u64,
+    /// Bytes of plugin uploads being received and compiled at once, server-wide.
+    pub upload_buffer_bytes: usize,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -72,6 +74,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("allow_connect", &self.allow_connect)
             .field("connections", &self.connections)
             .field("guest_memory_mb", &self.guest_memory_mb)
+            .field("upload_buffer_bytes", &self.upload_buffer_bytes)
             .finish()
     }
 }
@@ -92,6 +95,7 @@ impl ServerConfig {
             allow_connect: Vec::new(),
             connections: ConnectionLimits::from_fd_limit(),
             guest_memory_mb: default_guest_memory_mb(),
+            upload_buffer_bytes: 256 << 20,
         }
     }
 }
@@ -114,6 +118,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// When the server started.
     pub started: Instant,
+    /// Upload bytes being received and compiled, server-wide, in KiB permits.
+    pub upload_buffer: Arc<tokio::sync::Semaphore>,
 }
 
 type Shared = Arc<AppState>;
@@ -171,7 +177,8 @@ pub async fn serve(config: ServerConfig, engine: Arc<PluginEngine>) -> Result<()
         .map_err(|e| ServerError::BadRequest(format!("cannot listen on {}: {e}", config.listen)))?;
     let addr = listener.local_addr().map_err(|e| ServerError::Internal(e.to_string()))?;
     let limits = config.connections;
-    let state = Arc::new(AppState { registry, jobs, config, started: Instant::now() });
+    let upload_buffer = Arc::new(tokio::sync::Semaphore::new((config.upload_buffer_bytes >> 10).max(1)));
+    let state = Arc::new(AppState { registry, jobs, config, started: Instant::now(), upload_buffer });
     let app = router(state);
     // The line tests and scripts wait for (the port is known even with `:0`).
     eprintln!("[rivulet] server listening on http://{addr}");

@@ -51,6 +51,9 @@ pub enum ServerError {
     /// 422: well-formed but unusable (a component that is not an operator).
     #[error("{0}")]
     Unprocessable(String),
+    /// 503: the server cannot take this now (it is busy); retry shortly.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: a failure on the server's side (details are logged, not returned).
     #[error("internal error: {0}")]
     Internal(String),

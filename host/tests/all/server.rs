@@ -799,3 +799,36 @@ fn stop_with_savepoint_on_a_stuck_guest_answers_in_time_and_the_job_runs_on_or_i
     assert!(v["error"].as_str().is_some_and(|e| e.contains("cancelled")), "{v}");
     srv.wait_status(&id, "cancelled", Duration::from_secs(30));
 }
+
+#[test]
+fn uploads_share_a_server_wide_buffer_and_one_that_does_not_fit_is_told_to_retry() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let srv = Server::start(&data, Some(TOKEN), &["--max-plugin-mb", "1", "--upload-buffer-mb", "1"]);
+    // An upload that declares almost the whole buffer and then stalls...
+    let addr = srv.url.trim_start_matches("http://").to_owned();
+    let mut stalled = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        stalled,
+        "POST /v1/plugins?name=big&version=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/wasm\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    .expect("headers");
+    stalled.write_all(&[0u8; 1000]).expect("a little of the body");
+    std::thread::sleep(Duration::from_millis(300));
+    // ...leaves no room for another: 503, retry later, nothing stored.
+    let (s, v) = srv.upload("counter", "1", counter_v1());
+    assert_eq!(s, 503, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.contains("--upload-buffer-mb") && e.contains("retry")), "{v}");
+    // Once the stalled one is gone, the same upload goes through.
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, v) = srv.upload("counter", "1", counter_v1());
+        if s == 201 {
+            break;
+        }
+        assert!(s == 503 && Instant::now() < deadline, "{s}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

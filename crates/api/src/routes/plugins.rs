@@ -3,14 +3,14 @@
 use axum::body::Body;
 use axum::extract::{FromRequest as _, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use rivulet_server::{PluginMeta, ServerError};
 use serde::Deserialize;
 
 use super::json;
 use crate::Shared;
-use crate::body::read_body;
-use crate::error::{ApiResult, ErrorBody};
+use crate::body::{drain_body, read_body};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// Query of a plugin upload.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -29,7 +29,8 @@ pub struct UploadQuery {
 #[utoipa::path(post, path = "/v1/plugins", params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component (or multipart/form-data with a file field)"),
     responses((status = 201, body = PluginMeta, description = "Registered"), (status = 200, body = PluginMeta, description = "Already registered with these bytes"),
-        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "Not an operator component")))]
+        (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "Not an operator component"),
+        (status = 503, body = ErrorBody, description = "Other uploads hold the server's upload buffer: retry shortly")))]
 pub async fn upload_plugin(
     State(state): State<Shared>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
@@ -37,6 +38,22 @@ pub async fn upload_plugin(
 ) -> ApiResult<Response> {
     let limit = state.config.max_plugin_bytes;
     let is_multipart = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/form-data"));
+    // The bytes this upload may hold, reserved server-wide before any is read: many
+    // concurrent uploads cannot buffer more than --upload-buffer-mb together.
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let capacity_kib = (state.config.upload_buffer_bytes >> 10).max(1);
+    let need_kib = (declared.unwrap_or(limit).min(limit).div_ceil(1024)).clamp(1, capacity_kib);
+    let Ok(_reserved) = state.upload_buffer.clone().try_acquire_many_owned(need_kib as u32) else {
+        drain_body(req.into_body(), limit).await;
+        let e = ServerError::Unavailable(format!(
+            "the server is receiving other uploads (its upload buffer, --upload-buffer-mb, holds {} MiB): retry shortly",
+            state.config.upload_buffer_bytes >> 20
+        ));
+        let mut resp = ApiError(e).into_response();
+        resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return Ok(resp);
+    };
     let (parts, body) = req.into_parts();
     // The body is read before anything is judged, so the connection stays usable.
     let bytes = read_body(body, limit, "the plugin upload").await?;
