@@ -40,11 +40,34 @@ pub struct ApiDoc;
 
 struct BearerAuth;
 
+/// The bearer scheme; `/healthz` without it; and on every other operation the answers
+/// authentication gives before a handler runs: 401 (no or a wrong token) and 403 (the
+/// token's role is not enough).
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        let error = |what: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(what)
+                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for op in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete].into_iter().flatten() {
+                if path == "/healthz" {
+                    op.security = Some(Vec::new());
+                    continue;
+                }
+                let responses = &mut op.responses.responses;
+                responses.entry("401".into()).or_insert_with(|| error("No or a wrong bearer token"));
+                responses.entry("403".into()).or_insert_with(|| error("The token's role may not do this"));
+            }
+        }
     }
 }
 

@@ -198,11 +198,15 @@ fn auth_bad_uploads_and_the_job_lifecycle() {
     assert_eq!(s, 200);
     let paths = doc["paths"].as_object().expect("paths");
     assert!(paths.len() >= 15, "{paths:?}");
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]), "/healthz needs no token, and says so");
     for (path, item) in paths {
         for method in item.as_object().expect("methods").keys() {
             if path == "/healthz" {
                 continue;
             }
+            // The document says what the server does: 401 and 403 come before any handler.
+            let documented = &item[method.as_str()]["responses"];
+            assert!(documented.get("401").is_some() && documented.get("403").is_some(), "{method} {path}: {documented}");
             let concrete: String = path.split('/').map(|seg| if seg.starts_with('{') { "x" } else { seg }).collect::<Vec<_>>().join("/");
             let (s, v) = srv.request(&method.to_uppercase(), &concrete, None, Some(("application/json", b"{}".to_vec())));
             assert_eq!(s, 401, "{method} {path} without a token: {v}");
