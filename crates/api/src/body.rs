@@ -57,6 +57,11 @@ pub async fn drain_body(body: Body, limit: usize) {
     }
 }
 
+/// A request's query string as `T`, or a 400 naming what is wrong with it.
+pub fn query<T>(q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>) -> ApiResult<T> {
+    q.map(|axum::extract::Query(t)| t).map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())).into())
+}
+
 /// Parse a JSON body into `T`, naming the field at fault (unknown fields are rejected).
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };

@@ -14,7 +14,7 @@ mod openapi;
 mod routes;
 pub mod ui;
 
-pub use auth::{MIN_TOKEN_LEN, Role, Tokens};
+pub use auth::{Role, Tokens};
 pub use error::{ApiError, ErrorBody};
 pub use listener::ConnectionLimits;
 pub use openapi::ApiDoc;

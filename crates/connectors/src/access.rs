@@ -54,7 +54,7 @@ pub(crate) fn host_port_list(list: &str) -> Vec<Access> {
 }
 
 /// `host[:port]`, `[v6]:port` or a bare IPv6 address as a connection.
-pub(crate) fn host_port(s: &str) -> Access {
+fn host_port(s: &str) -> Access {
     let s = s.trim();
     if let Some(rest) = s.strip_prefix('[')
         && let Some((host, after)) = rest.split_once(']')

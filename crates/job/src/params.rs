@@ -38,11 +38,6 @@ impl Params {
         Params { values, paths_relative_to: Some(dir) }
     }
 
-    /// The values by name.
-    pub fn values(&self) -> &BTreeMap<String, String> {
-        &self.values
-    }
-
     /// Fill every placeholder inside the string scalars of `doc` (mapping keys are left
     /// alone: a placeholder there is an unknown field).
     pub fn fill(&self, doc: &mut Value) -> Result<(), SpecError> {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::json;
 use crate::Shared;
-use crate::body::{MAX_JSON_BYTES, parse_json, read_body};
+use crate::body::{MAX_JSON_BYTES, parse_json, query as parse_query, read_body};
 use crate::error::{ApiResult, ErrorBody};
 
 /// A job submission (JSON). A YAML body (`Content-Type: application/yaml`) is the spec
@@ -68,7 +68,7 @@ pub async fn submit_job(
     body: Body,
 ) -> ApiResult<Response> {
     let bytes = read_body(body, MAX_JSON_BYTES, "the job submission").await?;
-    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
+    let q = parse_query(query)?;
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let sub = if ctype.contains("yaml") {
         let text = std::str::from_utf8(&bytes).map_err(|_| ServerError::BadRequest("the YAML spec is not UTF-8".into()))?;
@@ -129,8 +129,7 @@ pub async fn job_exceptions(
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
-    Ok(page(state.jobs.exceptions(&id)?, &q))
+    Ok(page(state.jobs.exceptions(&id)?, &parse_query(query)?))
 }
 
 /// Checkpoints: retained in storage, completed (with size and duration), failed.
@@ -154,8 +153,7 @@ pub async fn job_logs(
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
-    Ok(page(state.jobs.logs(&id)?, &q))
+    Ok(page(state.jobs.logs(&id)?, &parse_query(query)?))
 }
 
 /// The most items one page holds (and the default page size).

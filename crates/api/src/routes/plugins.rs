@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::json;
 use crate::Shared;
-use crate::body::{drain_body, read_body};
+use crate::body::{drain_body, query as parse_query, read_body};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// Query of a plugin upload.
@@ -57,7 +57,7 @@ pub async fn upload_plugin(
     let (parts, body) = req.into_parts();
     // The body is read before anything is judged, so the connection stays usable.
     let bytes = read_body(body, limit, "the plugin upload").await?;
-    let Query(q) = query.map_err(|e| ServerError::BadRequest(format!("query: {}", e.body_text())))?;
+    let q = parse_query(query)?;
     let bytes = if is_multipart {
         let req = Request::from_parts(parts, Body::from(bytes));
         let mut form = Multipart::from_request(req, &()).await.map_err(|e| ServerError::BadRequest(format!("multipart: {}", e.body_text())))?;

@@ -127,17 +127,16 @@ impl FileSource {
                     if n == 0 {
                         break;
                     }
-                    if buf.trim_end_matches('\n').trim_end_matches('\r').len() > self.max_record_bytes {
-                        return Err(self.err(format!(
-                            "{}:{}: the line is longer than max_record_bytes ({} bytes)",
-                            self.path.display(),
-                            line_no + 1,
-                            self.max_record_bytes
-                        )));
-                    }
                     offset += n as u64;
                     line_no += 1;
                     let line = buf.trim_end_matches('\n').trim_end_matches('\r');
+                    if line.len() > self.max_record_bytes {
+                        return Err(self.err(format!(
+                            "{}:{line_no}: the line is longer than max_record_bytes ({} bytes)",
+                            self.path.display(),
+                            self.max_record_bytes
+                        )));
+                    }
                     if self.format == FileFormat::Jsonl {
                         if line.trim().is_empty() {
                             continue;

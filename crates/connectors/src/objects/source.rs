@@ -111,7 +111,12 @@ impl ObjectSource {
                 if emitted <= skip {
                     continue;
                 }
-                match event_time_of(line, self.time_field.as_deref()) {
+                // Parquet rows are JSON by construction: only an event time needs reading.
+                let checked = match (self.format, self.time_field.as_deref()) {
+                    (ObjectFormat::Parquet, None) => Ok(0),
+                    (_, field) => event_time_of(line, field),
+                };
+                match checked {
                     Ok(ts) => out.push(None, line, ts).await?,
                     Err(_) if self.bad_records == BadRecords::DeadLetter => out.dead_letter(None, line, 0).await?,
                     Err(why) => return Err(self.err(format!("{name}:{}: {why}", line_no + 1))),
