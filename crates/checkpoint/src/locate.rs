@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rivulet_dataflow::KeyGroupRange;
 
 use crate::commit::Committers;
-use crate::manifest::{FORMAT, MANIFEST, Manifest, SinkEntry, SourceEntry, SubtaskState, VERSION};
+use crate::manifest::{MANIFEST, Manifest, SinkEntry, SourceEntry, SubtaskState};
 use crate::restore::OperatorRestore;
 use crate::snapshot::OperatorState;
 use crate::{CheckpointError, CheckpointStorage};
@@ -29,18 +29,7 @@ pub struct RestorePoint {
 pub async fn load_manifest(root: &CheckpointStorage, dir: &str) -> Result<Manifest, CheckpointError> {
     let path = format!("{dir}/{MANIFEST}");
     let bytes = root.get(&path).await?;
-    if bytes.is_empty() {
-        return Err(CheckpointError::Corrupt { path: root.url_of(&path), reason: "empty manifest".into() });
-    }
-    let m: Manifest =
-        serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt { path: root.url_of(&path), reason: format!("not a manifest: {e}") })?;
-    if m.format != FORMAT {
-        return Err(CheckpointError::Corrupt { path: root.url_of(&path), reason: format!("format '{}' is not '{FORMAT}'", m.format) });
-    }
-    if m.version != VERSION {
-        return Err(CheckpointError::UnsupportedVersion { path: root.url_of(&path), found: m.version, supported: VERSION });
-    }
-    Ok(m)
+    Manifest::parse(&bytes, &root.url_of(&path))
 }
 
 /// Snapshot directories under `root` that have a manifest, newest (highest id) first.
@@ -124,6 +113,12 @@ pub async fn open_snapshot(location: &str, job: &str, committers: &Committers) -
 }
 
 impl RestorePoint {
+    /// A restore point over files already read and verified by the caller (path in the
+    /// manifest → bytes), e.g. by a tool or a test; `location` names it in messages.
+    pub fn in_memory(manifest: Manifest, location: String, files: HashMap<String, Bytes>) -> Self {
+        RestorePoint { manifest, location, skipped: Vec::new(), files }
+    }
+
     fn file(&self, path: &str) -> Result<Bytes, CheckpointError> {
         self.files.get(path).cloned().ok_or_else(|| CheckpointError::Corrupt { path: path.to_owned(), reason: "not listed".into() })
     }

@@ -57,6 +57,67 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Parse and check manifest bytes read from `path` (named in errors): the JSON, the
+    /// format and version, and that every number and name is one a restore can use —
+    /// key groups within `max_parallelism`, subtasks below their parallelism, file paths
+    /// relative to the job's root without `..`, RocksDB file names plain file names (they
+    /// are written into a local directory on restore). A manifest that passes cannot make
+    /// a restore panic or touch a file outside the snapshot's storage.
+    pub fn parse(bytes: &[u8], path: &str) -> Result<Manifest, CheckpointError> {
+        let corrupt = |reason: String| CheckpointError::Corrupt { path: path.to_owned(), reason };
+        if bytes.is_empty() {
+            return Err(corrupt("empty manifest".into()));
+        }
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not a manifest: {e}")))?;
+        if m.format != FORMAT {
+            return Err(corrupt(format!("format '{}' is not '{FORMAT}'", m.format)));
+        }
+        if m.version != VERSION {
+            return Err(CheckpointError::UnsupportedVersion { path: path.to_owned(), found: m.version, supported: VERSION });
+        }
+        m.check().map_err(corrupt)?;
+        Ok(m)
+    }
+
+    /// The semantic checks of [`Manifest::parse`].
+    fn check(&self) -> Result<(), String> {
+        let max = u32::from(self.max_parallelism);
+        if max == 0 {
+            return Err("max_parallelism is 0".into());
+        }
+        for op in &self.operators {
+            let uid = &op.uid;
+            if op.parallelism == 0 || op.parallelism > max {
+                return Err(format!("operator '{uid}': parallelism {} is not in 1..={max}", op.parallelism));
+            }
+            for st in &op.subtasks {
+                if st.subtask >= op.parallelism {
+                    return Err(format!("operator '{uid}': subtask {} of parallelism {}", st.subtask, op.parallelism));
+                }
+                let (start, end) = st.key_groups;
+                if start > end || u32::from(end) > max {
+                    return Err(format!("operator '{uid}' subtask {}: key groups [{start}, {end}) outside [0, {max})", st.subtask));
+                }
+                for db in &st.db {
+                    if !is_plain_file_name(&db.name) {
+                        return Err(format!("operator '{uid}' subtask {}: RocksDB file name {:?} is not a plain file name", st.subtask, db.name));
+                    }
+                }
+            }
+        }
+        for s in &self.sources {
+            if s.parallelism == 0 || s.subtask >= s.parallelism {
+                return Err(format!("source '{}': subtask {} of parallelism {}", s.id, s.subtask, s.parallelism));
+            }
+        }
+        for f in self.files() {
+            if !is_relative_path(&f.path) {
+                return Err(format!("file path {:?} is not relative to the job's root", f.path));
+            }
+        }
+        Ok(())
+    }
+
     /// Every state file the manifest references.
     pub fn files(&self) -> impl Iterator<Item = &FileEntry> {
         self.operators.iter().flat_map(|o| o.subtasks.iter()).flat_map(|s| s.state.iter().chain(s.db.iter().map(|d| &d.file)))
@@ -255,5 +316,72 @@ mod tests {
         assert_eq!(json, r#"{"id":"out","subtask":0,"finished":false,"dir":"/d","next_seq":3}"#);
         let back: SinkEntry = serde_json::from_str(&json).expect("back");
         assert_eq!(back.transaction.decode::<Parts>().expect("parts"), Parts { dir: "/d".into(), next_seq: 3 });
+    }
+}
+
+/// A name that stays inside the directory it is joined to.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+/// A `/`-separated path below the job's root: no leading `/`, no empty, `.` or `..`
+/// segment.
+fn is_relative_path(path: &str) -> bool {
+    !path.is_empty() && !path.contains(['\\', '\0']) && path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    fn manifest_with(subtask: &str) -> String {
+        format!(
+            r#"{{"format":"rivulet-snapshot","version":1,"kind":"savepoint","id":1,"job":"j","created_ms":0,"finished":false,
+               "max_parallelism":8,"operators":[{{"uid":"op","plugin":"p","plugin_digest":"sha256:0","parallelism":2,
+               "state_version":1,"subtasks":[{subtask}]}}],"sources":[],"sinks":[]}}"#
+        )
+    }
+
+    fn reason(json: &str) -> String {
+        match Manifest::parse(json.as_bytes(), "sp/_manifest.json") {
+            Err(CheckpointError::Corrupt { reason, .. }) => reason,
+            other => panic!("expected a corrupt manifest, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_manifest_parses() {
+        let ok = manifest_with(
+            r#"{"subtask":1,"key_groups":[4,8],"finished":false,"state":{"path":"savepoints/sp-0000000001/op/1/state.bin","size":1,"sha256":"00"},
+                "db":[{"name":"000012.sst","file":{"path":"shared/op/x/000012.sst","size":1,"sha256":"00"}}]}"#,
+        );
+        let m = Manifest::parse(ok.as_bytes(), "sp/_manifest.json").expect("parses");
+        assert_eq!(m.files().count(), 2);
+    }
+
+    #[test]
+    fn a_manifest_cannot_name_files_outside_the_snapshot_storage() {
+        let db_escape = manifest_with(
+            r#"{"subtask":0,"key_groups":[0,4],"finished":false,"state":null,
+                "db":[{"name":"../../etc/cron.d/x","file":{"path":"shared/x","size":1,"sha256":"00"}}]}"#,
+        );
+        assert!(reason(&db_escape).contains("not a plain file name"), "{}", reason(&db_escape));
+        for path in ["/etc/passwd", "shared/../../x", "", "a//b"] {
+            let abs = manifest_with(&format!(
+                r#"{{"subtask":0,"key_groups":[0,4],"finished":false,"state":{{"path":"{path}","size":1,"sha256":"00"}}}}"#
+            ));
+            assert!(reason(&abs).contains("is not relative"), "{path}: {}", reason(&abs));
+        }
+    }
+
+    #[test]
+    fn a_manifest_with_impossible_numbers_is_corrupt() {
+        let beyond = manifest_with(r#"{"subtask":0,"key_groups":[4,9],"finished":false,"state":null}"#);
+        assert!(reason(&beyond).contains("key groups [4, 9)"), "{}", reason(&beyond));
+        let subtask = manifest_with(r#"{"subtask":2,"key_groups":[0,4],"finished":false,"state":null}"#);
+        assert!(reason(&subtask).contains("subtask 2 of parallelism 2"), "{}", reason(&subtask));
+        let zero = manifest_with("").replace(r#""max_parallelism":8"#, r#""max_parallelism":0"#);
+        assert!(reason(&zero).contains("max_parallelism is 0"));
+        assert!(reason("").contains("empty"));
     }
 }

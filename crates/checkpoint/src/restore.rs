@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use bytes::Bytes;
-use rivulet_state::{KeyGroupRange, KeyedStateStore, RocksDbBackend, StateBackend, StateEntry, StateKind, TimerService, layout};
+use rivulet_state::{BackendKind, KeyGroupRange, KeyedStateStore, StateEntry, StateKind, TimerService, layout};
 
 use crate::CheckpointError;
 use crate::snapshot::{OperatorState, WindowTimer};
@@ -132,7 +132,7 @@ pub fn restore_into(
 fn scan_db(scratch: &Path, i: usize, db: &[(String, Bytes)]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, CheckpointError> {
     let dir = scratch.join(format!("restore-{i}-{}", unique_suffix()));
     write_db_files(&dir, db)?;
-    let scanned = RocksDbBackend::open(&dir).and_then(|b| b.scan_prefix(&[])).map_err(|e| CheckpointError::Local(e.to_string()));
+    let scanned = BackendKind::Rocksdb.open(&dir).and_then(|b| b.scan_prefix(&[])).map_err(|e| CheckpointError::Local(e.to_string()));
     let _ = std::fs::remove_dir_all(&dir);
     scanned
 }
