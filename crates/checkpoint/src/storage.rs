@@ -140,6 +140,15 @@ impl CheckpointStorage {
         got.bytes().await.map_err(|e| self.io(rel, e))
     }
 
+    /// Read `rel` as a stream of chunks, for files too large to hold whole (a source's
+    /// objects); nothing is verified.
+    pub async fn get_stream(&self, rel: &str) -> Result<futures::stream::BoxStream<'static, Result<Bytes, CheckpointError>>, CheckpointError> {
+        use futures::StreamExt as _;
+        let got = self.store.get(&self.full(rel)).await.map_err(|e| self.io(rel, e))?;
+        let path = format!("{}/{}", self.url.trim_end_matches('/'), rel);
+        Ok(got.into_stream().map(move |chunk| chunk.map_err(|e| CheckpointError::Storage { path: path.clone(), message: e.to_string() })).boxed())
+    }
+
     /// Read the file `entry` names and check its size and checksum.
     pub async fn get_verified(&self, entry: &FileEntry) -> Result<Bytes, CheckpointError> {
         let bytes = self.get(&entry.path).await?;

@@ -17,7 +17,7 @@ pub fn source_connector(spec: &SourceSpec, cx: &ConnectorContext) -> Box<dyn Sou
     match spec {
         SourceSpec::File(s) => Box::new(file::FileSourceConnector::new(s, cx)),
         SourceSpec::Generator(s) => Box::new(generator::GeneratorConnector::new(s)),
-        SourceSpec::Objects(s) => Box::new(objects::ObjectSourceConnector::new(s)),
+        SourceSpec::Objects(s) => Box::new(objects::ObjectSourceConnector::new(s, cx)),
         SourceSpec::Kafka(s) => Box::new(kafka::KafkaSourceConnector::new(s, cx)),
     }
 }

@@ -107,6 +107,20 @@ fn files_and_objects_judge_bad_json_lines_alike_failing_or_dead_lettering_them()
         assert_eq!(read_output(&dir.path().join("out")), "{\"a\":1}\n{\"a\":2}\n", "{place}");
         assert_eq!(read_output(&dir.path().join("bad")), "not json\n", "{place}");
     }
+    // Both bound a line by max_record_bytes before it is held whole (objects are streamed).
+    let long = format!("{{\"a\":1}}\n{{\"a\":\"{}\"}}\n", "x".repeat(300_000));
+    write(dir.path(), "long.jsonl", &long);
+    std::fs::create_dir_all(dir.path().join("long")).expect("mkdir");
+    write(&dir.path().join("long"), "part-1.jsonl", &long);
+    let long_objects = dir.path().join("long").display().to_string();
+    for (source, place) in [
+        ("{id: s, type: file, path: long.jsonl, format: jsonl}".to_owned(), "long.jsonl:2"),
+        (format!("{{id: s, type: objects, url: '{long_objects}'}}"), "part-1.jsonl:2"),
+    ] {
+        let spec = format!("name: long\nmax_record_bytes: 65536\nsources:\n  - {source}\nsinks:\n  - {{id: out, type: file, path: out-long, inputs: [s]}}\n");
+        let e = run_spec(&spec, dir.path(), &[], Some(1), BACKENDS[0]).expect_err("a long line fails the job").to_string();
+        assert!(e.contains(place) && e.contains("longer than max_record_bytes (65536 bytes)"), "{place}: {e}");
+    }
 }
 
 #[test]
