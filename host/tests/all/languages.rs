@@ -124,7 +124,7 @@ fn the_writing_operators_guide_runs_as_written() {
     std::fs::write(base.join("count-per-key-js/app.js"), block("js")).expect("js");
     let bin = env!("CARGO_BIN_EXE_rivulet");
     for (lang, script) in blocks.iter().filter(|(l, _)| l == "sh").enumerate() {
-        let script = script.1.replace("./target/release/rivulet", bin);
+        let script = script.1.replace("./target/debug/rivulet", bin);
         let out = std::process::Command::new("bash")
             .arg("-ec")
             .arg(&script)
