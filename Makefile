@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR
 RIVULET_DEV := $(CARGO_TARGET_DIR)/debug/rivulet
 RIVULET_RELEASE := $(CARGO_TARGET_DIR)/release/rivulet
 
-.PHONY: setup setup-operators setup-tests build release plugins demo-plugins ui ui-api ui-screenshots operator demo test test-ui fuzz bench clean
+.PHONY: setup setup-operators setup-tests build release plugins demo-plugins ui ui-api ui-screenshots operator demo test test-ui schemathesis fuzz bench clean
 
 ## What building the host and Rust operators needs (Debian packages, the wasm target).
 setup:
@@ -73,7 +73,13 @@ test: setup-tests plugins ui
 	@bash scripts/kafka.sh install
 	cargo test --workspace --no-fail-fast
 	@$(MAKE) test-ui
+	@$(MAKE) schemathesis
 	@$(MAKE) fuzz
+
+## Schemathesis (PyPI) against a real server and its OpenAPI document: ST_EXAMPLES per
+## operation (default 25), every check, no finding allowed.
+schemathesis:
+	@bash scripts/schemathesis.sh
 
 ## The fuzz targets (fuzz/), each for FUZZ_SECONDS (default 20), on nightly Rust.
 fuzz:

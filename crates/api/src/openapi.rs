@@ -41,8 +41,8 @@ pub struct ApiDoc;
 struct BearerAuth;
 
 /// The bearer scheme; `/healthz` without it; and on every other operation the answers
-/// authentication gives before a handler runs: 401 (no or a wrong token) and 403 (the
-/// token's role is not enough).
+/// given before a handler runs: 401 (no or a wrong token), 403 (the token's role is not
+/// enough), 400 for a malformed query string or body, 413 for a body over the limit.
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -63,9 +63,17 @@ impl utoipa::Modify for BearerAuth {
                     op.security = Some(Vec::new());
                     continue;
                 }
+                let has_query = op.parameters.iter().flatten().any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query);
+                let has_body = op.request_body.is_some();
                 let responses = &mut op.responses.responses;
                 responses.entry("401".into()).or_insert_with(|| error("No or a wrong bearer token"));
                 responses.entry("403".into()).or_insert_with(|| error("The token's role may not do this"));
+                if has_query || has_body {
+                    responses.entry("400".into()).or_insert_with(|| error("A malformed query string or request body, named in the answer"));
+                }
+                if has_body {
+                    responses.entry("413".into()).or_insert_with(|| error("The request body is larger than the server accepts"));
+                }
             }
         }
     }

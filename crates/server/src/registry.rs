@@ -64,7 +64,7 @@ const SMALL_COMPONENT_BYTES: usize = 4 << 20;
 /// Check a name or version: 1–64 characters of `[A-Za-z0-9._-]`.
 pub fn check_ident(what: &str, s: &str) -> Result<(), ServerError> {
     let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) && !s.starts_with('.');
-    if ok { Ok(()) } else { Err(ServerError::BadRequest(format!("{what} '{s}' must be 1–64 characters of letters, digits, '.', '-', '_'"))) }
+    if ok { Ok(()) } else { Err(ServerError::BadRequest(format!("{what} '{s}' must be 1–64 characters of letters, digits, '.', '-', '_', not starting with '.'"))) }
 }
 
 impl PluginRegistry {

@@ -25,7 +25,7 @@ use crate::error::{ApiResult, ErrorBody};
 pub struct SubmitRequest {
     /// The job spec: an object, or YAML text. Operators name plugins as `name@version`
     /// or `sha256:<digest>`.
-    #[schema(value_type = Value)]
+    #[schema(value_type = SpecDoc)]
     pub spec: serde_json::Value,
     /// Fill `${NAME}` placeholders of a YAML spec.
     #[serde(default)]
@@ -38,10 +38,22 @@ pub struct SubmitRequest {
     pub allow_non_restored_state: bool,
     /// Parallelism of operators (overrides the spec's).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 32768)]
     pub parallelism: Option<u32>,
     /// `memory` or `rocksdb`.
     #[serde(default)]
     pub state_backend: Option<BackendKind>,
+}
+
+/// How a job spec may be given (the OpenAPI document's view of `SubmitRequest::spec`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SpecDoc {
+    /// The spec as a JSON object (the job spec format: README, "Running jobs").
+    Object(BTreeMap<String, serde_json::Value>),
+    /// The spec as YAML text.
+    Yaml(String),
 }
 
 /// Query of a YAML submission.
@@ -55,6 +67,7 @@ pub struct SubmitQuery {
     #[serde(default)]
     allow_non_restored_state: bool,
     /// Parallelism override.
+    #[param(minimum = 1, maximum = 32768)]
     parallelism: Option<u32>,
 }
 
@@ -166,16 +179,18 @@ pub const MAX_PAGE: usize = 2000;
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Newest items to skip (default 0).
-    offset: Option<usize>,
-    /// Items to return (default and maximum 2000).
-    limit: Option<usize>,
+    #[param(minimum = 0, maximum = 4294967295_u64)]
+    offset: Option<u32>,
+    /// Items to return (default 2000; more is 2000).
+    #[param(minimum = 0, maximum = 4294967295_u64)]
+    limit: Option<u32>,
 }
 
 /// `all[..]` paged by `q`, with the total in `x-total-count`.
 fn page<T: serde::Serialize>(all: Vec<T>, q: &PageQuery) -> Response {
     let total = all.len();
-    let end = total - q.offset.unwrap_or(0).min(total);
-    let start = end.saturating_sub(q.limit.unwrap_or(MAX_PAGE).min(MAX_PAGE));
+    let end = total - q.offset.map_or(0, |o| o as usize).min(total);
+    let start = end.saturating_sub(q.limit.map_or(MAX_PAGE, |l| l as usize).min(MAX_PAGE));
     let mut resp = json(StatusCode::OK, &all[start..end]);
     resp.headers_mut().insert("x-total-count", axum::http::HeaderValue::from(total));
     resp

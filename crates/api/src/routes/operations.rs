@@ -46,14 +46,15 @@ pub struct StopRequest {
     /// by then it is given up: the answer is a 409, and the job restarts from its latest
     /// checkpoint — or, with `cancel_if_savepoint_fails`, is cancelled.
     #[serde(default)]
-    pub timeout_ms: Option<u64>,
+    #[schema(minimum = 0, maximum = 4294967295_u64)]
+    pub timeout_ms: Option<u32>,
     /// Cancel the job when its savepoint fails or times out, instead of letting it run on.
     #[serde(default)]
     pub cancel_if_savepoint_fails: bool,
 }
 
 /// Stop a job (with `{"savepoint": true}`: drained and committed first).
-#[utoipa::path(post, path = "/v1/jobs/{id}/stop", params(("id" = String, Path)), request_body = StopRequest,
+#[utoipa::path(post, path = "/v1/jobs/{id}/stop", params(("id" = String, Path)), request_body(content = Option<StopRequest>, description = "Optional: no body (or `null`) is a plain cancel"),
     responses((status = 200, body = JobRecord), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn stop_job(State(state): State<Shared>, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
     let bytes = read_body(body, MAX_JSON_BYTES, "the request").await?;
@@ -61,7 +62,7 @@ pub async fn stop_job(State(state): State<Shared>, Path(id): Path<String>, body:
     let how = match req.savepoint {
         false => StopMode::Cancel,
         true => StopMode::Savepoint {
-            timeout: std::time::Duration::from_millis(req.timeout_ms.unwrap_or(60_000).clamp(100, 3_600_000)),
+            timeout: std::time::Duration::from_millis(u64::from(req.timeout_ms.unwrap_or(60_000).clamp(100, 3_600_000))),
             cancel_on_failure: req.cancel_if_savepoint_fails,
         },
     };
@@ -73,6 +74,7 @@ pub async fn stop_job(State(state): State<Shared>, Path(id): Path<String>, body:
 #[serde(deny_unknown_fields)]
 pub struct RescaleRequest {
     /// The new parallelism of operators.
+    #[schema(minimum = 1, maximum = 32768)]
     pub parallelism: u32,
 }
 
@@ -94,6 +96,7 @@ pub struct UpgradeRequest {
     pub plugins: BTreeMap<String, String>,
     /// A new parallelism too.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 32768)]
     pub parallelism: Option<u32>,
     /// Only check: validate the versions and dry-run their `migrate-state` on the latest
     /// snapshot, and leave the job running as it is (`result` = `dry_run_ok`).
@@ -104,7 +107,7 @@ pub struct UpgradeRequest {
 /// Hot swap: new plugin versions per operator uid, through a savepoint, with
 /// `migrate-state` dry-run first and an automatic rollback when the new version fails.
 /// With `dry_run`, only the checks run and the job is left alone.
-#[utoipa::path(post, path = "/v1/jobs/{id}/upgrade", params(("id" = String, Path)), request_body = UpgradeRequest,
+#[utoipa::path(post, path = "/v1/jobs/{id}/upgrade", params(("id" = String, Path)), request_body(content = Option<UpgradeRequest>, description = "Optional: no body (or `null`) is `{}`"),
     responses((status = 200, body = UpgradeOutcome), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn upgrade_job(State(state): State<Shared>, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
     let bytes = read_body(body, MAX_JSON_BYTES, "the request").await?;

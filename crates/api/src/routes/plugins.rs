@@ -18,16 +18,37 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// Plugin name.
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     name: String,
     /// Plugin version.
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     version: String,
+}
+
+/// A component's bytes (the OpenAPI document's view of an upload body).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct ComponentBytes(Vec<u8>);
+
+/// A multipart upload: one file field (any name) with the component.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ComponentForm {
+    /// The component.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
 }
 
 /// Upload a component: the raw bytes as the body, or a multipart form with one file
 /// field. It is compiled and checked against the `rivulet:operator` world before
 /// anything is stored.
 #[utoipa::path(post, path = "/v1/plugins", params(UploadQuery),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component (or multipart/form-data with a file field)"),
+    request_body(content(
+        (ComponentBytes = "application/wasm"),
+        (ComponentBytes = "application/octet-stream"),
+        (ComponentForm = "multipart/form-data")
+    ), description = "The component's bytes, or a multipart form with one file field"),
     responses((status = 201, body = PluginMeta, description = "Registered"), (status = 200, body = PluginMeta, description = "Already registered with these bytes"),
         (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "Not an operator component"),
         (status = 503, body = ErrorBody, description = "Other uploads hold the server's upload buffer: retry shortly")))]
