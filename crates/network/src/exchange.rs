@@ -23,6 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
+use rivulet_dataflow::exchange::LocalSender;
 use rivulet_dataflow::{ChannelSender, DownstreamGone, Envelope, Exchange, ExchangeError, InputQueue, Message, SubtaskId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -414,18 +415,6 @@ impl InputQueue for NetInput {
     }
 }
 
-#[derive(Debug)]
-struct LocalSender {
-    tx: mpsc::Sender<Envelope>,
-    channel: usize,
-}
-
-impl ChannelSender for LocalSender {
-    fn send(&self, msg: Message) -> rivulet_dataflow::exchange::SendFuture<'_> {
-        Box::pin(async move { self.tx.send(Envelope { channel: self.channel, msg }).await.map_err(|_| DownstreamGone) })
-    }
-}
-
 /// A channel to a subtask on another worker.
 #[derive(Debug)]
 struct RemoteSender {
@@ -462,7 +451,7 @@ impl Exchange for NetworkExchange {
         if worker == self.shared.me {
             let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             let tx = local.get(&to).ok_or(ExchangeError::NoInput(to))?;
-            return Ok(Box::new(LocalSender { tx: tx.clone(), channel }));
+            return Ok(Box::new(LocalSender::new(tx.clone(), channel)));
         }
         let link = self.shared.links.get(&worker).ok_or(ExchangeError::NoInput(to))?.clone();
         let channel = u32::try_from(channel).map_err(|_| ExchangeError::NoInput(to))?;

@@ -32,10 +32,19 @@ impl InputQueue for LocalInput {
     }
 }
 
+/// The sending end of one channel into a bounded in-memory queue (also what other
+/// exchanges use for channels between subtasks of one process).
 #[derive(Debug)]
-struct LocalSender {
+pub struct LocalSender {
     tx: mpsc::Sender<Envelope>,
     channel: usize,
+}
+
+impl LocalSender {
+    /// Channel `channel` of the queue `tx` feeds.
+    pub fn new(tx: mpsc::Sender<Envelope>, channel: usize) -> Self {
+        LocalSender { tx, channel }
+    }
 }
 
 impl ChannelSender for LocalSender {

@@ -17,7 +17,7 @@ mod source_output;
 mod watermarks;
 
 pub use gate::{GateEvent, InputGate};
-pub use local::LocalExchange;
+pub use local::{LocalExchange, LocalSender};
 pub use output::OutputEdge;
 pub use source_output::{SourceOutput, WATERMARK_EVERY};
 pub use watermarks::{InputWatermarks, WatermarkChange};
