@@ -25,7 +25,10 @@ fi
 work="$(mktemp -d)"
 server_pid=""
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true # its status is the SIGTERM we sent
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
