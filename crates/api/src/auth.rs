@@ -139,7 +139,11 @@ pub async fn auth(State(state): State<Shared>, mut req: Request, next: Next) -> 
             let needed = required_role(req.method(), req.uri().path());
             if role < needed {
                 let e = ServerError::Forbidden(format!("a {role} token may not {} {}: that needs {needed}", req.method(), req.uri().path()));
-                return closing(ApiError(e).into_response());
+                // The caller holds a valid token: read (and drop) what it is sending, up
+                // to the upload limit, so that it sees the 403 instead of a broken pipe.
+                let drained = drain(req.into_body(), state.config.max_plugin_bytes).await;
+                let resp = ApiError(e).into_response();
+                return if drained { resp } else { closing(resp) };
             }
             role
         }
@@ -147,6 +151,32 @@ pub async fn auth(State(state): State<Shared>, mut req: Request, next: Next) -> 
     req.extensions_mut().insert(role);
     next.run(req).await
 }
+
+/// Reads and drops a request body of at most `limit` bytes within [`DRAIN_TIME`]; false
+/// when it is longer, slower or broken (the connection is then closed after the answer).
+async fn drain(body: axum::body::Body, limit: usize) -> bool {
+    use futures::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let all = async {
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => {
+                    read = read.saturating_add(c.len());
+                    if read > limit {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIME, all).await.unwrap_or(false)
+}
+
+/// How long a forbidden request's body may take to arrive before the connection closes.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn closing(mut resp: Response) -> Response {
     resp.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
