@@ -27,7 +27,7 @@ impl std::fmt::Display for TaskKey {
 }
 
 /// An operator subtask's part of a snapshot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct OperatorPart {
     /// Uid.
     pub uid: String,
@@ -44,7 +44,7 @@ pub struct OperatorPart {
 }
 
 /// What one task contributes to a snapshot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum SnapshotPart {
     /// An operator subtask's state.
     Operator(OperatorPart),
@@ -75,7 +75,7 @@ impl SnapshotPart {
 }
 
 /// A task's message to the coordinator.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum TaskReport {
     /// The task's part of snapshot `id` is uploaded.
     Ack {
@@ -108,6 +108,8 @@ pub enum TaskReport {
 #[derive(Debug, Default)]
 pub struct Ledger {
     completed: Mutex<BTreeSet<u64>>,
+    /// The highest completed id (0: none), for those who follow the ledger elsewhere.
+    highest: tokio::sync::watch::Sender<u64>,
 }
 
 impl Ledger {
@@ -116,6 +118,17 @@ impl Ledger {
         if let Ok(mut c) = self.completed.lock() {
             c.insert(id);
         }
+        self.highest.send_if_modified(|h| {
+            let raise = id > *h;
+            *h = (*h).max(id);
+            raise
+        });
+    }
+
+    /// Follow the highest completed id as it rises (0 until one completes): how workers
+    /// elsewhere learn what the coordinator completed.
+    pub fn follow(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.highest.subscribe()
     }
     /// The highest completed id.
     pub fn max_complete(&self) -> Option<u64> {

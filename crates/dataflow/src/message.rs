@@ -15,7 +15,7 @@ pub enum SnapshotKind {
 
 /// The barrier: a checkpoint or savepoint marker flowing with the data. Everything a
 /// channel carried before it belongs to the snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Barrier {
     /// Snapshot id.
     pub id: u64,

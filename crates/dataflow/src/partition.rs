@@ -1,7 +1,7 @@
 //! How records move along an edge: forward, rebalanced, or hashed by key into key groups.
 
 /// Which key a hash-partitioned edge routes by.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum KeySelector {
     /// The key the upstream operator gave each record.
     RecordKey,
@@ -11,7 +11,7 @@ pub enum KeySelector {
 }
 
 /// An edge's partitioning.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Partitioning {
     /// Subtask i → subtask i (same parallelism).
     Forward,

@@ -9,7 +9,7 @@ use crate::error::SpecError;
 use crate::spec::{JobSpec, KeyBy, OperatorSpec, SinkSpec, SourceSpec, WindowKind, WindowSpec, resolve_path};
 
 /// What a node is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum NodeKind {
     /// A built-in source.
     Source(SourceSpec),
@@ -36,7 +36,7 @@ impl NodeKind {
 }
 
 /// A vertex of the job graph.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     /// Its id (`uid` for operators).
     pub id: String,
@@ -47,7 +47,7 @@ pub struct Node {
 }
 
 /// An edge: the main output (`tag = None`) or a side output of `from` into `to`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Edge {
     /// Upstream node index.
     pub from: usize,
@@ -60,7 +60,7 @@ pub struct Edge {
 }
 
 /// A validated job: nodes in topological order and the edges between them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobGraph {
     /// Job name.
     pub name: String,

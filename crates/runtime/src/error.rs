@@ -53,9 +53,56 @@ pub enum JobError {
     /// Checkpointing or restoring failed.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A task on a worker failed, or the worker running it failed or vanished.
+    #[error("worker {worker}: {}", failure.reason)]
+    Worker {
+        /// The worker.
+        worker: u32,
+        /// What it reported (or what the coordinator saw).
+        failure: RemoteFailure,
+    },
+    /// The cluster has no worker to run the job's tasks on (restartable: workers may
+    /// register meanwhile).
+    #[error("no worker with free slots registered within {waited_ms} ms (the job needs {needed} slots)")]
+    NoSlots {
+        /// Slots the job needs (its largest parallelism).
+        needed: u32,
+        /// How long the run waited.
+        waited_ms: u64,
+    },
     /// An internal error (a bug).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A failure as it crosses from a worker to the coordinator: the message and what the
+/// supervisor and the restart strategy decide by.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteFailure {
+    /// The failure's message.
+    pub reason: String,
+    /// Only the echo of another task's failure.
+    pub secondary: bool,
+    /// A restart can help.
+    pub restartable: bool,
+    /// Operator (or connector) it is attributed to.
+    pub operator: Option<String>,
+    /// Plugin label.
+    pub plugin: Option<String>,
+}
+
+impl RemoteFailure {
+    /// A worker that vanished (connection lost, heartbeats missed): restartable.
+    pub fn lost(reason: impl Into<String>) -> Self {
+        RemoteFailure { reason: reason.into(), secondary: false, restartable: true, operator: None, plugin: None }
+    }
+}
+
+impl From<&JobError> for RemoteFailure {
+    fn from(e: &JobError) -> Self {
+        let (operator, plugin) = e.culprit();
+        RemoteFailure { reason: e.to_string(), secondary: e.is_secondary(), restartable: e.is_restartable(), operator, plugin }
+    }
 }
 
 impl JobError {
@@ -74,6 +121,7 @@ impl JobError {
             JobError::Spec(_) | JobError::Plugin(_) => false,
             JobError::Guest(g) => g.kind != FailureKind::Instantiate,
             JobError::Checkpoint(e) => matches!(e, CheckpointError::Storage { .. }),
+            JobError::Worker { failure, .. } => failure.restartable,
             _ => true,
         }
     }
@@ -84,6 +132,7 @@ impl JobError {
         match self {
             JobError::DownstreamGone { .. } | JobError::InputClosed { .. } => true,
             JobError::Connector(c) => c.is_secondary(),
+            JobError::Worker { failure, .. } => failure.secondary,
             _ => false,
         }
     }
@@ -94,6 +143,7 @@ impl JobError {
             JobError::Guest(g) => (Some(g.operator.clone()), Some(g.plugin.clone())),
             JobError::State { operator, .. } | JobError::Routing { operator, .. } => (Some(operator.clone()), None),
             JobError::Connector(c) if !c.is_secondary() => (Some(c.connector().to_owned()), None),
+            JobError::Worker { failure, .. } => (failure.operator.clone(), failure.plugin.clone()),
             _ => (None, None),
         }
     }

@@ -45,6 +45,8 @@ pub(crate) struct Launch<'a> {
     pub run_dir: &'a Path,
     /// Checkpointing, if the job checkpoints.
     pub checkpointing: Option<TaskCheckpointing>,
+    /// Which of the plan's tasks run here (`None`: all of them; a worker runs its share).
+    pub placed: Option<&'a (dyn Fn(&Task) -> bool + Sync)>,
 }
 
 /// A started run.
@@ -60,10 +62,17 @@ pub(crate) struct Launched {
 impl Launch<'_> {
     /// Create every channel, start every task.
     pub async fn start(self) -> Result<Launched, JobError> {
-        let mut inputs: HashMap<SubtaskId, (Box<dyn InputQueue>, usize)> =
-            self.plan.inputs().map(|(id, channels)| (id, (self.exchange.input(id, channels), channels))).collect();
+        let here = |t: &Task| self.placed.is_none_or(|placed| placed(t));
+        let receivers: Vec<SubtaskId> = self.plan.tasks.iter().filter(|t| here(t)).filter_map(Task::receiver).collect();
+        let mut inputs: HashMap<SubtaskId, (Box<dyn InputQueue>, usize)> = receivers
+            .into_iter()
+            .map(|id| {
+                let channels = self.plan.input_channels(id);
+                (id, (self.exchange.input(id, channels), channels))
+            })
+            .collect();
         let mut launched = Launched { tasks: JoinSet::new(), barriers: Vec::new(), expected: self.plan.snapshot_parts(self.graph) };
-        for task in &self.plan.tasks {
+        for task in self.plan.tasks.iter().filter(|t| here(t)) {
             match task {
                 Task::Source { node, subtask } => self.start_source(*node, *subtask, &mut launched)?,
                 Task::Chain { members, subtask } => {

@@ -8,13 +8,16 @@
 //!   restored and opened; `chain`: the task running a chain; `window`: host-side windows;
 //! - `supervise`: the loop that watches a run, triggers snapshots, answers savepoint
 //!   requests; `run`: one run; `restart`: runs after failures;
-//! - `restore`: where a run starts from, and the dry run of a restore.
+//! - `restore`: where a run starts from, and the dry run of a restore;
+//! - `hosts`: tasks run by workers elsewhere ([`TaskHosts`]) and a worker's share of a
+//!   run ([`start_placed_tasks`]).
 //!
 //! [`JobGraph`]: rivulet_job::JobGraph
 
 mod chain;
 mod control;
 mod error;
+mod hosts;
 mod launch;
 mod operator_setup;
 mod options;
@@ -28,7 +31,8 @@ mod supervise;
 pub mod window;
 
 pub use control::{JobControl, Live, SavepointError, SavepointReply, SavepointRequest};
-pub use error::{FailureRecord, JobError};
+pub use error::{FailureRecord, JobError, RemoteFailure};
+pub use hosts::{PlacedRun, RemoteRun, StartFuture, StartedTasks, TaskHosts, receivers_by_host, start_placed_tasks};
 pub use options::{CheckpointOverrides, RestoreFrom, RunOptions, checkpoint_config};
 pub use report::{JobReport, NodeCounts};
 pub use restart::run_job_with_restarts;

@@ -10,6 +10,7 @@ use rivulet_plugin::Limits;
 use rivulet_state::BackendKind;
 
 use crate::control::JobControl;
+use crate::hosts::TaskHosts;
 
 /// Where a run starts from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct RunOptions {
     /// A failure before the run's first completed snapshot is returned at once instead
     /// of restarting (a hot swap on probation rolls back instead).
     pub probation: bool,
+    /// Where the tasks run: `None` in this process; otherwise on these hosts (workers).
+    pub hosts: Option<Arc<dyn TaskHosts>>,
 }
 
 impl RunOptions {
@@ -74,6 +77,7 @@ impl RunOptions {
             savepoint_on_signal: false,
             control: None,
             probation: false,
+            hosts: None,
         }
     }
 }

@@ -43,6 +43,24 @@ pub enum Task {
     },
 }
 
+impl Task {
+    /// Its subtask index.
+    pub fn subtask(&self) -> u32 {
+        match self {
+            Task::Source { subtask, .. } | Task::Chain { subtask, .. } | Task::Sink { subtask, .. } => *subtask,
+        }
+    }
+
+    /// The subtask whose input queue the task reads (`None` for a source).
+    pub fn receiver(&self) -> Option<SubtaskId> {
+        match self {
+            Task::Source { .. } => None,
+            Task::Chain { members, subtask } => members.first().map(|&node| SubtaskId { node, subtask: *subtask }),
+            Task::Sink { node, subtask } => Some(SubtaskId { node: *node, subtask: *subtask }),
+        }
+    }
+}
+
 /// One output edge of one subtask, as wired: the edge and, per downstream subtask it
 /// reaches, the channel index at that receiver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +133,24 @@ impl PhysicalPlan {
     /// Every receiving subtask with the number of channels into it.
     pub fn inputs(&self) -> impl Iterator<Item = (SubtaskId, usize)> + '_ {
         self.input_channels.iter().map(|(id, n)| (*id, *n))
+    }
+
+    /// Where each task runs given workers with `slots` slots each (in worker order): the
+    /// worker's index per task, in task order. Slots are shared as in Flink: slot `s`
+    /// holds subtask `s` of every task, so a job needs as many slots as its largest
+    /// parallelism; slots are numbered round-robin over the workers (the first slot of
+    /// each worker, then the second, …) so a job spreads over every worker. With fewer
+    /// slots than subtasks, slots take several subtasks each (`s mod slots`). `None`
+    /// when there are no slots at all.
+    pub fn placement(&self, slots: &[u32]) -> Option<Vec<usize>> {
+        let mut order = Vec::new();
+        for round in 0..slots.iter().copied().max().unwrap_or(0) {
+            order.extend(slots.iter().enumerate().filter(|(_, n)| **n > round).map(|(w, _)| w));
+        }
+        if order.is_empty() {
+            return None;
+        }
+        Some(self.tasks.iter().map(|t| order[t.subtask() as usize % order.len()]).collect())
     }
 
     /// The number of channels into `id` (0 if it does not receive).
@@ -223,6 +259,26 @@ mod tests {
         assert_eq!(p.input_channels(SubtaskId { node: o, subtask: 0 }), 2);
         assert_eq!(p.outputs(&g, c, 1)[0].targets, vec![(SubtaskId { node: o, subtask: 0 }, 1)]);
         assert_eq!(p.snapshot_parts(&g).len(), 2 + 3 * 2 + 1);
+    }
+
+    #[test]
+    fn placement_shares_slots_by_subtask_index_and_spreads_over_workers() {
+        let (_, p) = plan(
+            "name: j\nsources:\n  - {id: s, type: generator, count: 1, parallelism: 3}\n\
+             operators:\n  - {uid: k, plugin: k.wasm, inputs: [s], key_by: {field: key}, parallelism: 4}\n\
+             sinks:\n  - {id: o, type: stdout, inputs: [k]}\n",
+        );
+        // Three workers with 2, 1 and 2 slots: slots in order w0, w1, w2, w0, w2.
+        let at = p.placement(&[2, 1, 2]).expect("slots");
+        let by_task: Vec<(u32, usize)> = p.tasks.iter().map(Task::subtask).zip(at.iter().copied()).collect();
+        for (subtask, worker) in &by_task {
+            assert_eq!(*worker, [0, 1, 2, 0, 2][*subtask as usize], "subtask {subtask}");
+        }
+        // Fewer slots than subtasks: they wrap.
+        let one = p.placement(&[1]).expect("slots");
+        assert!(one.iter().all(|w| *w == 0));
+        assert_eq!(p.placement(&[]), None);
+        assert_eq!(p.placement(&[0, 0]), None);
     }
 
     #[test]

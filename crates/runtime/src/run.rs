@@ -15,7 +15,8 @@ use rivulet_state::BackendKind;
 use tokio::sync::mpsc;
 
 use crate::error::JobError;
-use crate::launch::{Launch, closed_reports};
+use crate::hosts::RemoteRun;
+use crate::launch::{Launch, Launched, closed_reports};
 use crate::options::RunOptions;
 use crate::plan::PhysicalPlan;
 use crate::progress::report_progress;
@@ -28,14 +29,14 @@ use crate::supervise::{Ended, Supervisor};
 const CHANNEL_CAPACITY: usize = 4;
 
 /// The connectors of a job's sources and sinks, and its sinks' committers.
-struct Connectors {
-    sources: HashMap<usize, Box<dyn SourceConnector>>,
-    sinks: HashMap<usize, Box<dyn SinkConnector>>,
-    committers: Committers,
+pub(crate) struct Connectors {
+    pub sources: HashMap<usize, Box<dyn SourceConnector>>,
+    pub sinks: HashMap<usize, Box<dyn SinkConnector>>,
+    pub committers: Committers,
 }
 
 impl Connectors {
-    fn build(graph: &JobGraph, opts: &RunOptions) -> Self {
+    pub(crate) fn build(graph: &JobGraph, opts: &RunOptions) -> Self {
         let cx = ConnectorContext {
             job: graph.name.clone(),
             base_dir: graph.base_dir.clone(),
@@ -78,7 +79,7 @@ pub fn committers(graph: &JobGraph, opts: &RunOptions) -> Committers {
 }
 
 /// Load every plugin first: a bad component fails the job before anything runs.
-async fn load_plugins(graph: &JobGraph, engine: &Arc<PluginEngine>) -> Result<HashMap<usize, Arc<Plugin>>, JobError> {
+pub(crate) async fn load_plugins(graph: &JobGraph, engine: &Arc<PluginEngine>) -> Result<HashMap<usize, Arc<Plugin>>, JobError> {
     let mut plugins = HashMap::new();
     for (i, node) in graph.nodes.iter().enumerate() {
         if let NodeKind::Operator { plugin_path, spec } = &node.kind {
@@ -144,21 +145,41 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
     });
     let plan = PhysicalPlan::new(graph);
     let exchange = LocalExchange::new(CHANNEL_CAPACITY);
-    let launch = Launch {
-        graph,
-        plan: &plan,
-        exchange: &exchange,
-        engine,
-        opts,
-        point: point.as_ref(),
-        plugins: &plugins,
-        sources: &connectors.sources,
-        sinks: &connectors.sinks,
-        metrics: &metrics,
-        run_dir: &run_dir,
-        checkpointing,
+    let launched = match &opts.hosts {
+        // Tasks on workers: they upload state to the same storage and report here.
+        Some(hosts) => {
+            let remote = RemoteRun {
+                graph,
+                plan: &plan,
+                opts,
+                restore: point.as_ref().map(|p| p.location.clone()),
+                reports: checkpointing.map(|c| c.reports),
+                ledger: ledger.clone(),
+                metrics: &metrics,
+            };
+            let started = hosts.start(remote).await?;
+            Launched { tasks: started.tasks, barriers: started.barriers, expected: plan.snapshot_parts(graph) }
+        }
+        None => {
+            Launch {
+                graph,
+                plan: &plan,
+                exchange: &exchange,
+                engine,
+                opts,
+                point: point.as_ref(),
+                plugins: &plugins,
+                sources: &connectors.sources,
+                sinks: &connectors.sinks,
+                metrics: &metrics,
+                run_dir: &run_dir,
+                checkpointing,
+                placed: None,
+            }
+            .start()
+            .await?
+        }
     };
-    let launched = launch.start().await?;
     let coordinator = match &opts.checkpoint {
         Some(cfg) => Some(
             Coordinator::start(

@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 use crate::message::{Envelope, Message};
 
 /// A receiving subtask of a job: its node's index in the job graph and its subtask index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct SubtaskId {
     /// Node index.
     pub node: usize,
