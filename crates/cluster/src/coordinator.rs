@@ -1,0 +1,496 @@
+//! The coordinator's side: the registry of workers (one control connection each) and
+//! the task hosts that run a job's subtasks on them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{SinkExt as _, StreamExt as _};
+use rivulet_checkpoint::TaskReport;
+use rivulet_dataflow::NodeMetrics;
+use rivulet_job::NodeKind;
+use rivulet_network::WorkerId;
+use rivulet_network::handshake::handshake;
+use rivulet_runtime::{JobError, RemoteFailure, RemoteRun, StartFuture, StartedTasks, TaskHosts, receivers_by_host};
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_util::codec::Framed;
+
+use crate::protocol::{COORDINATOR, Deployment, Frame, NodeTotals, RunId, ToCoordinator, ToWorker, UNREGISTERED, codec, decode, encode};
+use crate::{ClusterConfig, HANDSHAKE_TIMEOUT};
+
+/// The coordinator's registry of workers; a [`TaskHosts`] that runs jobs on them.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("addr", &self.inner.addr).finish()
+    }
+}
+
+struct Inner {
+    config: ClusterConfig,
+    addr: SocketAddr,
+    workers: Mutex<BTreeMap<WorkerId, WorkerEntry>>,
+    /// Signalled when a worker registers or is lost.
+    changed: Notify,
+    next_worker: AtomicU32,
+    next_run: AtomicU64,
+}
+
+struct WorkerEntry {
+    name: String,
+    host: String,
+    slots: u32,
+    registered: Instant,
+    heartbeat: Instant,
+    /// Control frames to the worker.
+    tx: mpsc::UnboundedSender<Bytes>,
+    /// Each run's events from this worker, with the number of tasks it runs.
+    runs: HashMap<RunId, (mpsc::UnboundedSender<RunEvent>, usize)>,
+    /// Plugins (digests) already sent.
+    plugins: HashSet<String>,
+}
+
+/// A registered worker, as `GET /v1/workers` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorkerView {
+    /// Its id (given at registration; a worker that reconnects gets a new one).
+    pub id: WorkerId,
+    /// Its name (host or pod name).
+    pub name: String,
+    /// The host its exchange ports are reachable at.
+    pub host: String,
+    /// Task slots.
+    pub slots: u32,
+    /// Runs it has a share of.
+    pub runs: usize,
+    /// Tasks it runs.
+    pub tasks: usize,
+    /// Seconds since its last heartbeat.
+    pub heartbeat_age_s: f64,
+    /// Seconds since it registered.
+    pub registered_s: f64,
+}
+
+/// What a worker says about one run.
+#[derive(Debug)]
+enum RunEvent {
+    Ready(u16),
+    Refused(RemoteFailure),
+    Totals(Vec<NodeTotals>),
+    Report(TaskReport),
+    Finished { totals: Vec<NodeTotals>, failure: Option<RemoteFailure> },
+    Lost(String),
+}
+
+impl Cluster {
+    /// Listen for workers on `listen` (port 0: any free port).
+    pub async fn start(listen: SocketAddr, config: ClusterConfig) -> std::io::Result<Cluster> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            config,
+            addr,
+            workers: Mutex::new(BTreeMap::new()),
+            changed: Notify::new(),
+            next_worker: AtomicU32::new(1),
+            next_run: AtomicU64::new(1),
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, peer)) = listener.accept().await else { continue };
+                let Some(inner) = weak.upgrade() else { return };
+                tokio::spawn(async move {
+                    if let Err(e) = serve(inner, stream).await {
+                        tracing::warn!(%peer, "worker connection: {e}");
+                    }
+                });
+            }
+        });
+        tracing::info!(%addr, "cluster: listening for workers");
+        Ok(Cluster { inner })
+    }
+
+    /// Where workers connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The registered workers.
+    pub fn workers(&self) -> Vec<WorkerView> {
+        let now = Instant::now();
+        self.inner
+            .lock()
+            .iter()
+            .map(|(id, w)| WorkerView {
+                id: *id,
+                name: w.name.clone(),
+                host: w.host.clone(),
+                slots: w.slots,
+                runs: w.runs.len(),
+                tasks: w.runs.values().map(|(_, n)| n).sum(),
+                heartbeat_age_s: now.duration_since(w.heartbeat).as_secs_f64(),
+                registered_s: now.duration_since(w.registered).as_secs_f64(),
+            })
+            .collect()
+    }
+
+    /// Wait until at least `n` workers are registered (false after `timeout`).
+    pub async fn wait_for_workers(&self, n: usize, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.inner.changed.notified();
+            if self.inner.lock().len() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.inner.lock().len() >= n;
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<WorkerId, WorkerEntry>> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Send `msg` to `worker`; false when it is gone.
+    fn send(&self, worker: WorkerId, msg: &ToWorker) -> bool {
+        let Ok(bytes) = encode(&Frame::Message(msg)) else { return false };
+        self.lock().get(&worker).is_some_and(|w| w.tx.send(bytes).is_ok())
+    }
+
+    /// Wait for slots for `needed` subtasks: every worker with its slots, in id order.
+    async fn slots_for(&self, needed: u32) -> Result<Vec<(WorkerId, u32, String)>, JobError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.config.slots_wait;
+        loop {
+            let changed = self.changed.notified();
+            let workers: Vec<(WorkerId, u32, String)> = self.lock().iter().map(|(id, w)| (*id, w.slots.max(1), w.host.clone())).collect();
+            let slots: u32 = workers.iter().map(|(_, s, _)| *s).sum();
+            if slots >= needed {
+                return Ok(workers);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                if workers.is_empty() {
+                    return Err(JobError::NoSlots { needed, waited_ms: started.elapsed().as_millis() as u64 });
+                }
+                tracing::warn!(needed, slots, "cluster: fewer slots than subtasks; slots run several subtasks each");
+                return Ok(workers);
+            }
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
+    }
+}
+
+/// One worker's control connection: handshake, registration, then its messages until it
+/// closes or falls silent; its runs are then told it is lost.
+async fn serve(inner: Arc<Inner>, mut stream: TcpStream) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let peer = handshake(&mut stream, &inner.config.token, COORDINATOR, 0, None, HANDSHAKE_TIMEOUT).await.map_err(|e| e.to_string())?;
+    if peer.id != UNREGISTERED {
+        return Err(format!("a peer presenting id {} on the control port (workers register first)", peer.id));
+    }
+    let (mut sink, mut frames) = Framed::new(stream, codec()).split();
+    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next()).await.map_err(|_| "no registration in time".to_owned())?;
+    let bytes = first.ok_or("closed before registering")?.map_err(|e| e.to_string())?;
+    let Frame::Message(ToCoordinator::Register { slots, host, name }) = decode::<ToCoordinator>(bytes.freeze()).map_err(|e| e.to_string())? else {
+        return Err("the first message was not a registration".into());
+    };
+    let id = inner.next_worker.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    let registered = ToWorker::Registered { worker: id, heartbeat_ms: inner.config.heartbeat.as_millis() as u64 };
+    let _ = tx.send(encode(&Frame::Message(&registered)).map_err(|e| e.to_string())?);
+    let now = Instant::now();
+    inner.lock().insert(
+        id,
+        WorkerEntry {
+            name: name.clone(),
+            host,
+            slots,
+            registered: now,
+            heartbeat: now,
+            tx,
+            runs: HashMap::new(),
+            plugins: HashSet::new(),
+        },
+    );
+    inner.changed.notify_waiters();
+    tracing::info!(worker = id, %name, slots, "cluster: worker registered");
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if sink.send(b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let reason = loop {
+        let next = match tokio::time::timeout(inner.config.worker_timeout, frames.next()).await {
+            Err(_) => break format!("no heartbeat for {:?}", inner.config.worker_timeout),
+            Ok(None) => break "connection closed".to_owned(),
+            Ok(Some(Err(e))) => break format!("connection: {e}"),
+            Ok(Some(Ok(b))) => b,
+        };
+        match decode::<ToCoordinator>(next.freeze()) {
+            Ok(Frame::Message(m)) => handle(&inner, id, m),
+            Ok(Frame::Plugin { .. }) => break "sent a plugin frame".to_owned(),
+            Err(e) => break e.to_string(),
+        }
+    };
+    writer.abort();
+    let runs = inner.lock().remove(&id).map(|w| w.runs).unwrap_or_default();
+    inner.changed.notify_waiters();
+    tracing::warn!(worker = id, %name, "cluster: worker lost: {reason}");
+    for (tx, _) in runs.values() {
+        let _ = tx.send(RunEvent::Lost(reason.clone()));
+    }
+    Ok(())
+}
+
+fn handle(inner: &Inner, worker: WorkerId, m: ToCoordinator) {
+    let mut workers = inner.lock();
+    let Some(w) = workers.get_mut(&worker) else { return };
+    w.heartbeat = Instant::now();
+    let to_run = |run: RunId, e: RunEvent| {
+        if let Some((tx, _)) = w.runs.get(&run) {
+            let _ = tx.send(e);
+        }
+    };
+    match m {
+        ToCoordinator::Register { .. } => {}
+        ToCoordinator::Heartbeat { runs } => {
+            for (run, totals) in runs {
+                to_run(run, RunEvent::Totals(totals));
+            }
+        }
+        ToCoordinator::Ready { run, port } => to_run(run, RunEvent::Ready(port)),
+        ToCoordinator::Refused { run, failure } => to_run(run, RunEvent::Refused(failure)),
+        ToCoordinator::Report { run, report } => to_run(run, RunEvent::Report(report)),
+        ToCoordinator::Finished { run, totals, failure } => to_run(run, RunEvent::Finished { totals, failure }),
+    }
+}
+
+/// A run's presence on its workers: dropped (the run ended, failed or was aborted), it
+/// cancels the run's share on every worker and stops the run's forwarders.
+struct RunGuard {
+    inner: Arc<Inner>,
+    run: RunId,
+    workers: Vec<WorkerId>,
+    forwarders: Mutex<Vec<AbortHandle>>,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        for f in self.forwarders.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            f.abort();
+        }
+        for w in &self.workers {
+            self.inner.send(*w, &ToWorker::Cancel { run: self.run });
+            if let Some(entry) = self.inner.lock().get_mut(w) {
+                entry.runs.remove(&self.run);
+            }
+        }
+    }
+}
+
+impl TaskHosts for Cluster {
+    fn start<'a>(&'a self, run: RemoteRun<'a>) -> StartFuture<'a> {
+        Box::pin(start_run(self.inner.clone(), run))
+    }
+}
+
+fn worker_error(worker: WorkerId, failure: RemoteFailure) -> JobError {
+    JobError::Worker { worker, failure }
+}
+
+async fn start_run(inner: Arc<Inner>, run: RemoteRun<'_>) -> Result<StartedTasks, JobError> {
+    let graph = run.graph;
+    let needed = graph.nodes.iter().map(|n| n.parallelism).max().unwrap_or(1);
+    let workers = inner.slots_for(needed).await?;
+    let slots: Vec<u32> = workers.iter().map(|(_, s, _)| *s).collect();
+    let placement = run.plan.placement(&slots).ok_or(JobError::NoSlots { needed, waited_ms: 0 })?;
+    let hosts: Vec<WorkerId> = placement.iter().map(|i| workers[*i].0).collect();
+    let receivers = receivers_by_host(run.plan, &hosts);
+    let used: BTreeSet<WorkerId> = hosts.iter().copied().collect();
+    let id = inner.next_run.fetch_add(1, Ordering::Relaxed);
+
+    // Plugins by digest, read once.
+    let mut plugins = BTreeMap::new();
+    let mut blobs = BTreeMap::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if let NodeKind::Operator { plugin_path, spec } = &node.kind {
+            let bytes = tokio::fs::read(plugin_path)
+                .await
+                .map_err(|e| JobError::Internal(format!("operator '{}': reading plugin {}: {e}", spec.uid, plugin_path.display())))?;
+            let digest = rivulet_checkpoint::sha256_hex(&bytes);
+            plugins.insert(i, digest.clone());
+            blobs.insert(digest, Bytes::from(bytes));
+        }
+    }
+
+    // Each worker's events, registered before anything is sent.
+    let mut events = BTreeMap::new();
+    {
+        let mut registry = inner.lock();
+        for w in &used {
+            let Some(entry) = registry.get_mut(w) else {
+                return Err(worker_error(*w, RemoteFailure::lost("lost before the run started")));
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            entry.runs.insert(id, (tx, hosts.iter().filter(|h| *h == w).count()));
+            events.insert(*w, rx);
+        }
+    }
+    let guard = Arc::new(RunGuard { inner: inner.clone(), run: id, workers: used.iter().copied().collect(), forwarders: Mutex::new(Vec::new()) });
+
+    let opts = run.opts;
+    // Workers resolve the spec's relative paths as the coordinator does.
+    let mut shipped = graph.clone();
+    shipped.base_dir = std::path::absolute(&shipped.base_dir).unwrap_or(shipped.base_dir);
+    let deployment = |w: WorkerId| Deployment {
+        graph: shipped.clone(),
+        plugins: plugins.clone(),
+        attempt: opts.attempt,
+        restore: run.restore.clone(),
+        checkpoint_root: opts.checkpoint.as_ref().map(|c| c.storage.url_of("").trim_end_matches('/').to_owned()),
+        incremental: opts.checkpoint.as_ref().is_some_and(|c| c.incremental),
+        state_backend: opts.state_backend,
+        memory_bytes: opts.limits.memory_bytes,
+        call_timeout_ms: opts.limits.call_timeout.as_millis() as u64,
+        allow_non_restored_state: opts.allow_non_restored_state,
+        tasks: hosts.iter().enumerate().filter(|(_, h)| **h == w).map(|(i, _)| i).collect(),
+        receivers: receivers.iter().map(|(s, h)| (*s, *h)).collect(),
+    };
+    for w in &used {
+        let unsent: Vec<(String, Bytes)> = {
+            let mut registry = inner.lock();
+            let Some(entry) = registry.get_mut(w) else { continue };
+            blobs.iter().filter(|(d, _)| entry.plugins.insert((*d).clone())).map(|(d, b)| (d.clone(), b.clone())).collect()
+        };
+        for (digest, bytes) in unsent {
+            let frame = encode::<ToWorker>(&Frame::Plugin { digest, bytes }).map_err(|e| JobError::Internal(e.to_string()))?;
+            if let Some(entry) = inner.lock().get(w) {
+                let _ = entry.tx.send(frame);
+            }
+        }
+        inner.send(*w, &ToWorker::Prepare { run: id, deployment: Box::new(deployment(*w)) });
+    }
+
+    // Every worker ready: its exchange address.
+    let mut peers = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + inner.config.prepare_timeout;
+    for (w, rx) in events.iter_mut() {
+        let port = loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => return Err(worker_error(*w, RemoteFailure::lost(format!("not ready within {:?}", inner.config.prepare_timeout)))),
+                Ok(None) => return Err(worker_error(*w, RemoteFailure::lost("lost while preparing"))),
+                Ok(Some(RunEvent::Ready(port))) => break port,
+                Ok(Some(RunEvent::Refused(f))) => return Err(worker_error(*w, f)),
+                Ok(Some(RunEvent::Lost(reason))) => return Err(worker_error(*w, RemoteFailure::lost(reason))),
+                Ok(Some(_)) => {}
+            }
+        };
+        let host = workers.iter().find(|(id, _, _)| id == w).map(|(_, _, h)| h.clone()).unwrap_or_default();
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| worker_error(*w, RemoteFailure::lost(format!("cannot resolve its host '{host}'"))))?;
+        peers.insert(*w, addr);
+    }
+    for w in &used {
+        if !inner.send(*w, &ToWorker::Start { run: id, peers: peers.clone() }) {
+            return Err(worker_error(*w, RemoteFailure::lost("lost before the start")));
+        }
+    }
+    tracing::info!(run = id, job = %graph.name, workers = ?used, "cluster: run started");
+
+    // Barriers to every worker with a source subtask; completed snapshots to all.
+    let mut barriers = Vec::new();
+    let mut forwarders = Vec::new();
+    let sources: BTreeSet<WorkerId> =
+        run.plan.tasks.iter().zip(&hosts).filter(|(t, _)| matches!(t, rivulet_runtime::plan::Task::Source { .. })).map(|(_, h)| *h).collect();
+    for w in sources {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        barriers.push(tx);
+        let inner = inner.clone();
+        forwarders.push(
+            tokio::spawn(async move {
+                while let Some(barrier) = rx.recv().await {
+                    inner.send(w, &ToWorker::Barrier { run: id, barrier });
+                }
+            })
+            .abort_handle(),
+        );
+    }
+    let mut completed = run.ledger.follow();
+    let (inner2, all) = (inner.clone(), guard.workers.clone());
+    forwarders.push(
+        tokio::spawn(async move {
+            while completed.changed().await.is_ok() {
+                let snapshot = *completed.borrow_and_update();
+                for w in &all {
+                    inner2.send(*w, &ToWorker::Completed { run: id, id: snapshot });
+                }
+            }
+        })
+        .abort_handle(),
+    );
+    guard.forwarders.lock().unwrap_or_else(|p| p.into_inner()).extend(forwarders);
+
+    // One entry per worker in the supervisor's task set.
+    let mut tasks = JoinSet::new();
+    for (w, mut rx) in events {
+        let guard = guard.clone();
+        let metrics: Vec<Arc<NodeMetrics>> = run.metrics.to_vec();
+        let reports = run.reports.clone();
+        tasks.spawn(async move {
+            let _guard = guard;
+            let mut last: Vec<NodeTotals> = Vec::new();
+            loop {
+                match rx.recv().await {
+                    Some(RunEvent::Totals(t)) => apply(&metrics, &mut last, t),
+                    Some(RunEvent::Report(r)) => {
+                        if let Some(reports) = &reports {
+                            let _ = reports.send(r);
+                        }
+                    }
+                    Some(RunEvent::Finished { totals, failure }) => {
+                        apply(&metrics, &mut last, totals);
+                        return failure.map_or(Ok(()), |f| Err(worker_error(w, f)));
+                    }
+                    Some(RunEvent::Lost(reason)) => return Err(worker_error(w, RemoteFailure::lost(reason))),
+                    Some(RunEvent::Refused(f)) => return Err(worker_error(w, f)),
+                    Some(RunEvent::Ready(_)) => {}
+                    None => return Err(worker_error(w, RemoteFailure::lost("gone"))),
+                }
+            }
+        });
+    }
+    Ok(StartedTasks { tasks, barriers })
+}
+
+/// Add what grew since `last` to the coordinator's counters (a worker sends totals).
+fn apply(metrics: &[Arc<NodeMetrics>], last: &mut Vec<NodeTotals>, totals: Vec<NodeTotals>) {
+    last.resize(totals.len(), NodeTotals::default());
+    for ((m, new), old) in metrics.iter().zip(&totals).zip(last.iter()) {
+        m.records_in.fetch_add(new.records_in.saturating_sub(old.records_in), Ordering::Relaxed);
+        m.records_out.fetch_add(new.records_out.saturating_sub(old.records_out), Ordering::Relaxed);
+        m.late_records.fetch_add(new.late.saturating_sub(old.late), Ordering::Relaxed);
+        m.batches_in.fetch_add(new.batches_in.saturating_sub(old.batches_in), Ordering::Relaxed);
+        m.dead_letters.fetch_add(new.dead_letters.saturating_sub(old.dead_letters), Ordering::Relaxed);
+        m.watermark.fetch_max(new.watermark, Ordering::Relaxed);
+    }
+    *last = totals;
+}
