@@ -16,6 +16,7 @@ use rivulet_runtime::{CheckpointOverrides, RestoreFrom, RunOptions, checkpoint_c
 use rivulet_state::BackendKind;
 
 use crate::client;
+use crate::scheduler::{self, SchedulerArgs, WorkerArgs};
 
 /// Rivulet: stateful stream processing with WebAssembly operators.
 #[derive(Debug, Parser)]
@@ -55,6 +56,9 @@ pub enum Command {
     },
     /// Run the server: REST API, web UI, plugin registry, many jobs, hot swap.
     Server(ServerRunArgs),
+    /// Run tasks for a coordinator (`rivulet run --scheduler standalone`): register,
+    /// heartbeat, run the subtasks it is given, exchange data with other workers.
+    Worker(WorkerArgs),
     /// Print the server's OpenAPI document (the web UI's API types are generated from it).
     Openapi,
     /// Manage jobs on a server.
@@ -225,7 +229,10 @@ pub struct RunArgs {
     pub restart_attempts: Option<u32>,
     /// Delay before a restart (default 1s).
     #[arg(long, value_parser = parse_duration)]
-    pub restart_delay: Option<std::time::Duration>,
+    pub restart_delay: Option<std::time::Duration>,    /// Where the tasks run: in this process, on worker processes it starts, or on
+    /// workers that join.
+    #[command(flatten)]
+    pub cluster: SchedulerArgs,
 }
 
 /// Parse `200ms`, `5s`, `2m`, or a bare number of milliseconds.
@@ -328,8 +335,15 @@ fn run(args: RunArgs) -> Result<()> {
     };
     let engine = engine()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-worker").build()?;
-    let report =
-        runtime.block_on(run_job_with_restarts(&graph, &engine, &opts, Some(&restart))).with_context(|| format!("job '{}' failed", graph.name))?;
+    let report = runtime
+        .block_on(async {
+            let cluster = scheduler::start(&args.cluster, &opts.data_dir).await?;
+            if let Some(c) = &cluster {
+                opts.hosts = Some(Arc::new(c.cluster.clone()));
+            }
+            anyhow::Ok(run_job_with_restarts(&graph, &engine, &opts, Some(&restart)).await?)
+        })
+        .with_context(|| format!("job '{}' failed", graph.name))?;
     // Failures the job recovered from are always reported, quiet or not.
     for f in &report.failures {
         eprintln!(
@@ -428,7 +442,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("RIVULET_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rivulet::guest=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Validate(args) => validate(args),
@@ -439,6 +457,7 @@ pub fn main() -> ExitCode {
         Command::Job { server, command } => client::job(&server, command),
         Command::Server(args) => server(args),
         Command::Openapi => openapi(),
+        Command::Worker(args) => engine().and_then(|e| scheduler::worker(args, e)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -86,6 +86,10 @@ fn the_crate_graph_is_layered_and_the_architecture_page_shows_it() {
         ("rivulet-connectors", "rivulet-plugin"),
         ("rivulet-runtime", "rivulet-server"),
         ("rivulet-server", "rivulet-api"),
+        ("rivulet-network", "rivulet-runtime"),
+        ("rivulet-runtime", "rivulet-network"),
+        ("rivulet-runtime", "rivulet-cluster"),
+        ("rivulet-cluster", "rivulet-server"),
     ];
     for (from, to) in must_not {
         assert!(graph.contains_key(from) && graph.contains_key(to), "{from} or {to} is not a workspace crate");

@@ -39,26 +39,26 @@ pub fn seed() -> u64 {
     seed
 }
 
-fn sorted_lines(path: &Path) -> Vec<String> {
+pub(crate) fn sorted_lines(path: &Path) -> Vec<String> {
     let mut rows: Vec<String> = read_jsonl(path).iter().map(Value::to_string).collect();
     rows.sort();
     rows
 }
 
-fn hidden_files(dir: &Path) -> Vec<String> {
+pub(crate) fn hidden_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with('.')).collect())
         .unwrap_or_default()
 }
 
 /// A wordcount input and the rows a failure-free run produces: per word, counts 1..n.
-struct WordcountCase {
+pub(crate) struct WordcountCase {
     dir: tempfile::TempDir,
     input: PathBuf,
     expected: Vec<String>,
 }
 
-fn wordcount_case(lines: usize, seed: u64) -> WordcountCase {
+pub(crate) fn wordcount_case(lines: usize, seed: u64) -> WordcountCase {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rng = Rng(seed);
     let mut text = String::new();
@@ -79,14 +79,14 @@ fn wordcount_case(lines: usize, seed: u64) -> WordcountCase {
 }
 
 impl WordcountCase {
-    fn out(&self) -> PathBuf {
+    pub(crate) fn out(&self) -> PathBuf {
         self.dir.path().join("out")
     }
     fn ck(&self) -> PathBuf {
         self.dir.path().join("ck")
     }
     /// The contract command of the issue.
-    fn command(&self, backend: &str, extra: &[&str]) -> Command {
+    pub(crate) fn command(&self, backend: &str, extra: &[&str]) -> Command {
         self.command_every(backend, "200ms", extra)
     }
     fn command_every(&self, backend: &str, interval: &str, extra: &[&str]) -> Command {
@@ -103,7 +103,7 @@ impl WordcountCase {
             .args(extra);
         c
     }
-    fn check(&self, what: &str) {
+    pub(crate) fn check(&self, what: &str) {
         let got = sorted_lines(&self.out());
         assert_eq!(got.len(), self.expected.len(), "{what}: row count (lost or duplicated rows)");
         assert!(got == self.expected, "{what}: committed output differs from a failure-free run");
@@ -218,7 +218,7 @@ fn damaged_snapshots_are_detected_and_the_previous_checkpoint_is_used() {
 }
 
 /// A generator → `seq_check` job (keys 50, sequence ids, 1 ms apart).
-fn seq_job(dir: &Path, count: u64, rate: u64, extra_config: &str) -> PathBuf {
+pub(crate) fn seq_job(dir: &Path, count: u64, rate: u64, extra_config: &str) -> PathBuf {
     let yaml = format!(
         r#"name: seqcheck
 sources:

@@ -6,6 +6,7 @@
 mod architecture;
 mod bad_guests;
 mod cli;
+mod cluster;
 mod examples;
 mod fault;
 mod features;
