@@ -110,3 +110,38 @@ fn kill_9_of_workers_at_random_moments_loses_and_duplicates_nothing() {
         assert!(hidden_files(&out).is_empty(), "{backend}: uncommitted files left: {:?}", hidden_files(&out));
     }
 }
+
+/// Processes whose command line mentions `needle` (workers of a test's data directory).
+fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().filter_map(|e| e.ok()) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn kill_9_of_the_coordinator_ends_its_workers_and_the_job_resumes_exactly() {
+    let seed = seed();
+    for (backend, parallelism) in [("memory", "3"), ("rocksdb", "3")] {
+        let case = wordcount_case(60_000, seed);
+        let what = format!("{backend} p={parallelism}, coordinator killed");
+        let data = case.dir.path().join("data").display().to_string();
+        crate::support::kill_loop(&what, 3, 600, 400, 1_200, || {
+            let mut c = case.command(backend, &["--restore", "latest", "--scheduler", "process", "--workers", "3", "--parallelism", parallelism]);
+            c.env("RIVULET_LOG", "error");
+            c
+        });
+        case.check(&what);
+        // The killed coordinators' workers noticed and exited.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes_with(&data).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(processes_with(&data).is_empty(), "{what}: workers outlived their coordinator: {:?}", processes_with(&data));
+    }
+}

@@ -53,7 +53,7 @@ pub(crate) fn hidden_files(dir: &Path) -> Vec<String> {
 
 /// A wordcount input and the rows a failure-free run produces: per word, counts 1..n.
 pub(crate) struct WordcountCase {
-    dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
     input: PathBuf,
     expected: Vec<String>,
 }
