@@ -118,6 +118,10 @@ pub struct ServerRunArgs {
     /// an upload that does not fit gets 503 and retries.
     #[arg(long, default_value_t = 256)]
     pub upload_buffer_mb: usize,
+    /// Where jobs' tasks run: in the server, on worker processes it starts, or on
+    /// workers that join.
+    #[command(flatten)]
+    pub cluster: SchedulerArgs,
 }
 
 /// Savepoint subcommands.
@@ -337,7 +341,7 @@ fn run(args: RunArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-worker").build()?;
     let report = runtime
         .block_on(async {
-            let cluster = scheduler::start(&args.cluster, &opts.data_dir).await?;
+            let cluster = scheduler::start(&args.cluster, &opts.data_dir, true).await?;
             if let Some(c) = &cluster {
                 opts.hosts = Some(Arc::new(c.cluster.clone()));
             }
@@ -402,7 +406,13 @@ fn server(args: ServerRunArgs) -> Result<()> {
     }
     let engine = engine()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-server").build()?;
-    runtime.block_on(rivulet_api::serve(config, engine))?;
+    runtime.block_on(async {
+        let running = scheduler::start(&args.cluster, &config.data_dir, false).await?;
+        config.cluster = running.as_ref().map(|r| r.cluster.clone());
+        rivulet_api::serve(config, engine).await?;
+        drop(running);
+        anyhow::Ok(())
+    })?;
     Ok(())
 }
 

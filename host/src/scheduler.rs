@@ -101,8 +101,9 @@ pub struct Running {
     pub _workers: Option<ProcessWorkers>,
 }
 
-/// Start the cluster `args` asks for (none for `embedded`) and wait for its workers.
-pub async fn start(args: &SchedulerArgs, data_dir: &std::path::Path) -> Result<Option<Running>> {
+/// Start the cluster `args` asks for (none for `embedded`) and wait for its workers
+/// (standalone: only when `wait_standalone`; a server serves meanwhile).
+pub async fn start(args: &SchedulerArgs, data_dir: &std::path::Path, wait_standalone: bool) -> Result<Option<Running>> {
     if args.workers == 0 {
         bail!("--workers must be at least 1");
     }
@@ -140,8 +141,12 @@ pub async fn start(args: &SchedulerArgs, data_dir: &std::path::Path) -> Result<O
                 bail!("--scheduler standalone needs a cluster token: --cluster-token-file or ${TOKEN_ENV}")
             };
             let cluster = Cluster::start(listen, ClusterConfig::new(token(&text)?)).await.with_context(|| format!("cluster port {listen}"))?;
-            eprintln!("[rivulet] waiting for {} workers at {}", args.workers, cluster.addr());
-            wait(&cluster, args.workers).await?;
+            if wait_standalone {
+                eprintln!("[rivulet] waiting for {} workers at {}", args.workers, cluster.addr());
+                wait(&cluster, args.workers).await?;
+            } else {
+                eprintln!("[rivulet] workers join at {}", cluster.addr());
+            }
             Ok(Some(Running { cluster, _workers: None }))
         }
     }

@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub guest_memory_mb: u64,
     /// Bytes of plugin uploads being received and compiled at once, server-wide.
     pub upload_buffer_bytes: usize,
+    /// The cluster whose workers run the jobs' tasks (`None`: in this process).
+    pub cluster: Option<rivulet_cluster::Cluster>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -75,6 +77,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("connections", &self.connections)
             .field("guest_memory_mb", &self.guest_memory_mb)
             .field("upload_buffer_bytes", &self.upload_buffer_bytes)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -96,6 +99,7 @@ impl ServerConfig {
             connections: ConnectionLimits::from_fd_limit(),
             guest_memory_mb: default_guest_memory_mb(),
             upload_buffer_bytes: 256 << 20,
+            cluster: None,
         }
     }
 }
@@ -126,7 +130,7 @@ type Shared = Arc<AppState>;
 
 /// All routes.
 pub fn router(state: Shared) -> Router {
-    use routes::{jobs, operations, plugins, system};
+    use routes::{jobs, operations, plugins, system, workers};
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(system::metrics_text))
@@ -135,6 +139,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/plugins", post(plugins::upload_plugin).get(plugins::list_plugins))
         .route("/v1/plugins/{name}/{version}", get(plugins::get_plugin).delete(plugins::delete_plugin))
         .route("/v1/jobs", post(jobs::submit_job).get(jobs::list_jobs))
+        .route("/v1/workers", get(workers::list_workers))
         .route("/v1/jobs/{id}", get(jobs::get_job))
         .route("/v1/jobs/{id}/exceptions", get(jobs::job_exceptions))
         .route("/v1/jobs/{id}/checkpoints", get(jobs::job_checkpoints))
@@ -170,6 +175,7 @@ pub async fn serve(config: ServerConfig, engine: Arc<PluginEngine>) -> Result<()
         state_backend: config.state_backend,
         access,
         guest_memory_mb: config.guest_memory_mb,
+        hosts: config.cluster.clone().map(|c| Arc::new(c) as Arc<dyn rivulet_runtime::TaskHosts>),
     };
     let jobs = JobManager::open(&config.data_dir, registry.clone(), defaults).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -19,6 +19,7 @@ use crate::routes::operations::{
     StopRequest, UpgradeRequest,
 };
 use crate::routes::plugins::{__path_delete_plugin, __path_get_plugin, __path_list_plugins, __path_upload_plugin};
+use crate::routes::workers::{__path_list_workers, SchedulerKind, WorkerInfo, WorkersView};
 use crate::routes::system::{__path_healthz, __path_metrics_text, __path_openapi_json, __path_session, Health, Session};
 
 /// The OpenAPI document, generated from the handlers.
@@ -27,11 +28,13 @@ use crate::routes::system::{__path_healthz, __path_metrics_text, __path_openapi_
     info(title = "Rivulet", description = "Stream processing with WebAssembly operators: plugins, jobs, savepoints, hot swap."),
     paths(
         healthz, metrics_text, openapi_json, session, upload_plugin, list_plugins, get_plugin, delete_plugin, submit_job, list_jobs, get_job,
-        job_exceptions, job_checkpoints, job_history, job_logs, trigger_savepoint, get_savepoint, list_savepoints, stop_job, rescale_job, upgrade_job
+        job_exceptions, job_checkpoints, job_history, job_logs, trigger_savepoint, get_savepoint, list_savepoints, stop_job, rescale_job, upgrade_job,
+        list_workers
     ),
     components(schemas(
         ErrorBody, Health, PluginMeta, JobRecord, JobStatus, JobDetail, NodeStatus, EdgeStatus, SnapshotStat, CheckpointsView, HistoryEvent, ExceptionInfo,
-        SavepointInfo, PluginRef, UpgradeOutcome, GuestLogLine, SubmitRequest, StopRequest, RescaleRequest, UpgradeRequest, Session, Role
+        SavepointInfo, PluginRef, UpgradeOutcome, GuestLogLine, SubmitRequest, StopRequest, RescaleRequest, UpgradeRequest, Session, Role,
+        WorkersView, WorkerInfo, SchedulerKind
     )),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -265,7 +265,17 @@ async fn prepare(config: &WorkerConfig, run: RunId, mut deployment: Box<Deployme
             return Err(refuse(format!("plugin {digest} was not received")));
         }
         if let Some(NodeKind::Operator { plugin_path, .. }) = deployment.graph.nodes.get_mut(*node).map(|n| &mut n.kind) {
-            *plugin_path = path;
+            // Under its own file name too: a plugin's name (in failures, logs and
+            // metrics) is its file's stem, as on the coordinator.
+            let stem = plugin_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+            let named = config.data_dir.join("plugins").join(digest).join(format!("{stem}.wasm"));
+            if !named.exists() {
+                let linked = named.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::hard_link(&path, &named));
+                if linked.is_err() {
+                    std::fs::copy(&path, &named).map_err(|e| refuse(format!("plugin {digest}: {e}")))?;
+                }
+            }
+            *plugin_path = named;
         }
     }
     let listener = TcpListener::bind(SocketAddr::new(config.bind, 0)).await.map_err(|e| refuse(format!("binding an exchange port on {}: {e}", config.bind)))?;
@@ -392,8 +402,16 @@ async fn run_tasks(ctx: &ShareRun) -> Result<(Option<RemoteFailure>, NetworkExch
             }
         }
     }
-    while let Ok(report) = reports.try_recv() {
-        ctx.outbox.send(&ToCoordinator::Report { run: ctx.run, report });
+    // Uploads may outlive their tasks: their reports (a stop-with-savepoint's last one
+    // among them) go out before `Finished`, as the coordinator waits for them.
+    if failure.is_none() {
+        while let Some(report) = reports.recv().await {
+            ctx.outbox.send(&ToCoordinator::Report { run: ctx.run, report });
+        }
+    } else {
+        while let Ok(report) = reports.try_recv() {
+            ctx.outbox.send(&ToCoordinator::Report { run: ctx.run, report });
+        }
     }
     Ok((failure, exchange))
 }

@@ -40,6 +40,8 @@ pub struct JobDefaults {
     /// The most guest memory (MiB) the running jobs' instances may be allowed in sum:
     /// each instance counts with its `limits.memory_mb`.
     pub guest_memory_mb: u64,
+    /// Where jobs' tasks run: in this process (`None`), or on a cluster's workers.
+    pub hosts: Option<std::sync::Arc<dyn rivulet_runtime::TaskHosts>>,
 }
 
 /// Linear memory an instance may grow to unless its operator's `limits` say otherwise.

@@ -49,6 +49,7 @@ impl JobManager {
         opts.allow_non_restored_state = record.allow_non_restored_state;
         opts.control = Some(control.clone());
         opts.probation = probation.is_some();
+        opts.hosts = self.defaults.hosts.clone();
         let restart = spec.restart.clone().unwrap_or(RestartSpec { attempts: 3, delay_ms: 1000 });
         let (tx, rx) = watch::channel(false);
         entry.run = Some(RunHandle { control, ended: rx, finished: false, started: Instant::now() });

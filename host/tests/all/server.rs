@@ -395,8 +395,30 @@ fn auth_bad_uploads_and_the_job_lifecycle() {
 
 #[test]
 fn hot_swap_under_input_rolls_back_a_failing_version_and_rescales_exactly() {
+    hot_swap_case(&[]);
+}
+
+/// The same, with the job's tasks on three worker processes the server starts: the
+/// swap, the rollback and the rescale move the job between workers.
+#[test]
+fn hot_swap_and_rescale_across_three_worker_processes() {
+    hot_swap_case(&["--scheduler", "process", "--workers", "3"]);
+}
+
+fn hot_swap_case(scheduler: &[&str]) {
+    let on_workers = !scheduler.is_empty();
     let dir = tempfile::tempdir().expect("tempdir");
-    let srv = Server::start(&dir.path().join("data"), None, &["--state-backend", "rocksdb"]);
+    let mut args = vec!["--state-backend", "rocksdb"];
+    args.extend_from_slice(scheduler);
+    let srv = Server::start(&dir.path().join("data"), None, &args);
+    let (s, workers) = srv.get("/v1/workers");
+    assert_eq!(s, 200, "{workers}");
+    if on_workers {
+        assert_eq!(workers["scheduler"], "cluster", "{workers}");
+        assert_eq!(workers["workers"].as_array().map(Vec::len), Some(3), "{workers}");
+    } else {
+        assert_eq!(workers, json!({"scheduler": "embedded", "cluster_addr": null, "workers": []}));
+    }
     assert_eq!(srv.upload("counter", "1", counter_v1()).0, 201);
     assert_eq!(srv.upload("counter", "2", counter_v2()).0, 201);
     assert_eq!(srv.upload("counter", "broken", std::fs::read(fixture("fixture_trap_in_open")).expect("fixture")).0, 201);
@@ -464,6 +486,12 @@ fn hot_swap_under_input_rolls_back_a_failing_version_and_rescales_exactly() {
     let v = srv.job(&id);
     let counter = v["nodes"].as_array().and_then(|n| n.iter().find(|n| n["id"] == "counter")).cloned().expect("counter node");
     assert_eq!(counter["parallelism"], 3, "{v}");
+    if on_workers {
+        // Parallelism 3 on three one-slot workers: each runs a share of the job.
+        let (_, workers) = srv.get("/v1/workers");
+        let busy = workers["workers"].as_array().expect("workers").iter().filter(|w| w["tasks"].as_u64() > Some(0)).count();
+        assert_eq!(busy, 3, "{workers}");
+    }
 
     srv.wait_status(&id, "finished", Duration::from_secs(120));
     let rows = assert_exact_counts(&out, total);

@@ -25,6 +25,8 @@ export type SubmitRequest = Schemas['SubmitRequest'];
 export type BackendKind = Schemas['BackendKind'];
 export type NodeRole = Schemas['NodeRole'];
 export type Session = Schemas['Session'];
+export type WorkersView = Schemas['WorkersView'];
+export type WorkerInfo = Schemas['WorkerInfo'];
 
 type JsonOf<R> = R extends { content: { 'application/json': infer T } } ? T : never;
 type Success<Op> = Op extends { responses: infer R }

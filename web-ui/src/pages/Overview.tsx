@@ -1,6 +1,6 @@
 // The overview: server health, every job with its live rates, and the plugins.
 import { useRef } from 'preact/hooks';
-import { type Health, type JobDetail, type JobRecord, type PluginMeta, api } from '../api/client';
+import { type Health, type JobDetail, type JobRecord, type PluginMeta, type WorkersView, api } from '../api/client';
 import { Empty, ErrorBox, Loading, StatusBadge } from '../components/States';
 import { fmtAge, fmtBytes, fmtDuration, fmtRate, fmtTime, shortDigest } from '../lib/format';
 import { href, usePoll } from '../lib/hooks';
@@ -13,13 +13,20 @@ interface Snapshot {
   jobs: JobRecord[];
   details: Record<string, JobDetail>;
   plugins: PluginMeta[];
+  /** `null` when the server does not say (an older server). */
+  workers: WorkersView | null;
 }
 
 export function Overview() {
   const trackers = useRef(new Map<string, RateTracker>());
   const rates = useRef(new Map<string, { in: number; out: number }>());
   const poll = usePoll<Snapshot>(async () => {
-    const [health, jobs, plugins] = await Promise.all([api.health(), api.get('/v1/jobs'), api.get('/v1/plugins')]);
+    const [health, jobs, plugins, workers] = await Promise.all([
+      api.health(),
+      api.get('/v1/jobs'),
+      api.get('/v1/plugins'),
+      api.get('/v1/workers').catch(() => null),
+    ]);
     const active = jobs.filter((j) => j.status === 'running' || j.status === 'upgrading');
     const details: Record<string, JobDetail> = {};
     // One job's failed detail leaves that row without live numbers, not the page.
@@ -41,13 +48,14 @@ export function Overview() {
       const r = tracker.update(t, ioCounters(d));
       if (r) rates.current.set(id, { in: r.in, out: r.out });
     }
-    return { t, health, jobs, details, plugins };
+    return { t, health, jobs, details, plugins, workers };
   }, 1000);
 
   if (!poll.data) {
     return poll.error ? <ErrorBox title="Cannot reach the server" error={poll.error} retry={poll.refresh} /> : <Loading what="the overview" />;
   }
-  const { health, jobs, details, plugins, t } = poll.data;
+  const { health, jobs, details, plugins, workers, t } = poll.data;
+  const cluster = workers?.scheduler === 'cluster' ? workers : null;
   const running = jobs.filter((j) => j.status === 'running').length;
   const sorted = [...jobs].sort((a, b) => b.created_ms - a.created_ms);
   return (
@@ -67,6 +75,15 @@ export function Overview() {
             {running}
           </div>
           <div class="card-sub">{jobs.length} in all</div>
+        </div>
+        <div class="card">
+          <div class="card-label">Workers</div>
+          <div class="card-value" data-testid="workers">
+            {cluster ? cluster.workers.length : 'embedded'}
+          </div>
+          <div class="card-sub">
+            {cluster ? `${cluster.workers.reduce((n, w) => n + w.slots, 0)} slots · ${cluster.workers.reduce((n, w) => n + w.tasks, 0)} tasks` : 'tasks run in the server'}
+          </div>
         </div>
         <div class="card">
           <div class="card-label">Plugins</div>
@@ -130,6 +147,51 @@ export function Overview() {
           </div>
         )}
       </section>
+
+      {cluster && (
+        <section aria-label="workers">
+          <div class="section-head">
+            <h2>Workers</h2>
+            <span class="muted mono">joining at {cluster.cluster_addr}</span>
+          </div>
+          {cluster.workers.length === 0 ? (
+            <Empty title="No workers registered">
+              Start one with <code>rivulet worker --coordinator {cluster.cluster_addr}</code> and the cluster token.
+            </Empty>
+          ) : (
+            <div class="table-scroll">
+              <table class="workers">
+                <thead>
+                  <tr>
+                    <th>Worker</th>
+                    <th>Host</th>
+                    <th class="num">Slots</th>
+                    <th class="num">Tasks</th>
+                    <th class="num">Runs</th>
+                    <th>Heartbeat</th>
+                    <th>Registered</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {cluster.workers.map((w) => (
+                    <tr key={w.id} data-worker={w.id}>
+                      <td>
+                        {w.name} <span class="muted mono">#{w.id}</span>
+                      </td>
+                      <td class="mono">{w.host}</td>
+                      <td class="num">{w.slots}</td>
+                      <td class="num">{w.tasks}</td>
+                      <td class="num">{w.runs}</td>
+                      <td>{fmtDuration(w.heartbeat_age_s * 1000)} ago</td>
+                      <td>{fmtDuration(w.registered_s * 1000)} ago</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </section>
+      )}
 
       <section>
         <div class="section-head">

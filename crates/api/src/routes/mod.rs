@@ -4,6 +4,7 @@ pub mod jobs;
 pub mod operations;
 pub mod plugins;
 pub mod system;
+pub mod workers;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
