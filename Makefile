@@ -101,6 +101,7 @@ bench: plugins ui
 	cargo bench -p rivulet --bench languages
 	cargo bench -p rivulet --bench server
 	cargo bench -p rivulet --bench kafka
+	cargo bench -p rivulet --bench cluster
 	cargo build --release -p rivulet
 	cd web-ui && RIVULET_BIN=$(RIVULET_RELEASE) node bench/load.mjs 15 5
 

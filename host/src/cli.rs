@@ -359,6 +359,9 @@ fn run(args: RunArgs) -> Result<()> {
         );
     }
     if !args.quiet {
+        for (id, reason) in &report.snapshot_failures {
+            eprintln!("[rivulet] snapshot {id} failed: {reason}");
+        }
         let checkpoints = report.snapshots.len();
         if let Some(sp) = &report.stopped_with_savepoint {
             eprintln!("[rivulet] job '{}' stopped with savepoint {sp}", graph.name);

@@ -210,7 +210,11 @@ async fn serve(inner: Arc<Inner>, mut stream: TcpStream) -> Result<(), String> {
     };
     let id = inner.next_worker.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-    let registered = ToWorker::Registered { worker: id, heartbeat_ms: inner.config.heartbeat.as_millis() as u64 };
+    let registered = ToWorker::Registered {
+        worker: id,
+        heartbeat_ms: inner.config.heartbeat.as_millis() as u64,
+        timeout_ms: inner.config.worker_timeout.as_millis() as u64,
+    };
     let _ = tx.send(encode(&Frame::Message(&registered)).map_err(|e| e.to_string())?);
     let now = Instant::now();
     inner.lock().insert(
@@ -270,6 +274,9 @@ fn handle(inner: &Inner, worker: WorkerId, m: ToCoordinator) {
     match m {
         ToCoordinator::Register { .. } => {}
         ToCoordinator::Heartbeat { runs } => {
+            if let Ok(alive) = encode(&Frame::Message(&ToWorker::Alive)) {
+                let _ = w.tx.send(alive);
+            }
             for (run, totals) in runs {
                 to_run(run, RunEvent::Totals(totals));
             }

@@ -91,7 +91,12 @@ pub enum ToWorker {
         worker: WorkerId,
         /// Heartbeat interval, ms.
         heartbeat_ms: u64,
+        /// A worker that hears nothing from the coordinator for this long stops its
+        /// runs and registers again, ms.
+        timeout_ms: u64,
     },
+    /// The answer to each heartbeat: the coordinator is alive.
+    Alive,
     /// Get ready to run a share of `run`: load plugins, bind an exchange port, answer
     /// [`ToCoordinator::Ready`].
     Prepare {

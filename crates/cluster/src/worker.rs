@@ -158,7 +158,8 @@ async fn session(config: &WorkerConfig) -> Result<(), String> {
     sink.send(encode(&Frame::Message(&register)).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next()).await.map_err(|_| "no answer to the registration".to_owned())?;
     let bytes = first.ok_or("closed at registration")?.map_err(|e| e.to_string())?;
-    let Frame::Message(ToWorker::Registered { worker, heartbeat_ms }) = decode::<ToWorker>(bytes.freeze()).map_err(|e| e.to_string())? else {
+    let Frame::Message(ToWorker::Registered { worker, heartbeat_ms, timeout_ms }) = decode::<ToWorker>(bytes.freeze()).map_err(|e| e.to_string())?
+    else {
         return Err("the coordinator did not answer the registration".into());
     };
     tracing::info!(worker, coordinator = %config.coordinator, "worker: registered");
@@ -174,17 +175,20 @@ async fn session(config: &WorkerConfig) -> Result<(), String> {
     });
     let mut shares: HashMap<RunId, Share> = HashMap::new();
     let mut heartbeat = tokio::time::interval(Duration::from_millis(heartbeat_ms.max(10)));
+    let silence = Duration::from_millis(timeout_ms.max(heartbeat_ms.saturating_mul(3)).max(100));
     let result = loop {
         tokio::select! {
             _ = heartbeat.tick() => {
                 let runs = shares.iter().map(|(run, s)| (*run, totals(&s.metrics))).collect();
                 outbox.send(&ToCoordinator::Heartbeat { runs });
             }
-            frame = frames.next() => {
+            frame = tokio::time::timeout(silence, frames.next()) => {
                 let bytes = match frame {
-                    None => break Ok(()),
-                    Some(Err(e)) => break Err(format!("connection: {e}")),
-                    Some(Ok(b)) => b,
+                    // Cut off (a partition, a hung coordinator): its runs go elsewhere.
+                    Err(_) => break Err(format!("nothing from the coordinator for {silence:?}")),
+                    Ok(None) => break Ok(()),
+                    Ok(Some(Err(e))) => break Err(format!("connection: {e}")),
+                    Ok(Some(Ok(b))) => b,
                 };
                 match decode::<ToWorker>(bytes.freeze()) {
                     Ok(Frame::Plugin { digest, bytes }) => {
@@ -212,7 +216,7 @@ async fn session(config: &WorkerConfig) -> Result<(), String> {
 
 async fn handle(config: &WorkerConfig, worker: WorkerId, outbox: &Outbox, shares: &mut HashMap<RunId, Share>, m: ToWorker) {
     match m {
-        ToWorker::Registered { .. } => {}
+        ToWorker::Registered { .. } | ToWorker::Alive => {}
         ToWorker::Prepare { run, deployment } => match prepare(config, run, deployment).await {
             Ok((share, port)) => {
                 shares.insert(run, share);

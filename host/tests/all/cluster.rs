@@ -145,3 +145,111 @@ fn kill_9_of_the_coordinator_ends_its_workers_and_the_job_resumes_exactly() {
         assert!(processes_with(&data).is_empty(), "{what}: workers outlived their coordinator: {:?}", processes_with(&data));
     }
 }
+
+fn signal(sig: &str, pid: u32) {
+    let _ = std::process::Command::new("kill").args([sig, &pid.to_string()]).status();
+}
+
+/// The `seq_check` job on three worker processes (not quiet: snapshot failures and the
+/// summary are printed), with `extra` flags.
+fn seq_on_workers(dir: &Path, count: u64, extra: &[&str]) -> std::process::Child {
+    let job = seq_job(dir, count, 5_000, "");
+    rivulet()
+        .args(["run", &job.display().to_string(), "--state-backend", "rocksdb", "--checkpoint-interval", "200ms"])
+        .args(["--restart-attempts", "10", "--restart-delay", "200ms", "--scheduler", "process", "--workers", "3", "--parallelism", "3"])
+        .args(extra)
+        .arg("--checkpoint-dir")
+        .arg(dir.join("ck"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("RIVULET_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+/// Three workers up and the job running for a moment: one of them.
+fn a_running_worker(child: &mut std::process::Child) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(child.try_wait().expect("poll").is_none(), "the job ended before a worker could be stopped");
+        let workers = children(child.id());
+        if workers.len() == 3 {
+            std::thread::sleep(Duration::from_millis(1_500));
+            return workers[1];
+        }
+        assert!(Instant::now() < deadline, "three workers never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn check_seq_output(dir: &Path, count: u64, what: &str) {
+    let out = dir.join("out");
+    let got = sorted_lines(&out);
+    let expected = seq_expected(count);
+    assert_eq!(got.len(), expected.len(), "{what}: row count (lost or duplicated rows)");
+    assert!(got == expected, "{what}: committed output differs from a failure-free run");
+    assert!(hidden_files(&out).is_empty(), "{what}: uncommitted files left: {:?}", hidden_files(&out));
+}
+
+/// A worker that stops answering without closing anything (SIGSTOP: what a partition
+/// looks like from the other side) is declared lost by missed heartbeats; the job fails
+/// over to the workers left instead of hanging, exactly.
+#[test]
+fn a_worker_that_falls_silent_is_declared_lost_and_the_job_fails_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let count = 30_000;
+    let mut child = seq_on_workers(dir.path(), count, &[]);
+    let silent = a_running_worker(&mut child);
+    signal("-STOP", silent);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("poll").is_none() {
+        if Instant::now() > deadline {
+            signal("-CONT", silent);
+            let _ = child.kill();
+            panic!("the job hung with a silent worker");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal("-CONT", silent);
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("failure on attempt 0"), "the silent worker was never noticed: {err}");
+    assert!(err.contains("no heartbeat") || err.contains("no frame") || err.contains("exchange"), "{err}");
+    check_seq_output(dir.path(), count, "a silent worker");
+}
+
+/// A worker stalled for longer than the checkpoint timeout but less than the heartbeat
+/// timeout: the checkpoints in flight are aborted, nothing restarts, later checkpoints
+/// complete, and the output is exact.
+#[test]
+fn a_worker_stalled_during_checkpoints_aborts_them_and_a_later_one_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let count = 30_000;
+    let mut child = seq_on_workers(dir.path(), count, &["--checkpoint-timeout", "1s", "--checkpoints-retained", "1000"]);
+    let slow = a_running_worker(&mut child);
+    signal("-STOP", slow);
+    std::thread::sleep(Duration::from_millis(2_500));
+    signal("-CONT", slow);
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("failure on attempt"), "a stall shorter than the heartbeat timeout restarted the job: {err}");
+    let failed: Vec<u64> = err
+        .lines()
+        .filter(|l| l.contains("timed out"))
+        .filter_map(|l| l.split("snapshot ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    let first_failed = *failed.iter().min().unwrap_or_else(|| panic!("no checkpoint timed out during the stall: {err}"));
+    let completed: Vec<u64> = std::fs::read_dir(dir.path().join("ck").join("seqcheck"))
+        .expect("checkpoints")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+        .collect();
+    assert!(
+        completed.iter().any(|id| *id > first_failed + 1 && !failed.contains(id)),
+        "no checkpoint completed after the aborted {failed:?}: {completed:?}"
+    );
+    check_seq_output(dir.path(), count, "a stalled worker");
+}

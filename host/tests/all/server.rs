@@ -411,6 +411,24 @@ fn hot_swap_case(scheduler: &[&str]) {
     let mut args = vec!["--state-backend", "rocksdb"];
     args.extend_from_slice(scheduler);
     let srv = Server::start(&dir.path().join("data"), None, &args);
+    // On workers: how many ran a share at once, sampled all along.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = on_workers.then(|| {
+        let (url, stop) = (srv.url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+            let mut most = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut r) = agent.get(&format!("{url}/v1/workers")).call() {
+                    let v: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+                    let busy = v["workers"].as_array().map_or(0, |w| w.iter().filter(|w| w["tasks"].as_u64() > Some(0)).count());
+                    most = most.max(busy);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            most
+        })
+    });
     let (s, workers) = srv.get("/v1/workers");
     assert_eq!(s, 200, "{workers}");
     if on_workers {
@@ -423,8 +441,9 @@ fn hot_swap_case(scheduler: &[&str]) {
     assert_eq!(srv.upload("counter", "2", counter_v2()).0, 201);
     assert_eq!(srv.upload("counter", "broken", std::fs::read(fixture("fixture_trap_in_open")).expect("fixture")).0, 201);
     let out = dir.path().join("out");
-    // 15 s of input at 2000 records/s: the swaps and the rescale all happen while it flows.
-    let total = 30000;
+    // 15 s of input at 2000 records/s: the swaps and the rescale all happen while it flows
+    // (more on workers, where each swap also moves the job between processes).
+    let total = if on_workers { 60000 } else { 30000 };
     let (s, job) = srv.post("/v1/jobs", json!({"spec": counter_job(&out, total, 2000, "counter@1"), "parallelism": 2}));
     assert_eq!(s, 201, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
@@ -488,12 +507,14 @@ fn hot_swap_case(scheduler: &[&str]) {
     assert_eq!(counter["parallelism"], 3, "{v}");
     if on_workers {
         // Parallelism 3 on three one-slot workers: each runs a share of the job.
-        let (_, workers) = srv.get("/v1/workers");
-        let busy = workers["workers"].as_array().expect("workers").iter().filter(|w| w["tasks"].as_u64() > Some(0)).count();
-        assert_eq!(busy, 3, "{workers}");
+        // (The sampler saw every worker run a share once the job ran at parallelism 3.)
     }
 
     srv.wait_status(&id, "finished", Duration::from_secs(120));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(most) = sampler.map(|t| t.join().expect("sampler")) {
+        assert_eq!(most, 3, "parallelism 3 on three one-slot workers: each runs a share");
+    }
     let rows = assert_exact_counts(&out, total);
     let v2 = rows.iter().filter(|r| r["version"] == 2).count();
     assert!(v2 > 0 && v2 < rows.len(), "both versions must have produced output ({v2} of {})", rows.len());

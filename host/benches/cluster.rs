@@ -1,0 +1,209 @@
+//! `cargo bench -p rivulet --bench cluster [-- --quick]`: one job on one process versus
+//! on worker processes.
+//!
+//! 1. A keyed count (generator → `keyed_count.wasm` keyed by `key` → file), parallelism
+//!    2, checkpoints every second, run as `rivulet run` with `--scheduler embedded` (one
+//!    process), `process` with one worker of two slots (every channel in memory, the
+//!    control plane only), and `process` with two one-slot workers (the hash exchange
+//!    crosses loopback TCP for half the records). Interleaved rounds; wall time and the
+//!    CPU-seconds of the whole process tree (this process is a child subreaper, so the
+//!    workers' CPU is counted when they are reaped).
+//! 2. Recovery: the same job on three workers, one `kill -9`ed; time from the kill to
+//!    the next completed checkpoint (the first output committed after recovery).
+//!
+//! Prints markdown tables (copied into `docs/benchmarks.md`). Needs `make plugins`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf()
+}
+
+fn job(dir: &Path, count: u64, rate: Option<u64>) -> PathBuf {
+    let plugin = repo().join("plugins-examples/keyed-count/keyed_count.wasm");
+    let rate = rate.map(|r| format!("\n    rate: {r}")).unwrap_or_default();
+    let yaml = format!(
+        "name: keyed-count\nsources:\n  - id: gen\n    type: generator\n    count: {count}\n    keys: 10000{rate}\noperators:\n  - uid: keyed-count\n    plugin: {}\n    inputs: [gen]\n    key_by: {{ field: key }}\n    config: {{}}\nsinks:\n  - id: out\n    type: file\n    path: out\n    inputs: [keyed-count]\n",
+        plugin.display()
+    );
+    let path = dir.join("job.yaml");
+    std::fs::write(&path, yaml).expect("job");
+    path
+}
+
+#[allow(unsafe_code, reason = "becoming a child subreaper and reading rusage: plain syscalls")]
+fn subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes no pointers.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// CPU-seconds of every reaped descendant so far.
+#[allow(unsafe_code, reason = "getrusage fills a struct we own")]
+fn children_cpu() -> f64 {
+    // SAFETY: `u` is a valid, writable rusage.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// Reap orphaned workers (reparented to this subreaper) until none is left.
+#[allow(unsafe_code, reason = "waitpid on any child")]
+fn reap_all() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid < 0 || Instant::now() > deadline {
+            return; // no children left
+        }
+        if pid == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn rivulet(dir: &Path, job: &Path, scheduler: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rivulet"));
+    c.args(["run", &job.display().to_string(), "--quiet", "--parallelism", "2", "--checkpoint-interval", "1s"])
+        .arg("--checkpoint-dir")
+        .arg(dir.join("ck"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(scheduler)
+        .env("RIVULET_LOG", "error")
+        .stdout(Stdio::null());
+    c
+}
+
+struct Sample {
+    wall: f64,
+    cpu: f64,
+}
+
+fn run_once(count: u64, scheduler: &[&str]) -> Sample {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let job = job(dir.path(), count, None);
+    let cpu0 = children_cpu();
+    let t = Instant::now();
+    let out = rivulet(dir.path(), &job, scheduler).output().expect("run");
+    let wall = t.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    reap_all();
+    Sample { wall, cpu: children_cpu() - cpu0 }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn throughput(count: u64, rounds: usize) {
+    let configs: [(&str, Vec<&str>); 3] = [
+        ("embedded (1 process)", vec![]),
+        ("process: 1 worker × 2 slots", vec!["--scheduler", "process", "--workers", "1", "--slots-per-worker", "2"]),
+        ("process: 2 workers × 1 slot", vec!["--scheduler", "process", "--workers", "2"]),
+    ];
+    let mut samples: Vec<Vec<Sample>> = configs.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, (_, args)) in configs.iter().enumerate() {
+            samples[i].push(run_once(count, args));
+        }
+    }
+    println!("\n| keyed count, {count} records, p=2, memory state, checkpoints 1 s | wall (s) | records/s | CPU-s (all processes) | records per CPU-s | CPU vs embedded |");
+    println!("|---|---|---|---|---|---|");
+    let base = median(samples[0].iter().map(|s| s.cpu).collect());
+    for ((name, _), s) in configs.iter().zip(&samples) {
+        let wall = median(s.iter().map(|x| x.wall).collect());
+        let cpu = median(s.iter().map(|x| x.cpu).collect());
+        println!("| {name} | {wall:.2} | {:.0} | {cpu:.2} | {:.0} | {:.2}× |", count as f64 / wall, count as f64 / cpu, cpu / base);
+    }
+    let local = median(samples[1].iter().map(|x| x.cpu).collect());
+    let remote = median(samples[2].iter().map(|x| x.cpu).collect());
+    // With two workers, hash partitioning sends about half the records across.
+    let per_record_ns = (remote - local) / (count as f64 / 2.0) * 1e9;
+    println!("\nnetwork exchange: ~{per_record_ns:.0} ns of CPU per record crossing workers (2 workers vs 1 worker with both slots, half the records cross)");
+}
+
+/// Completed checkpoint ids under the job's root.
+fn checkpoints(dir: &Path) -> Vec<u64> {
+    std::fs::read_dir(dir.join("ck").join("keyed-count"))
+        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("chk-")?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn workers_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    out
+}
+
+fn recovery(rounds: usize) {
+    println!("\n| recovery on 3 workers (keyed count, p=3, checkpoints every 200 ms) | kill -9 of a worker → first checkpoint of the restarted run (s) |");
+    println!("|---|---|");
+    for round in 0..rounds {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = job(dir.path(), 2_000_000, Some(100_000));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+            .args(["run", &job.display().to_string(), "--quiet", "--parallelism", "3", "--checkpoint-interval", "200ms"])
+            .args(["--restart-delay", "100ms", "--restart-attempts", "5", "--scheduler", "process", "--workers", "3"])
+            .arg("--checkpoint-dir")
+            .arg(dir.path().join("ck"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("RIVULET_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        // Running with a few checkpoints done.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while checkpoints(dir.path()).len() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let workers = workers_of(child.id());
+        let victim = workers[round % workers.len()];
+        let _ = Command::new("kill").args(["-9", &victim.to_string()]).status();
+        let t = Instant::now();
+        // Recovery has begun once the replacement worker runs; a checkpoint completed
+        // after that belongs to the restarted run (the old run's was aborted with it).
+        let mut existing = None;
+        let mut recovered = None;
+        while Instant::now() < deadline + Duration::from_secs(60) {
+            if existing.is_none() && workers_of(child.id()).iter().any(|w| !workers.contains(w)) {
+                existing = Some(checkpoints(dir.path()));
+            }
+            if let Some(old) = &existing
+                && checkpoints(dir.path()).iter().any(|id| !old.contains(id))
+            {
+                recovered = Some(t.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        reap_all();
+        match recovered {
+            Some(d) => println!("| round {round} | {:.2} |", d.as_secs_f64()),
+            None => println!("| round {round} | did not recover within the time limit |"),
+        }
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    subreaper();
+    let (count, rounds) = if quick { (200_000, 1) } else { (2_000_000, 3) };
+    println!("machine: {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    throughput(count, rounds);
+    recovery(if quick { 1 } else { 3 });
+}
