@@ -21,9 +21,18 @@ const node = (id: string, kind: NodeRole, backpressure = 0) => ({
   backpressure,
   guest_ms: 0,
   memory_bytes: 0,
+  workers: [] as number[],
 });
 
 describe('JobGraph', () => {
+  it('names the worker of each subtask when the job runs on workers', () => {
+    const spread = { ...node('counter', 'operator'), workers: [1, 3] };
+    const html = render(<JobGraph nodes={[node('events', 'source'), spread]} edges={[]} rates={null} nowMs={0} />);
+    expect(html).toContain('0→#1, 1→#3');
+    expect(html).toContain('on #1 #3');
+    expect(html).toContain('>server<');
+  });
+
   it('draws every node and edge with parallelism, plugin and backpressure', () => {
     const html = render(
       <JobGraph

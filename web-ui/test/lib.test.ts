@@ -122,6 +122,7 @@ describe('job stats', () => {
     backpressure: 0,
     guest_ms: 0,
     memory_bytes: 0,
+    workers: [] as number[],
   });
   const nodes = [node('in', 'source', 0, 100), node('op', 'operator', 100, 90), node('out', 'sink', 90, 0, 9000), node('out2', 'sink', 5, 0, 9500)];
   it('counts records at the sources and sinks', () => {

@@ -14,6 +14,7 @@ use rivulet_dataflow::NodeMetrics;
 use rivulet_job::NodeKind;
 use rivulet_network::WorkerId;
 use rivulet_network::handshake::handshake;
+use rivulet_runtime::plan::Task;
 use rivulet_runtime::{JobError, RemoteFailure, RemoteRun, StartFuture, StartedTasks, TaskHosts, receivers_by_host};
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
@@ -422,12 +423,27 @@ async fn start_run(inner: Arc<Inner>, run: RemoteRun<'_>) -> Result<StartedTasks
         }
     }
     tracing::info!(run = id, job = %graph.name, workers = ?used, "cluster: run started");
+    if let Some(control) = &opts.control {
+        let mut placement: Vec<Vec<u32>> = graph.nodes.iter().map(|n| vec![0; n.parallelism as usize]).collect();
+        for (task, worker) in run.plan.tasks.iter().zip(&hosts) {
+            let (nodes, subtask) = match task {
+                Task::Source { node, subtask } | Task::Sink { node, subtask } => (std::slice::from_ref(node), *subtask),
+                Task::Chain { members, subtask } => (members.as_slice(), *subtask),
+            };
+            for n in nodes {
+                if let Some(slot) = placement.get_mut(*n).and_then(|p| p.get_mut(subtask as usize)) {
+                    *slot = *worker;
+                }
+            }
+        }
+        control.set_placement(placement);
+    }
 
     // Barriers to every worker with a source subtask; completed snapshots to all.
     let mut barriers = Vec::new();
     let mut forwarders = Vec::new();
     let sources: BTreeSet<WorkerId> =
-        run.plan.tasks.iter().zip(&hosts).filter(|(t, _)| matches!(t, rivulet_runtime::plan::Task::Source { .. })).map(|(_, h)| *h).collect();
+        run.plan.tasks.iter().zip(&hosts).filter(|(t, _)| matches!(t, Task::Source { .. })).map(|(_, h)| *h).collect();
     for w in sources {
         let (tx, mut rx) = mpsc::unbounded_channel();
         barriers.push(tx);
@@ -498,6 +514,9 @@ fn apply(metrics: &[Arc<NodeMetrics>], last: &mut Vec<NodeTotals>, totals: Vec<N
         m.batches_in.fetch_add(new.batches_in.saturating_sub(old.batches_in), Ordering::Relaxed);
         m.dead_letters.fetch_add(new.dead_letters.saturating_sub(old.dead_letters), Ordering::Relaxed);
         m.watermark.fetch_max(new.watermark, Ordering::Relaxed);
+        m.guest_ns.fetch_add(new.guest_ns.saturating_sub(old.guest_ns), Ordering::Relaxed);
+        m.backpressure_ns.fetch_add(new.backpressure_ns.saturating_sub(old.backpressure_ns), Ordering::Relaxed);
+        m.memory_bytes.fetch_max(new.memory_bytes, Ordering::Relaxed);
     }
     *last = totals;
 }

@@ -44,6 +44,15 @@ pub struct NodeTotals {
     pub batches_in: u64,
     /// Dead letters.
     pub dead_letters: u64,
+    /// Nanoseconds in guest calls.
+    #[serde(default)]
+    pub guest_ns: u64,
+    /// Nanoseconds waiting on full channels.
+    #[serde(default)]
+    pub backpressure_ns: u64,
+    /// Largest linear memory of an instance.
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
 /// Everything a worker needs to run its share of a run.

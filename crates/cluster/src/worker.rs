@@ -133,6 +133,9 @@ fn totals(metrics: &[Arc<NodeMetrics>]) -> Vec<NodeTotals> {
             watermark: m.watermark.load(Ordering::Relaxed),
             batches_in: m.batches_in.load(Ordering::Relaxed),
             dead_letters: m.dead_letters.load(Ordering::Relaxed),
+            guest_ns: m.guest_ns.load(Ordering::Relaxed),
+            backpressure_ns: m.backpressure_ns.load(Ordering::Relaxed),
+            memory_bytes: m.memory_bytes.load(Ordering::Relaxed),
         })
         .collect()
 }

@@ -84,6 +84,9 @@ pub struct Live {
     pub attempt: u32,
     /// Where the current attempt was restored from.
     pub restored_from: Option<String>,
+    /// Per node, the worker running each subtask (empty when the tasks run in this
+    /// process).
+    pub placement: Vec<Vec<u32>>,
 }
 
 impl JobControl {
@@ -156,6 +159,12 @@ impl JobControl {
 
     pub(crate) fn update(&self, f: impl FnOnce(&mut Live)) {
         f(&mut self.lock_live());
+    }
+
+    /// Record where each node's subtasks run (task hosts elsewhere call it as a run
+    /// starts): per node, the worker of each subtask.
+    pub fn set_placement(&self, placement: Vec<Vec<u32>>) {
+        self.lock_live().placement = placement;
     }
 
     fn lock_requests(&self) -> MutexGuard<'_, VecDeque<SavepointRequest>> {

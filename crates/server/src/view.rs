@@ -39,6 +39,9 @@ pub struct NodeStatus {
     pub guest_ms: u64,
     /// Largest linear memory of an instance.
     pub memory_bytes: u64,
+    /// The worker running each subtask, by subtask index (empty when the job runs in
+    /// the server's process).
+    pub workers: Vec<u32>,
 }
 
 /// An edge of a job's graph.
@@ -189,6 +192,7 @@ pub fn node_statuses(graph: &JobGraph, labels: &[NodeLabel], live: &Live, uptime
                 backpressure: (load(|m| &m.backpressure_ns) as f64 / 1e9 / secs).min(1.0),
                 guest_ms: load(|m| &m.guest_ns) / 1_000_000,
                 memory_bytes: load(|m| &m.memory_bytes),
+                workers: live.placement.get(i).cloned().unwrap_or_default(),
             }
         })
         .collect()

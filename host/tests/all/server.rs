@@ -508,6 +508,20 @@ fn hot_swap_case(scheduler: &[&str]) {
     if on_workers {
         // Parallelism 3 on three one-slot workers: each runs a share of the job.
         // (The sampler saw every worker run a share once the job ran at parallelism 3.)
+        // The job's view names the worker of each subtask.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = srv.job(&id);
+            let counter = v["nodes"].as_array().and_then(|n| n.iter().find(|n| n["id"] == "counter")).cloned().expect("counter node");
+            let mut workers: Vec<u64> = counter["workers"].as_array().map(|w| w.iter().filter_map(Value::as_u64).collect()).unwrap_or_default();
+            workers.sort_unstable();
+            workers.dedup();
+            if workers.len() == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the rescaled job's subtasks are not on three workers: {counter}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     srv.wait_status(&id, "finished", Duration::from_secs(120));

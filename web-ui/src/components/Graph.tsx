@@ -1,9 +1,14 @@
 // The job graph: operators and connectors as boxes, edges as arrows labelled with
-// their partitioning; each box shows parallelism, throughput, backpressure and
-// watermark lag.
+// their partitioning; each box shows parallelism, throughput, backpressure,
+// watermark lag and, when the job runs on workers, which workers run its subtasks.
 import type { EdgeStatus, NodeStatus } from '../api/client';
 import { fmtDuration, fmtPercent, fmtRate } from '../lib/format';
 import { pressureLevel, watermarkLagMs } from '../lib/jobstats';
+
+/** Where a node's subtasks run: `0→#1, 1→#2` (subtask → worker), or `server`. */
+export function placementText(n: NodeStatus): string {
+  return n.workers.length ? n.workers.map((w, i) => `${i}→#${w}`).join(', ') : 'server';
+}
 import { NODE_H, NODE_W, edgePath, layoutGraph } from '../lib/layout';
 
 export function JobGraph({ nodes, edges, rates, nowMs }: { nodes: NodeStatus[]; edges: EdgeStatus[]; rates: Record<string, number> | null; nowMs: number }) {
@@ -23,6 +28,7 @@ export function JobGraph({ nodes, edges, rates, nowMs }: { nodes: NodeStatus[]; 
             <th>Records out per second</th>
             <th>Backpressure</th>
             <th>Watermark lag</th>
+            <th>Subtasks on workers</th>
             <th>Feeds</th>
           </tr>
         </thead>
@@ -39,6 +45,7 @@ export function JobGraph({ nodes, edges, rates, nowMs }: { nodes: NodeStatus[]; 
                 <td>{fmtRate(rates?.[`${n.id}:out`])}</td>
                 <td>{fmtPercent(n.backpressure)}</td>
                 <td>{lag === null ? '' : fmtDuration(lag)}</td>
+                <td data-testid="placement">{placementText(n)}</td>
                 <td>
                   {edges
                     .filter((e) => e.from === n.id)
@@ -88,7 +95,7 @@ export function JobGraph({ nodes, edges, rates, nowMs }: { nodes: NodeStatus[]; 
           return (
             <g key={n.id} class={`node kind-${n.kind} pressure-${level}`} transform={`translate(${p.x},${p.y})`} data-node={n.id}>
               <title>
-                {`${n.id} (${n.kind}${n.plugin ? `, ${n.plugin}` : ''}), parallelism ${n.parallelism}; records in ${n.records_in}, out ${n.records_out}; backpressure ${fmtPercent(n.backpressure)}${lag === null ? '' : `; watermark lag ${fmtDuration(lag)}`}${n.dead_letter_records ? `; ${n.dead_letter_records} undecodable records to dead-letter` : ''}`}
+                {`${n.id} (${n.kind}${n.plugin ? `, ${n.plugin}` : ''}), parallelism ${n.parallelism}; records in ${n.records_in}, out ${n.records_out}; backpressure ${fmtPercent(n.backpressure)}${lag === null ? '' : `; watermark lag ${fmtDuration(lag)}`}${n.dead_letter_records ? `; ${n.dead_letter_records} undecodable records to dead-letter` : ''}${n.workers.length ? `; subtasks on workers ${placementText(n)}` : ''}`}
               </title>
               <rect width={NODE_W} height={NODE_H} rx="8" />
               <rect class="pressure-bar" x="0" y={NODE_H - 5} width={Math.max(2, NODE_W * Math.min(1, n.backpressure))} height="5" rx="2" />
@@ -100,6 +107,7 @@ export function JobGraph({ nodes, edges, rates, nowMs }: { nodes: NodeStatus[]; 
               </text>
               <text x="10" y="35" class="node-sub">
                 {n.plugin ?? n.kind}
+                {n.workers.length ? ` · on #${[...new Set(n.workers)].join(' #')}` : ''}
               </text>
               <text x="10" y="52" class="node-sub">
                 {flow}
