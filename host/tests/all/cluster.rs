@@ -253,3 +253,160 @@ fn a_worker_stalled_during_checkpoints_aborts_them_and_a_later_one_completes() {
     );
     check_seq_output(dir.path(), count, "a stalled worker");
 }
+
+/// Three network namespaces on a bridge, as three hosts: `10.231.N.11..13`, the
+/// coordinator at `10.231.N.1` on the bridge. Removed on drop.
+struct TestHosts {
+    tag: String,
+    subnet: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip").args(args).output().expect("ip");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+impl TestHosts {
+    fn new() -> TestHosts {
+        let n = std::process::id() % 200 + 20;
+        let hosts = TestHosts { tag: format!("rv{}", std::process::id() % 100_000), subnet: format!("10.231.{n}") };
+        let (tag, subnet) = (&hosts.tag, &hosts.subnet);
+        let bridge = format!("{tag}b");
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&["addr", "add", &format!("{subnet}.1/24"), "dev", &bridge]);
+        ip(&["link", "set", &bridge, "up"]);
+        for i in 1..=3 {
+            let (ns, outer, inner) = (format!("{tag}w{i}"), format!("{tag}h{i}"), format!("{tag}n{i}"));
+            ip(&["netns", "add", &ns]);
+            ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
+            ip(&["link", "set", &inner, "netns", &ns]);
+            ip(&["link", "set", &outer, "master", &bridge]);
+            ip(&["link", "set", &outer, "up"]);
+            ip(&["-n", &ns, "addr", "add", &format!("{subnet}.{}/24", 10 + i), "dev", &inner]);
+            ip(&["-n", &ns, "link", "set", &inner, "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        hosts
+    }
+
+    fn ns(&self, i: u32) -> String {
+        format!("{}w{i}", self.tag)
+    }
+
+    fn addr(&self, i: u32) -> String {
+        format!("{}.{}", self.subnet, 10 + i)
+    }
+
+    /// Drop every packet between hosts `a` and `b` (both still reach the coordinator).
+    fn partition(&self, a: u32, b: u32, on: bool) {
+        let verb = if on { "add" } else { "del" };
+        ip(&["-n", &self.ns(a), "route", verb, "blackhole", &format!("{}/32", self.addr(b))]);
+        ip(&["-n", &self.ns(b), "route", verb, "blackhole", &format!("{}/32", self.addr(a))]);
+    }
+}
+
+impl Drop for TestHosts {
+    fn drop(&mut self) {
+        for i in 1..=3 {
+            // The veth pair goes with its outer end (a namespace can outlive its name while
+            // closing sockets still hold it).
+            let _ = std::process::Command::new("ip").args(["link", "del", &format!("{}h{i}", self.tag)]).status();
+            let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns(i)]).status();
+        }
+        let _ = std::process::Command::new("ip").args(["link", "del", &format!("{}b", self.tag)]).status();
+    }
+}
+
+/// Two workers on different hosts (network namespaces) stop reaching each other while
+/// both still reach the coordinator: the exchange's heartbeats time out, the job fails
+/// over instead of hanging, runs again once the partition heals, and its output is exact.
+#[test]
+fn a_partition_between_two_workers_fails_the_job_over_and_it_recovers_exactly() {
+    use std::io::BufRead as _;
+    let hosts = TestHosts::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let count = 30_000;
+    let job = seq_job(dir.path(), count, 5_000, "");
+    let token = "partition-test-cluster-token-0123456789";
+    let mut coordinator = rivulet()
+        .args(["run", &job.display().to_string(), "--quiet", "--state-backend", "rocksdb", "--checkpoint-interval", "200ms"])
+        .args(["--restart-attempts", "40", "--restart-delay", "500ms", "--parallelism", "3", "--scheduler", "standalone", "--workers", "3"])
+        .args(["--cluster-listen", &format!("{}.1:0", hosts.subnet)])
+        .arg("--checkpoint-dir")
+        .arg(dir.path().join("ck"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RIVULET_CLUSTER_TOKEN", token)
+        .env("RIVULET_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("coordinator");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let (lines, stderr) = (lines.clone(), coordinator.stderr.take().expect("stderr"));
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.lock().expect("lines").push(l);
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let cluster = loop {
+        if let Some(a) = lines.lock().expect("lines").iter().find_map(|l| l.split("waiting for 3 workers at ").nth(1).map(str::to_owned)) {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "the coordinator did not listen: {:?}", lines.lock().expect("lines"));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut workers: Vec<std::process::Child> = (1..=3)
+        .map(|i| {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &hosts.ns(i), env!("CARGO_BIN_EXE_rivulet"), "worker", "--coordinator", &cluster])
+                .args(["--advertise", &hosts.addr(i), "--slots", "1", "--name", &format!("host-{i}")])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("worker-{i}")))
+                .env("RIVULET_CLUSTER_TOKEN", token)
+                .env("RIVULET_CACHE_DIR", std::env::temp_dir().join("rivulet-test-compile-cache"))
+                .env("RIVULET_LOG", "error")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("worker")
+        })
+        .collect();
+    // Running for a moment on all three, then hosts 1 and 2 lose each other for 8 s.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines.lock().expect("lines").iter().any(|l| l.contains("3 workers registered")) {
+        assert!(Instant::now() < deadline, "workers did not register");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    hosts.partition(1, 2, true);
+    std::thread::sleep(Duration::from_secs(8));
+    hosts.partition(1, 2, false);
+    let status = loop {
+        if let Some(s) = coordinator.try_wait().expect("poll") {
+            break s;
+        }
+        if Instant::now() > deadline + Duration::from_secs(120) {
+            let _ = coordinator.kill();
+            panic!("the job hung: {:?}", lines.lock().expect("lines"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    let _ = reader.join();
+    let err = lines.lock().expect("lines").join("\n");
+    assert!(status.success(), "{err}");
+    for l in err.lines().filter(|l| l.contains("failure on attempt")) {
+        println!("{l}");
+    }
+    assert!(err.contains("failure on attempt 0"), "the partition was never noticed: {err}");
+    assert!(err.contains("exchange"), "the partition should surface as an exchange failure: {err}");
+    check_seq_output(dir.path(), count, "a partition between two workers");
+    drop(hosts);
+}
