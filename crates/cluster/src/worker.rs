@@ -16,7 +16,7 @@ use rivulet_checkpoint::{CheckpointConfig, CheckpointStorage, Ledger};
 use rivulet_dataflow::{Barrier, NodeMetrics};
 use rivulet_job::NodeKind;
 use rivulet_network::handshake::handshake;
-use rivulet_network::{ClusterToken, NetworkConfig, NetworkExchange, WorkerId};
+use rivulet_network::{ClusterToken, LinkFailure, NetworkConfig, NetworkExchange, WorkerId};
 use rivulet_plugin::{Limits, PluginEngine};
 use rivulet_runtime::plan::PhysicalPlan;
 use rivulet_runtime::{JobError, PlacedRun, RemoteFailure, RestoreFrom, RunOptions, start_placed_tasks};
@@ -319,6 +319,10 @@ struct ShareRun {
 async fn run_share(ctx: ShareRun) {
     let failure = match run_tasks(&ctx).await {
         Ok((failure, exchange)) => {
+            // A failed share closes its connections at once (its peers see an echo, not
+            // a silent peer); a finished one keeps them open until the coordinator's
+            // Cancel, as other workers may still be reading what it sent.
+            let exchange = if failure.is_some() { None } else { Some(exchange) };
             ctx.outbox.send(&ToCoordinator::Finished { run: ctx.run, totals: totals(&ctx.metrics), failure });
             std::future::pending::<()>().await;
             drop(exchange);
@@ -404,10 +408,19 @@ async fn run_tasks(ctx: &ShareRun) -> Result<(Option<RemoteFailure>, NetworkExch
             reason = exchange.failed(), if !exchange_failed => {
                 exchange_failed = true;
                 let mut f = RemoteFailure::lost(format!("exchange: {reason}"));
-                f.secondary = true;
+                // A peer that closed its connection echoes a failure elsewhere; a silent
+                // peer (hung, or cut off by the network) is itself the cause.
+                f.secondary = !matches!(exchange.failure_kind(), Some((_, LinkFailure::Silent)));
                 record(f, &mut tasks);
             }
         }
+    }
+    // Tasks that failed because a peer fell silent report an echo (a downstream task
+    // gone, an input closed): the silent peer is the cause.
+    if let Some((reason, LinkFailure::Silent)) = exchange.failure_kind()
+        && failure.as_ref().is_none_or(|f| f.secondary)
+    {
+        failure = Some(RemoteFailure::lost(format!("exchange: {reason}")));
     }
     // Uploads may outlive their tasks: their reports (a stop-with-savepoint's last one
     // among them) go out before `Finished`, as the coordinator waits for them.

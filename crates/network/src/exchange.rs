@@ -88,11 +88,25 @@ enum Remote {
     Failed,
 }
 
+/// What went wrong with a connection to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkFailure {
+    /// The peer sent nothing (not even a heartbeat) for the peer timeout: it hangs, or
+    /// the network between the two drops packets. The cause of a failure.
+    Silent,
+    /// The peer closed the connection: usually the echo of its own failure elsewhere.
+    Closed,
+    /// Reading or writing failed (reset, broken pipe).
+    Io,
+    /// The peer broke the protocol.
+    Protocol,
+}
+
 /// The exchange's failure, once: the first reason wins.
 #[derive(Debug, Default)]
 struct Failure {
     failed: AtomicBool,
-    reason: Mutex<Option<String>>,
+    reason: Mutex<Option<(String, LinkFailure)>>,
     notify: Notify,
 }
 
@@ -117,12 +131,12 @@ struct Shared {
 
 impl Shared {
     /// Fail the exchange (the first reason is kept): inputs end, senders give up.
-    fn fail(&self, reason: String) {
+    fn fail(&self, reason: String, kind: LinkFailure) {
         if self.failure.failed.swap(true, Ordering::SeqCst) {
             return;
         }
         tracing::warn!(worker = self.me, %reason, "the exchange failed");
-        *self.failure.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        *self.failure.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some((reason, kind));
         for link in self.links.values() {
             for credits in link.credits.lock().unwrap_or_else(|p| p.into_inner()).values() {
                 credits.close();
@@ -206,6 +220,11 @@ impl NetworkExchange {
 
     /// Why the exchange failed, once it has.
     pub fn failure(&self) -> Option<String> {
+        self.failure_kind().map(|(reason, _)| reason)
+    }
+
+    /// Why the exchange failed and what kind of failure it was, once it has.
+    pub fn failure_kind(&self) -> Option<(String, LinkFailure)> {
         self.shared.failure.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -306,7 +325,7 @@ async fn write_loop(
             result = out.feed(more).await;
         }
         if let Err(e) = result.and(out.flush().await) {
-            shared.fail(format!("writing to worker {peer}: {e}"));
+            shared.fail(format!("writing to worker {peer}: {e}"), LinkFailure::Io);
             return;
         }
     }
@@ -325,9 +344,9 @@ async fn read_loop(shared: Arc<Shared>, peer: WorkerId, mut input: FramedRead<to
             () = shared.failure.notify.notified() => return,
         };
         let frame = match frame {
-            Err(_) => return shared.fail(format!("worker {peer} sent nothing for {timeout:?}")),
-            Ok(None) => return shared.fail(format!("worker {peer} closed the connection")),
-            Ok(Some(Err(e))) => return shared.fail(format!("reading from worker {peer}: {e}")),
+            Err(_) => return shared.fail(format!("worker {peer} sent nothing for {timeout:?}"), LinkFailure::Silent),
+            Ok(None) => return shared.fail(format!("worker {peer} closed the connection"), LinkFailure::Closed),
+            Ok(Some(Err(e))) => return shared.fail(format!("reading from worker {peer}: {e}"), LinkFailure::Io),
             Ok(Some(Ok(f))) => f,
         };
         match frame {
@@ -336,13 +355,13 @@ async fn read_loop(shared: Arc<Shared>, peer: WorkerId, mut input: FramedRead<to
                 Some(tx) => {
                     let _ = tx.send(Remote::Message(peer, Envelope { channel: channel as usize, msg }));
                 }
-                None => return shared.fail(format!("worker {peer} sent a message for {to:?}, which does not run here")),
+                None => return shared.fail(format!("worker {peer} sent a message for {to:?}, which does not run here"), LinkFailure::Protocol),
             },
             Frame::Credit { to, channel, grant } => {
                 let credits = shared.links.get(&peer).and_then(|l| l.credits.lock().unwrap_or_else(|p| p.into_inner()).get(&(to, channel)).cloned());
                 match credits {
                     Some(c) => c.add_permits(grant as usize),
-                    None => return shared.fail(format!("worker {peer} granted credit on a channel this worker never sent on")),
+                    None => return shared.fail(format!("worker {peer} granted credit on a channel this worker never sent on"), LinkFailure::Protocol),
                 }
             }
         }

@@ -14,5 +14,5 @@ mod exchange;
 pub mod frame;
 pub mod handshake;
 
-pub use exchange::{NetworkConfig, NetworkError, NetworkExchange};
+pub use exchange::{LinkFailure, NetworkConfig, NetworkError, NetworkExchange};
 pub use handshake::{ClusterToken, HandshakeError, WorkerId};
