@@ -426,12 +426,8 @@ async fn start_run(inner: Arc<Inner>, run: RemoteRun<'_>) -> Result<StartedTasks
     if let Some(control) = &opts.control {
         let mut placement: Vec<Vec<u32>> = graph.nodes.iter().map(|n| vec![0; n.parallelism as usize]).collect();
         for (task, worker) in run.plan.tasks.iter().zip(&hosts) {
-            let (nodes, subtask) = match task {
-                Task::Source { node, subtask } | Task::Sink { node, subtask } => (std::slice::from_ref(node), *subtask),
-                Task::Chain { members, subtask } => (members.as_slice(), *subtask),
-            };
-            for n in nodes {
-                if let Some(slot) = placement.get_mut(*n).and_then(|p| p.get_mut(subtask as usize)) {
+            for n in task.nodes() {
+                if let Some(slot) = placement.get_mut(*n).and_then(|p| p.get_mut(task.subtask() as usize)) {
                     *slot = *worker;
                 }
             }

@@ -18,7 +18,6 @@ use rivulet_job::NodeKind;
 use rivulet_network::handshake::handshake;
 use rivulet_network::{ClusterToken, LinkFailure, NetworkConfig, NetworkExchange, WorkerId};
 use rivulet_plugin::{Limits, PluginEngine};
-use rivulet_runtime::plan::PhysicalPlan;
 use rivulet_runtime::{JobError, PlacedRun, RemoteFailure, RestoreFrom, RunOptions, start_placed_tasks};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -334,6 +333,13 @@ async fn run_share(ctx: ShareRun) {
     ctx.outbox.send(&ToCoordinator::Finished { run: ctx.run, totals: totals(&ctx.metrics), failure: Some(failure) });
 }
 
+/// Keep the first failure, unless it is an echo and `f` a cause.
+fn prefer(failure: &mut Option<RemoteFailure>, f: RemoteFailure) {
+    if failure.as_ref().is_none_or(|old| old.secondary && !f.secondary) {
+        *failure = Some(f);
+    }
+}
+
 fn run_options(d: &Deployment, data_dir: PathBuf) -> Result<RunOptions, RemoteFailure> {
     let mut opts = RunOptions::new(d.state_backend, data_dir);
     opts.limits = Limits { memory_bytes: d.memory_bytes, call_timeout: Duration::from_millis(d.call_timeout_ms) };
@@ -368,16 +374,13 @@ async fn run_tasks(ctx: &ShareRun) -> Result<(Option<RemoteFailure>, NetworkExch
     )
     .await
     .map_err(|e| RemoteFailure::lost(format!("exchange: {e}")))?;
-    let plan = PhysicalPlan::new(&d.graph);
-    let mine: Vec<_> = d.tasks.iter().filter_map(|i| plan.tasks.get(*i).cloned()).collect();
-    let placed = |t: &rivulet_runtime::plan::Task| mine.contains(t);
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let started = start_placed_tasks(PlacedRun {
         graph: &d.graph,
         engine: &ctx.config.engine,
         opts: &opts,
         exchange: &exchange,
-        placed: &placed,
+        tasks: &d.tasks,
         reports: opts.checkpoint.as_ref().map(|_| reports_tx),
         ledger: ctx.ledger.clone(),
         metrics: &ctx.metrics,
@@ -388,12 +391,6 @@ async fn run_tasks(ctx: &ShareRun) -> Result<(Option<RemoteFailure>, NetworkExch
     *ctx.barriers.lock().unwrap_or_else(|p| p.into_inner()) = started.barriers;
     let mut tasks = started.tasks;
     let mut failure: Option<RemoteFailure> = None;
-    let mut record = |f: RemoteFailure, tasks: &mut tokio::task::JoinSet<Result<(), JobError>>| {
-        if failure.as_ref().is_none_or(|old| old.secondary && !f.secondary) {
-            failure = Some(f);
-        }
-        tasks.abort_all();
-    };
     let mut exchange_failed = false;
     loop {
         tokio::select! {
@@ -401,26 +398,30 @@ async fn run_tasks(ctx: &ShareRun) -> Result<(Option<RemoteFailure>, NetworkExch
             joined = tasks.join_next() => match joined {
                 None => break,
                 Some(Ok(Ok(()))) => {}
-                Some(Ok(Err(e))) => record(RemoteFailure::from(&e), &mut tasks),
+                Some(Ok(Err(e))) => {
+                    prefer(&mut failure, RemoteFailure::from(&e));
+                    tasks.abort_all();
+                }
                 Some(Err(e)) if e.is_cancelled() => {}
-                Some(Err(e)) => record(RemoteFailure::from(&JobError::Internal(format!("a task panicked: {e}"))), &mut tasks),
+                Some(Err(e)) => {
+                    prefer(&mut failure, RemoteFailure::from(&JobError::Internal(format!("a task panicked: {e}"))));
+                    tasks.abort_all();
+                }
             },
-            reason = exchange.failed(), if !exchange_failed => {
+            // The tasks may not notice (a source between records): stop them.
+            _ = exchange.failed(), if !exchange_failed => {
                 exchange_failed = true;
-                let mut f = RemoteFailure::lost(format!("exchange: {reason}"));
-                // A peer that closed its connection echoes a failure elsewhere; a silent
-                // peer (hung, or cut off by the network) is itself the cause.
-                f.secondary = !matches!(exchange.failure_kind(), Some((_, LinkFailure::Silent)));
-                record(f, &mut tasks);
+                tasks.abort_all();
             }
         }
     }
-    // Tasks that failed because a peer fell silent report an echo (a downstream task
-    // gone, an input closed): the silent peer is the cause.
-    if let Some((reason, LinkFailure::Silent)) = exchange.failure_kind()
-        && failure.as_ref().is_none_or(|f| f.secondary)
-    {
-        failure = Some(RemoteFailure::lost(format!("exchange: {reason}")));
+    // Tasks cut off by the exchange report echoes (a downstream task gone, an input
+    // closed); the exchange's own failure says whether a peer was the cause.
+    if let Some((reason, kind)) = exchange.failure_kind() {
+        // A silent peer (hung, or cut off by the network) is a cause; a peer that closed
+        // its connection echoes a failure elsewhere.
+        let f = RemoteFailure { secondary: kind != LinkFailure::Silent, ..RemoteFailure::lost(format!("exchange: {reason}")) };
+        prefer(&mut failure, f);
     }
     // Uploads may outlive their tasks: their reports (a stop-with-savepoint's last one
     // among them) go out before `Finished`, as the coordinator waits for them.

@@ -12,20 +12,19 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use rivulet_checkpoint::{Ledger, TaskCheckpointing, TaskReport};
+use rivulet_checkpoint::{Ledger, TaskReport};
 use rivulet_dataflow::{Barrier, Exchange, NodeMetrics};
 use rivulet_job::JobGraph;
 use rivulet_plugin::PluginEngine;
-use rivulet_state::BackendKind;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::error::JobError;
 use crate::launch::Launch;
 use crate::options::{RestoreFrom, RunOptions};
-use crate::plan::{PhysicalPlan, Task};
+use crate::plan::PhysicalPlan;
 use crate::restore::restore_point;
-use crate::run::{Connectors, load_plugins};
+use crate::run::{Connectors, load_plugins, task_checkpointing};
 
 /// One run's tasks, as hosts elsewhere are asked to start them.
 pub struct RemoteRun<'a> {
@@ -74,8 +73,9 @@ pub struct PlacedRun<'a> {
     pub opts: &'a RunOptions,
     /// Channels: same-worker in memory, the rest over the network.
     pub exchange: &'a dyn Exchange,
-    /// Which tasks are this worker's.
-    pub placed: &'a (dyn Fn(&Task) -> bool + Sync),
+    /// Which of the plan's tasks are this worker's (indices into
+    /// [`PhysicalPlan::tasks`] of the graph's plan).
+    pub tasks: &'a [usize],
     /// Where the tasks' snapshot reports go (to the coordinator).
     pub reports: Option<mpsc::UnboundedSender<TaskReport>>,
     /// Completed snapshots, as the coordinator announces them.
@@ -96,12 +96,7 @@ pub async fn start_placed_tasks(run: PlacedRun<'_>) -> Result<StartedTasks, JobE
     let plugins = load_plugins(run.graph, run.engine).await?;
     let connectors = Connectors::build(run.graph, run.opts);
     let point = restore_point(run.graph, run.opts, &connectors.committers).await?;
-    let checkpointing = run.opts.checkpoint.as_ref().zip(run.reports).map(|(c, reports)| TaskCheckpointing {
-        storage: c.storage.clone(),
-        reports,
-        ledger: run.ledger.clone(),
-        incremental: c.incremental && run.opts.state_backend == BackendKind::Rocksdb,
-    });
+    let checkpointing = task_checkpointing(run.opts, run.reports, &run.ledger);
     let plan = PhysicalPlan::new(run.graph);
     let launched = Launch {
         graph: run.graph,
@@ -116,7 +111,7 @@ pub async fn start_placed_tasks(run: PlacedRun<'_>) -> Result<StartedTasks, JobE
         metrics: run.metrics,
         run_dir: &run.run_dir,
         checkpointing,
-        placed: Some(run.placed),
+        placed: Some(run.tasks),
     }
     .start()
     .await?;

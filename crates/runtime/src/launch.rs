@@ -45,8 +45,9 @@ pub(crate) struct Launch<'a> {
     pub run_dir: &'a Path,
     /// Checkpointing, if the job checkpoints.
     pub checkpointing: Option<TaskCheckpointing>,
-    /// Which of the plan's tasks run here (`None`: all of them; a worker runs its share).
-    pub placed: Option<&'a (dyn Fn(&Task) -> bool + Sync)>,
+    /// Which of the plan's tasks run here, by index (`None`: all of them; a worker runs
+    /// its share).
+    pub placed: Option<&'a [usize]>,
 }
 
 /// A started run.
@@ -62,8 +63,11 @@ pub(crate) struct Launched {
 impl Launch<'_> {
     /// Create every channel, start every task.
     pub async fn start(self) -> Result<Launched, JobError> {
-        let here = |t: &Task| self.placed.is_none_or(|placed| placed(t));
-        let receivers: Vec<SubtaskId> = self.plan.tasks.iter().filter(|t| here(t)).filter_map(Task::receiver).collect();
+        let here: Vec<&Task> = match self.placed {
+            None => self.plan.tasks.iter().collect(),
+            Some(indices) => indices.iter().filter_map(|i| self.plan.tasks.get(*i)).collect(),
+        };
+        let receivers: Vec<SubtaskId> = here.iter().filter_map(|t| t.receiver()).collect();
         let mut inputs: HashMap<SubtaskId, (Box<dyn InputQueue>, usize)> = receivers
             .into_iter()
             .map(|id| {
@@ -72,7 +76,7 @@ impl Launch<'_> {
             })
             .collect();
         let mut launched = Launched { tasks: JoinSet::new(), barriers: Vec::new(), expected: self.plan.snapshot_parts(self.graph) };
-        for task in self.plan.tasks.iter().filter(|t| here(t)) {
+        for task in here {
             match task {
                 Task::Source { node, subtask } => self.start_source(*node, *subtask, &mut launched)?,
                 Task::Chain { members, subtask } => {

@@ -51,6 +51,14 @@ impl Task {
         }
     }
 
+    /// The nodes it runs (one, or a chain's members).
+    pub fn nodes(&self) -> &[usize] {
+        match self {
+            Task::Source { node, .. } | Task::Sink { node, .. } => std::slice::from_ref(node),
+            Task::Chain { members, .. } => members,
+        }
+    }
+
     /// The subtask whose input queue the task reads (`None` for a source).
     pub fn receiver(&self) -> Option<SubtaskId> {
         match self {
@@ -128,11 +136,6 @@ impl PhysicalPlan {
     /// The operator `node` runs in the task of (is chained into), if any.
     pub fn chained_into(&self, node: usize) -> Option<usize> {
         self.chained_into[node]
-    }
-
-    /// Every receiving subtask with the number of channels into it.
-    pub fn inputs(&self) -> impl Iterator<Item = (SubtaskId, usize)> + '_ {
-        self.input_channels.iter().map(|(id, n)| (*id, *n))
     }
 
     /// Where each task runs given workers with `slots` slots each (in worker order): the

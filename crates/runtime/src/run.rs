@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use rivulet_checkpoint::{Committers, Coordinator, Ledger, RestorePoint, TaskCheckpointing};
+use rivulet_checkpoint::{Committers, Coordinator, Ledger, RestorePoint, TaskCheckpointing, TaskReport};
 use rivulet_connectors::{ConnectorContext, SinkConnector, SourceConnector, sink_connector, source_connector};
 use rivulet_dataflow::{LocalExchange, NodeMetrics, now_ms};
 use rivulet_job::{JobGraph, NodeKind, file_safe};
@@ -78,6 +78,16 @@ pub fn committers(graph: &JobGraph, opts: &RunOptions) -> Committers {
     Connectors::build(graph, opts).committers
 }
 
+/// What every task of a run that checkpoints holds (`None` without checkpoints).
+pub(crate) fn task_checkpointing(opts: &RunOptions, reports: Option<mpsc::UnboundedSender<TaskReport>>, ledger: &Arc<Ledger>) -> Option<TaskCheckpointing> {
+    opts.checkpoint.as_ref().zip(reports).map(|(c, reports)| TaskCheckpointing {
+        storage: c.storage.clone(),
+        reports,
+        ledger: ledger.clone(),
+        incremental: c.incremental && opts.state_backend == BackendKind::Rocksdb,
+    })
+}
+
 /// Load every plugin first: a bad component fails the job before anything runs.
 pub(crate) async fn load_plugins(graph: &JobGraph, engine: &Arc<PluginEngine>) -> Result<HashMap<usize, Arc<Plugin>>, JobError> {
     let mut plugins = HashMap::new();
@@ -137,12 +147,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
         }
         None => (None, closed_reports()),
     };
-    let checkpointing = opts.checkpoint.as_ref().zip(reports_tx).map(|(c, reports)| TaskCheckpointing {
-        storage: c.storage.clone(),
-        reports,
-        ledger: ledger.clone(),
-        incremental: c.incremental && opts.state_backend == BackendKind::Rocksdb,
-    });
+    let checkpointing = task_checkpointing(opts, reports_tx, &ledger);
     let plan = PhysicalPlan::new(graph);
     let exchange = LocalExchange::new(CHANNEL_CAPACITY);
     let launched = match &opts.hosts {

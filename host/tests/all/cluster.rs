@@ -26,9 +26,9 @@ fn children(pid: u32) -> Vec<u32> {
     out
 }
 
-fn sigkill(pid: u32) {
-    let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().expect("kill");
-    assert!(status.success(), "kill -9 {pid}");
+/// `kill SIG pid`; whether the process was there to get it.
+fn signal(sig: &str, pid: u32) -> bool {
+    std::process::Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill").success()
 }
 
 #[test]
@@ -78,7 +78,7 @@ fn kill_workers(dir: &Path, backend: &str, count: u64, seed: u64) -> usize {
             continue; // one is being replaced
         }
         let victim = workers[rng.below(workers.len() as u64) as usize];
-        sigkill(victim);
+        assert!(signal("-9", victim), "kill -9 {victim}");
         kills += 1;
         println!("{backend}: killed worker {victim} at {:?}", started.elapsed());
     }
@@ -102,12 +102,7 @@ fn kill_9_of_workers_at_random_moments_loses_and_duplicates_nothing() {
         let kills = kill_workers(dir.path(), backend, count, seed ^ backend.len() as u64);
         println!("{backend}: {kills} workers killed");
         assert!(kills > 0, "{backend}: the job ended before any worker was killed");
-        let out = dir.path().join("out");
-        let got = sorted_lines(&out);
-        let expected = seq_expected(count);
-        assert_eq!(got.len(), expected.len(), "{backend}: row count after {kills} worker kills (lost or duplicated rows)");
-        assert!(got == expected, "{backend}: committed output differs from a failure-free run after {kills} worker kills");
-        assert!(hidden_files(&out).is_empty(), "{backend}: uncommitted files left: {:?}", hidden_files(&out));
+        check_seq_output(dir.path(), count, &format!("{backend} after {kills} worker kills"));
     }
 }
 
@@ -146,9 +141,6 @@ fn kill_9_of_the_coordinator_ends_its_workers_and_the_job_resumes_exactly() {
     }
 }
 
-fn signal(sig: &str, pid: u32) {
-    let _ = std::process::Command::new("kill").args([sig, &pid.to_string()]).status();
-}
 
 /// The `seq_check` job on three worker processes (not quiet: snapshot failures and the
 /// summary are printed), with `extra` flags.
@@ -202,7 +194,7 @@ fn a_worker_that_falls_silent_is_declared_lost_and_the_job_fails_over() {
     let count = 30_000;
     let mut child = seq_on_workers(dir.path(), count, &[]);
     let silent = a_running_worker(&mut child);
-    signal("-STOP", silent);
+    assert!(signal("-STOP", silent));
     let deadline = Instant::now() + Duration::from_secs(120);
     while child.try_wait().expect("poll").is_none() {
         if Instant::now() > deadline {
@@ -230,7 +222,7 @@ fn a_worker_stalled_during_checkpoints_aborts_them_and_a_later_one_completes() {
     let count = 30_000;
     let mut child = seq_on_workers(dir.path(), count, &["--checkpoint-timeout", "1s", "--checkpoints-retained", "1000"]);
     let slow = a_running_worker(&mut child);
-    signal("-STOP", slow);
+    assert!(signal("-STOP", slow));
     std::thread::sleep(Duration::from_millis(2_500));
     signal("-CONT", slow);
     let out = child.wait_with_output().expect("wait");
