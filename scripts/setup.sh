@@ -24,7 +24,7 @@ case "$part" in
 esac
 
 need_pkgs=()
-for pkg in build-essential libclang-dev clang cmake pkg-config libcurl4-openssl-dev; do
+for pkg in build-essential libclang-dev clang cmake pkg-config libcurl4-openssl-dev openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

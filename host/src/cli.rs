@@ -341,11 +341,19 @@ fn run(args: RunArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-worker").build()?;
     let report = runtime
         .block_on(async {
-            let cluster = scheduler::start(&args.cluster, &opts.data_dir, true).await?;
+            if args.cluster.kube.kube_lease.is_some() {
+                bail!("--kube-lease is for `rivulet server` (a coordinator that serves jobs)");
+            }
+            let cluster = scheduler::start(&args.cluster, &opts.data_dir, true, 0).await?;
             if let Some(c) = &cluster {
                 opts.hosts = Some(Arc::new(c.cluster.clone()));
             }
-            anyhow::Ok(run_job_with_restarts(&graph, &engine, &opts, Some(&restart)).await?)
+            let result = run_job_with_restarts(&graph, &engine, &opts, Some(&restart)).await;
+            // Workers made for the job (pods) go with it.
+            if let Some(c) = &cluster {
+                rivulet_runtime::TaskHosts::job_ended(&c.cluster, &graph.name).await;
+            }
+            anyhow::Ok(result?)
         })
         .with_context(|| format!("job '{}' failed", graph.name))?;
     // Failures the job recovered from are always reported, quiet or not.
@@ -410,9 +418,25 @@ fn server(args: ServerRunArgs) -> Result<()> {
     let engine = engine()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-server").build()?;
     runtime.block_on(async {
-        let running = scheduler::start(&args.cluster, &config.data_dir, false).await?;
+        // A standby coordinator waits here for the lease, before it reads the jobs or
+        // binds any port; losing the lease stops the process at once (the successor
+        // resumes the jobs from their checkpoints).
+        let mut leadership = scheduler::lead(&args.cluster).await?;
+        let epoch = leadership.as_ref().map_or(0, |l| l.epoch);
+        let running = scheduler::start(&args.cluster, &config.data_dir, false, epoch).await?;
         config.cluster = running.as_ref().map(|r| r.cluster.clone());
-        rivulet_api::serve(config, engine).await?;
+        match &mut leadership {
+            None => rivulet_api::serve(config, engine).await?,
+            Some(l) => tokio::select! {
+                served = rivulet_api::serve(config, engine) => served?,
+                () = l.lost() => {
+                    // No graceful shutdown: a successor may be starting; nothing more may
+                    // be committed or told to workers from here.
+                    eprintln!("error: lost the coordinator lease {} (epoch {}): stepping down", l.name, l.epoch);
+                    std::process::exit(1);
+                }
+            },
+        }
         drop(running);
         anyhow::Ok(())
     })?;

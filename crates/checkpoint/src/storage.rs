@@ -131,6 +131,33 @@ impl CheckpointStorage {
         Ok(entry)
     }
 
+    /// Write `bytes` at `rel` only if nothing is there yet (a manifest: two coordinators
+    /// can never both complete one snapshot). Stores that cannot write conditionally
+    /// (some S3 implementations) get a plain write, said once in the log.
+    pub async fn put_new(&self, rel: &str, bytes: Bytes) -> Result<FileEntry, CheckpointError> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(f) = &self.faults
+            && f.fail_next_puts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            return Err(self.io(rel, "injected fault: the object store is unavailable"));
+        }
+        let entry = FileEntry { path: rel.to_owned(), size: bytes.len() as u64, sha256: sha256_hex(&bytes) };
+        let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self.store.put_opts(&self.full(rel), PutPayload::from(bytes.clone()), opts).await {
+            Ok(_) => Ok(entry),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(self.io(rel, "already written (another coordinator or an earlier run completed this snapshot)"))
+            }
+            Err(object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| tracing::warn!(url = %self.url, "the checkpoint store cannot write create-only; manifests are plain writes"));
+                self.store.put(&self.full(rel), PutPayload::from(bytes)).await.map_err(|e| self.io(rel, e))?;
+                Ok(entry)
+            }
+            Err(e) => Err(self.io(rel, e)),
+        }
+    }
+
     /// Read `rel` whole, without verification (manifests).
     pub async fn get(&self, rel: &str) -> Result<Bytes, CheckpointError> {
         let got = self.store.get(&self.full(rel)).await.map_err(|e| match e {

@@ -55,10 +55,34 @@ struct WorkerEntry {
     heartbeat: Instant,
     /// Control frames to the worker.
     tx: mpsc::UnboundedSender<Bytes>,
-    /// Each run's events from this worker, with the number of tasks it runs.
-    runs: HashMap<RunId, (mpsc::UnboundedSender<RunEvent>, usize)>,
+    /// Each run's share on this worker.
+    runs: HashMap<RunId, RunShare>,
     /// Plugins (digests) already sent.
     plugins: HashSet<String>,
+    /// The job it was made for (it runs only that job's tasks); `None`: any job's.
+    pool: Option<String>,
+}
+
+/// A run's share on one worker.
+struct RunShare {
+    /// The run's events from this worker.
+    events: mpsc::UnboundedSender<RunEvent>,
+    /// Tasks it runs there.
+    tasks: usize,
+    /// Slots it holds there (one per subtask index placed there, at most the worker's).
+    slots: u32,
+}
+
+impl WorkerEntry {
+    /// Slots no run holds.
+    fn free_slots(&self) -> u32 {
+        self.slots.max(1).saturating_sub(self.runs.values().map(|r| r.slots).sum())
+    }
+
+    /// Whether it may run `job`'s tasks.
+    fn serves(&self, job: &str) -> bool {
+        self.pool.as_deref().is_none_or(|p| p == job)
+    }
 }
 
 /// A registered worker, as `GET /v1/workers` shows it.
@@ -76,6 +100,10 @@ pub struct WorkerView {
     pub runs: usize,
     /// Tasks it runs.
     pub tasks: usize,
+    /// Slots no run holds.
+    pub free_slots: u32,
+    /// The job it was made for (a pod of the `kubernetes` scheduler); `None`: any job's.
+    pub pool: Option<String>,
     /// Seconds since its last heartbeat.
     pub heartbeat_age_s: f64,
     /// Seconds since it registered.
@@ -139,7 +167,9 @@ impl Cluster {
                 host: w.host.clone(),
                 slots: w.slots,
                 runs: w.runs.len(),
-                tasks: w.runs.values().map(|(_, n)| n).sum(),
+                tasks: w.runs.values().map(|r| r.tasks).sum(),
+                free_slots: w.free_slots(),
+                pool: w.pool.clone(),
                 heartbeat_age_s: now.duration_since(w.heartbeat).as_secs_f64(),
                 registered_s: now.duration_since(w.registered).as_secs_f64(),
             })
@@ -172,23 +202,37 @@ impl Inner {
         self.lock().get(&worker).is_some_and(|w| w.tx.send(bytes).is_ok())
     }
 
-    /// Wait for slots for `needed` subtasks: every worker with its slots, in id order.
-    async fn slots_for(&self, needed: u32) -> Result<Vec<(WorkerId, u32, String)>, JobError> {
+    /// Wait for free slots for `needed` subtasks of `job` on the workers that serve it:
+    /// those workers with their free slots, in id order. Past the wait, the free slots
+    /// there are (several subtasks each), or else every slot of those workers shared with
+    /// the runs holding them; an error when no worker serves the job.
+    async fn slots_for(&self, job: &str, needed: u32) -> Result<Vec<(WorkerId, u32, String)>, JobError> {
         let started = tokio::time::Instant::now();
         let deadline = started + self.config.slots_wait;
         loop {
             let changed = self.changed.notified();
-            let workers: Vec<(WorkerId, u32, String)> = self.lock().iter().map(|(id, w)| (*id, w.slots.max(1), w.host.clone())).collect();
-            let slots: u32 = workers.iter().map(|(_, s, _)| *s).sum();
+            let (free, all): (Vec<_>, Vec<_>) = {
+                let registry = self.lock();
+                let serving = || registry.iter().filter(|(_, w)| w.serves(job));
+                (
+                    serving().filter(|(_, w)| w.free_slots() > 0).map(|(id, w)| (*id, w.free_slots(), w.host.clone())).collect(),
+                    serving().map(|(id, w)| (*id, w.slots.max(1), w.host.clone())).collect(),
+                )
+            };
+            let slots: u32 = free.iter().map(|(_, s, _)| *s).sum();
             if slots >= needed {
-                return Ok(workers);
+                return Ok(free);
             }
             if tokio::time::Instant::now() >= deadline {
-                if workers.is_empty() {
+                if all.is_empty() {
                     return Err(JobError::NoSlots { needed, waited_ms: started.elapsed().as_millis() as u64 });
                 }
-                tracing::warn!(needed, slots, "cluster: fewer slots than subtasks; slots run several subtasks each");
-                return Ok(workers);
+                if free.is_empty() {
+                    tracing::warn!(job, needed, "cluster: no free slots; the job shares slots held by other runs");
+                    return Ok(all);
+                }
+                tracing::warn!(job, needed, slots, "cluster: fewer free slots than subtasks; slots run several subtasks each");
+                return Ok(free);
             }
             let _ = tokio::time::timeout_at(deadline, changed).await;
         }
@@ -197,8 +241,11 @@ impl Inner {
 
 /// One worker's control connection: handshake, registration, then its messages until it
 /// closes or falls silent; its runs are then told it is lost.
-async fn serve(inner: Arc<Inner>, mut stream: TcpStream) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
+async fn serve(inner: Arc<Inner>, tcp: TcpStream) -> Result<(), String> {
+    let mut stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, inner.config.transport.server(tcp))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_owned())?
+        .map_err(|e| format!("TLS: {e}"))?;
     let peer = handshake(&mut stream, &inner.config.token, COORDINATOR, 0, None, HANDSHAKE_TIMEOUT).await.map_err(|e| e.to_string())?;
     if peer.id != UNREGISTERED {
         return Err(format!("a peer presenting id {} on the control port (workers register first)", peer.id));
@@ -206,7 +253,8 @@ async fn serve(inner: Arc<Inner>, mut stream: TcpStream) -> Result<(), String> {
     let (mut sink, mut frames) = Framed::new(stream, codec()).split();
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next()).await.map_err(|_| "no registration in time".to_owned())?;
     let bytes = first.ok_or("closed before registering")?.map_err(|e| e.to_string())?;
-    let Frame::Message(ToCoordinator::Register { slots, host, name }) = decode::<ToCoordinator>(bytes.freeze()).map_err(|e| e.to_string())? else {
+    let Frame::Message(ToCoordinator::Register { slots, host, name, pool }) = decode::<ToCoordinator>(bytes.freeze()).map_err(|e| e.to_string())?
+    else {
         return Err("the first message was not a registration".into());
     };
     let id = inner.next_worker.fetch_add(1, Ordering::Relaxed);
@@ -215,6 +263,7 @@ async fn serve(inner: Arc<Inner>, mut stream: TcpStream) -> Result<(), String> {
         worker: id,
         heartbeat_ms: inner.config.heartbeat.as_millis() as u64,
         timeout_ms: inner.config.worker_timeout.as_millis() as u64,
+        epoch: inner.config.epoch,
     };
     let _ = tx.send(encode(&Frame::Message(&registered)).map_err(|e| e.to_string())?);
     let now = Instant::now();
@@ -229,10 +278,11 @@ async fn serve(inner: Arc<Inner>, mut stream: TcpStream) -> Result<(), String> {
             tx,
             runs: HashMap::new(),
             plugins: HashSet::new(),
+            pool: pool.clone(),
         },
     );
     inner.changed.notify_waiters();
-    tracing::info!(worker = id, %name, slots, "cluster: worker registered");
+    tracing::info!(worker = id, %name, slots, pool = %pool.as_deref().unwrap_or("-"), "cluster: worker registered");
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if sink.send(b).await.is_err() {
@@ -257,8 +307,8 @@ async fn serve(inner: Arc<Inner>, mut stream: TcpStream) -> Result<(), String> {
     let runs = inner.lock().remove(&id).map(|w| w.runs).unwrap_or_default();
     inner.changed.notify_waiters();
     tracing::warn!(worker = id, %name, "cluster: worker lost: {reason}");
-    for (tx, _) in runs.values() {
-        let _ = tx.send(RunEvent::Lost(reason.clone()));
+    for share in runs.values() {
+        let _ = share.events.send(RunEvent::Lost(reason.clone()));
     }
     Ok(())
 }
@@ -268,8 +318,8 @@ fn handle(inner: &Inner, worker: WorkerId, m: ToCoordinator) {
     let Some(w) = workers.get_mut(&worker) else { return };
     w.heartbeat = Instant::now();
     let to_run = |run: RunId, e: RunEvent| {
-        if let Some((tx, _)) = w.runs.get(&run) {
-            let _ = tx.send(e);
+        if let Some(share) = w.runs.get(&run) {
+            let _ = share.events.send(e);
         }
     };
     match m {
@@ -309,12 +359,24 @@ impl Drop for RunGuard {
                 entry.runs.remove(&self.run);
             }
         }
+        // Its slots are free again.
+        self.inner.changed.notify_waiters();
     }
 }
 
 impl TaskHosts for Cluster {
     fn start<'a>(&'a self, run: RemoteRun<'a>) -> StartFuture<'a> {
         Box::pin(start_run(self.inner.clone(), run))
+    }
+
+    fn job_ended<'a>(&'a self, job: &'a str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(p) = &self.inner.config.provisioner
+                && let Err(e) = p.release(job).await
+            {
+                tracing::warn!(job, "cluster: {e}");
+            }
+        })
     }
 }
 
@@ -325,7 +387,10 @@ fn worker_error(worker: WorkerId, failure: RemoteFailure) -> JobError {
 async fn start_run(inner: Arc<Inner>, run: RemoteRun<'_>) -> Result<StartedTasks, JobError> {
     let graph = run.graph;
     let needed = graph.nodes.iter().map(|n| n.parallelism).max().unwrap_or(1);
-    let workers = inner.slots_for(needed).await?;
+    if let Some(p) = &inner.config.provisioner {
+        p.provide(run.job, needed).await.map_err(|e| JobError::Internal(e.to_string()))?;
+    }
+    let workers = inner.slots_for(run.job, needed).await?;
     let slots: Vec<u32> = workers.iter().map(|(_, s, _)| *s).collect();
     let placement = run.plan.placement(&slots).ok_or(JobError::NoSlots { needed, waited_ms: 0 })?;
     let hosts: Vec<WorkerId> = placement.iter().map(|i| workers[*i].0).collect();
@@ -356,7 +421,9 @@ async fn start_run(inner: Arc<Inner>, run: RemoteRun<'_>) -> Result<StartedTasks
                 return Err(worker_error(*w, RemoteFailure::lost("lost before the run started")));
             };
             let (tx, rx) = mpsc::unbounded_channel();
-            entry.runs.insert(id, (tx, hosts.iter().filter(|h| *h == w).count()));
+            let subtasks: BTreeSet<u32> = run.plan.tasks.iter().zip(&hosts).filter(|(_, h)| *h == w).map(|(t, _)| t.subtask()).collect();
+            let share = RunShare { events: tx, tasks: hosts.iter().filter(|h| *h == w).count(), slots: (subtasks.len() as u32).min(entry.slots.max(1)) };
+            entry.runs.insert(id, share);
             events.insert(*w, rx);
         }
     }

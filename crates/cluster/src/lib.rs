@@ -5,18 +5,22 @@
 //! back, and cancels a run's share everywhere when any worker fails or vanishes. A worker
 //! ([`run_worker`]) registers, heartbeats with its counters, and runs the tasks it is
 //! given over the network exchange. [`ProcessWorkers`] starts workers as child processes
-//! of the coordinator's machine (the `process` scheduler).
+//! of the coordinator's machine (the `process` scheduler); a [`WorkerProvisioner`] makes
+//! workers per job elsewhere (the `kubernetes` scheduler's pods).
 
 mod coordinator;
 mod process;
 pub mod protocol;
+mod provision;
 mod worker;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use coordinator::{Cluster, WorkerView};
 pub use process::ProcessWorkers;
-pub use rivulet_network::{ClusterToken, NetworkConfig, WorkerId};
+pub use provision::{ProvisionError, WorkerProvisioner};
+pub use rivulet_network::{ClusterTls, ClusterToken, NetworkConfig, TlsError, Transport, WorkerId};
 pub use worker::{WorkerConfig, WorkerError, run_worker};
 
 /// How the coordinator treats its workers.
@@ -35,6 +39,13 @@ pub struct ClusterConfig {
     /// How long workers may take to get ready for a run (plugins received, exchange
     /// port bound).
     pub prepare_timeout: Duration,
+    /// The coordinator's leadership term (the lease's transitions; 0 without a lease):
+    /// workers that served a higher one refuse this coordinator.
+    pub epoch: u64,
+    /// Makes workers per job (pods); `None`: the workers that join are all there is.
+    pub provisioner: Option<Arc<dyn WorkerProvisioner>>,
+    /// Plain TCP or TLS on workers' control connections (the same as theirs).
+    pub transport: Transport,
 }
 
 impl ClusterConfig {
@@ -47,6 +58,9 @@ impl ClusterConfig {
             worker_timeout: Duration::from_secs(5),
             slots_wait: Duration::from_secs(10),
             prepare_timeout: Duration::from_secs(120),
+            epoch: 0,
+            provisioner: None,
+            transport: Transport::default(),
         }
     }
 }

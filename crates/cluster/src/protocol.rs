@@ -103,6 +103,10 @@ pub enum ToWorker {
         /// A worker that hears nothing from the coordinator for this long stops its
         /// runs and registers again, ms.
         timeout_ms: u64,
+        /// The coordinator's epoch (its leadership term; 0 without a lease). A worker
+        /// that served a higher epoch refuses a lower one: a deposed coordinator cannot
+        /// take workers back.
+        epoch: u64,
     },
     /// The answer to each heartbeat: the coordinator is alive.
     Alive,
@@ -153,6 +157,9 @@ pub enum ToCoordinator {
         host: String,
         /// A name for humans (host name, pod name).
         name: String,
+        /// The job it was made for (a pod of the `kubernetes` scheduler): it runs only
+        /// that job's tasks. `None`: any job's.
+        pool: Option<String>,
     },
     /// Alive, with each run's counters.
     Heartbeat {

@@ -50,6 +50,8 @@ pub struct WorkerConfig {
     pub engine: Arc<PluginEngine>,
     /// Wait between attempts to reach the coordinator.
     pub reconnect: Duration,
+    /// The job this worker was made for (it runs only that job's tasks); `None`: any.
+    pub pool: Option<String>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("data_dir", &self.data_dir)
             .field("advertise", &self.advertise)
             .field("name", &self.name)
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -86,8 +89,10 @@ pub async fn run_worker(config: WorkerConfig) -> Result<(), WorkerError> {
     let runs = config.data_dir.join("runs");
     let _ = std::fs::remove_dir_all(&runs);
     std::fs::create_dir_all(&runs).map_err(dir_error(runs.clone()))?;
+    // The highest coordinator epoch served: a deposed coordinator is refused.
+    let mut epoch = 0;
     loop {
-        match session(&config).await {
+        match session(&config, &mut epoch).await {
             Ok(()) => tracing::warn!("worker: the coordinator closed the connection"),
             Err(e) => tracing::warn!(coordinator = %config.coordinator, "worker: {e}"),
         }
@@ -151,20 +156,29 @@ impl Outbox {
     }
 }
 
-async fn session(config: &WorkerConfig) -> Result<(), String> {
-    let mut stream = TcpStream::connect(&config.coordinator).await.map_err(|e| format!("connecting: {e}"))?;
-    let _ = stream.set_nodelay(true);
+async fn session(config: &WorkerConfig, highest_epoch: &mut u64) -> Result<(), String> {
+    let tcp = TcpStream::connect(&config.coordinator).await.map_err(|e| format!("connecting: {e}"))?;
+    let mut stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, config.network.transport.client(tcp))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_owned())?
+        .map_err(|e| format!("TLS: {e}"))?;
     handshake(&mut stream, &config.token, UNREGISTERED, 0, Some(COORDINATOR), HANDSHAKE_TIMEOUT).await.map_err(|e| format!("handshake: {e}"))?;
     let (mut sink, mut frames) = Framed::new(stream, codec()).split();
-    let register = ToCoordinator::Register { slots: config.slots, host: config.advertise.clone(), name: config.name.clone() };
+    let register =
+        ToCoordinator::Register { slots: config.slots, host: config.advertise.clone(), name: config.name.clone(), pool: config.pool.clone() };
     sink.send(encode(&Frame::Message(&register)).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, frames.next()).await.map_err(|_| "no answer to the registration".to_owned())?;
     let bytes = first.ok_or("closed at registration")?.map_err(|e| e.to_string())?;
-    let Frame::Message(ToWorker::Registered { worker, heartbeat_ms, timeout_ms }) = decode::<ToWorker>(bytes.freeze()).map_err(|e| e.to_string())?
+    let Frame::Message(ToWorker::Registered { worker, heartbeat_ms, timeout_ms, epoch }) =
+        decode::<ToWorker>(bytes.freeze()).map_err(|e| e.to_string())?
     else {
         return Err("the coordinator did not answer the registration".into());
     };
-    tracing::info!(worker, coordinator = %config.coordinator, "worker: registered");
+    if epoch < *highest_epoch {
+        return Err(format!("refusing a coordinator of epoch {epoch}: this worker served epoch {highest_epoch} (a deposed coordinator)"));
+    }
+    *highest_epoch = epoch;
+    tracing::info!(worker, epoch, coordinator = %config.coordinator, "worker: registered");
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     let outbox = Outbox(tx);

@@ -25,7 +25,10 @@ use std::time::Duration;
 use futures::{SinkExt as _, StreamExt as _};
 use rivulet_dataflow::exchange::LocalSender;
 use rivulet_dataflow::{ChannelSender, DownstreamGone, Envelope, Exchange, ExchangeError, InputQueue, Message, SubtaskId};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::transport::{Stream, Transport};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -45,6 +48,8 @@ pub struct NetworkConfig {
     pub peer_timeout: Duration,
     /// How long connecting to every peer (dialling, accepting, handshakes) may take.
     pub connect_timeout: Duration,
+    /// Plain TCP or TLS.
+    pub transport: Transport,
 }
 
 impl Default for NetworkConfig {
@@ -55,6 +60,7 @@ impl Default for NetworkConfig {
             heartbeat: Duration::from_secs(1),
             peer_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(30),
+            transport: Transport::default(),
         }
     }
 }
@@ -189,7 +195,7 @@ impl NetworkExchange {
         let expected: Vec<WorkerId> = peers.keys().copied().filter(|id| *id < me).collect();
         let (dialled, accepted) =
             tokio::join!(futures::future::try_join_all(dial), accept(listener, &expected, &token, me, attempt, &config, deadline));
-        let mut streams: Vec<(WorkerId, TcpStream)> = dialled?;
+        let mut streams: Vec<(WorkerId, Stream)> = dialled?;
         streams.extend(accepted?);
 
         let mut remote_in = HashMap::new();
@@ -211,7 +217,7 @@ impl NetworkExchange {
         let shared = Arc::new(Shared { me, config, failure: Failure::default(), links, remote_in });
         let mut tasks = Vec::new();
         for (peer, stream, frames) in halves {
-            let (read, write) = stream.into_split();
+            let (read, write) = tokio::io::split(stream);
             tasks.push(tokio::spawn(write_loop(shared.clone(), peer, FramedWrite::new(write, FrameCodec::default()), frames)));
             tasks.push(tokio::spawn(read_loop(shared.clone(), peer, FramedRead::new(read, FrameCodec::default()))));
         }
@@ -248,10 +254,10 @@ async fn dial(
     attempt: u64,
     config: &NetworkConfig,
     deadline: tokio::time::Instant,
-) -> Result<(WorkerId, TcpStream), NetworkError> {
+) -> Result<(WorkerId, Stream), NetworkError> {
     let failed = |error: String| NetworkError::Connect { peer, addr, error };
     // The peer may not listen yet: retry until the deadline.
-    let mut stream = loop {
+    let tcp = loop {
         match TcpStream::connect(addr).await {
             Ok(s) => break s,
             Err(e) if tokio::time::Instant::now() + Duration::from_millis(50) < deadline => {
@@ -261,8 +267,11 @@ async fn dial(
             Err(e) => return Err(failed(e.to_string())),
         }
     };
-    let _ = stream.set_nodelay(true);
     let left = deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(1));
+    let mut stream = tokio::time::timeout(left, config.transport.client(tcp))
+        .await
+        .map_err(|_| failed("TLS handshake timed out".into()))?
+        .map_err(|e| failed(format!("TLS: {e}")))?;
     handshake(&mut stream, token, me, attempt, Some(peer), left.min(config.connect_timeout)).await.map_err(|e| failed(e.to_string()))?;
     Ok((peer, stream))
 }
@@ -275,16 +284,23 @@ async fn accept(
     attempt: u64,
     config: &NetworkConfig,
     deadline: tokio::time::Instant,
-) -> Result<Vec<(WorkerId, TcpStream)>, NetworkError> {
-    let mut got: BTreeMap<WorkerId, TcpStream> = BTreeMap::new();
+) -> Result<Vec<(WorkerId, Stream)>, NetworkError> {
+    let mut got: BTreeMap<WorkerId, Stream> = BTreeMap::new();
     while got.len() < expected.len() {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let (mut stream, from) = match tokio::time::timeout(left, listener.accept()).await {
+        let (tcp, from) = match tokio::time::timeout(left, listener.accept()).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(NetworkError::Accept(e)),
             Err(_) => return Err(NetworkError::Missing(expected.iter().copied().filter(|id| !got.contains_key(id)).collect())),
         };
-        let _ = stream.set_nodelay(true);
+        let mut stream = match tokio::time::timeout(config.connect_timeout.min(left.max(Duration::from_millis(1))), config.transport.server(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(%from, error = %e, "refused a connection (TLS)");
+                continue;
+            }
+            Err(_) => continue,
+        };
         match handshake(&mut stream, token, me, attempt, None, config.connect_timeout.min(left.max(Duration::from_millis(1)))).await {
             Ok(peer) if expected.contains(&peer.id) && !got.contains_key(&peer.id) => {
                 got.insert(peer.id, stream);
@@ -303,7 +319,7 @@ async fn accept(
 async fn write_loop(
     shared: Arc<Shared>,
     peer: WorkerId,
-    mut out: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    mut out: FramedWrite<WriteHalf<Stream>, FrameCodec>,
     mut frames: mpsc::UnboundedReceiver<Frame>,
 ) {
     let beat = shared.config.heartbeat;
@@ -333,7 +349,7 @@ async fn write_loop(
 
 /// Read the link's frames: messages into the receiving subtasks' queues, credit to the
 /// senders; fail the exchange when the connection closes, breaks or goes quiet.
-async fn read_loop(shared: Arc<Shared>, peer: WorkerId, mut input: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>) {
+async fn read_loop(shared: Arc<Shared>, peer: WorkerId, mut input: FramedRead<ReadHalf<Stream>, FrameCodec>) {
     let timeout = shared.config.peer_timeout;
     loop {
         if shared.failure.failed.load(Ordering::SeqCst) {

@@ -8,11 +8,15 @@
 //!   same attempt of a job;
 //! - [`NetworkExchange`]: the `rivulet_dataflow::Exchange` port over those connections,
 //!   with per-channel credit (backpressure) and heartbeats (a quiet or broken
-//!   connection fails the exchange instead of hanging it).
+//!   connection fails the exchange instead of hanging it);
+//! - [`transport`]: plain TCP, or mutually authenticated TLS (rustls) when the cluster
+//!   has a certificate.
 
 mod exchange;
 pub mod frame;
 pub mod handshake;
+pub mod transport;
 
 pub use exchange::{LinkFailure, NetworkConfig, NetworkError, NetworkExchange};
 pub use handshake::{ClusterToken, HandshakeError, WorkerId};
+pub use transport::{ClusterTls, Stream, TlsError, Transport};

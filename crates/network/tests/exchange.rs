@@ -204,3 +204,40 @@ async fn same_worker_channels_stay_in_memory_beside_remote_ones() {
     assert_eq!(channels, vec![0, 1]);
     assert!(w1.failure().is_none());
 }
+
+/// A new CA and a member certificate from it (`scripts/cluster-certs.sh`).
+fn certificates(dir: &std::path::Path) -> rivulet_network::Transport {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster-certs.sh");
+    let out = std::process::Command::new("bash").arg(script).arg(dir).output().expect("bash");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read = |f: &str| std::fs::read(dir.join(f)).expect("pem");
+    rivulet_network::Transport::tls(rivulet_network::ClusterTls::from_pem(&read("tls.crt"), &read("tls.key"), &read("ca.crt")).expect("tls"))
+}
+
+#[tokio::test]
+async fn tls_carries_the_exchange_and_a_peer_of_another_ca_or_without_tls_cannot_join() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ours = NetworkConfig { transport: certificates(&dir.path().join("a")), ..config() };
+    let (w1, w2) = two_workers(ours.clone()).await;
+    let mut input = w2.input(SINK, 1);
+    let tx = w1.sender(SINK, 0).expect("sender");
+    let mut b = BatchBuilder::new();
+    b.push(Some(b"k"), b"{\"over\":\"tls\"}", 1);
+    let batch = b.take();
+    tx.send(Message::Batch(batch.clone())).await.expect("send");
+    assert_eq!(recv(&mut input).await.expect("a message").msg, Message::Batch(batch));
+
+    // A certificate of another CA, or none: the connection never gets to the token.
+    let stranger = NetworkConfig { transport: certificates(&dir.path().join("b")), connect_timeout: Duration::from_secs(2), ..config() };
+    let plain = NetworkConfig { connect_timeout: Duration::from_secs(2), ..config() };
+    let ours = NetworkConfig { connect_timeout: Duration::from_secs(2), ..ours };
+    for other in [stranger, plain] {
+        let ((l1, a1), (l2, a2)) = (listener().await, listener().await);
+        let placement: HashMap<SubtaskId, u32> = HashMap::from([(SOURCE, 1), (SINK, 2)]);
+        let (x1, x2) = tokio::join!(
+            NetworkExchange::connect(ours.clone(), 1, token(), 7, &l1, BTreeMap::from([(2, a2)]), placement.clone()),
+            NetworkExchange::connect(other, 2, token(), 7, &l2, BTreeMap::from([(1, a1)]), placement),
+        );
+        assert!(x1.is_err() && x2.is_err(), "a connection between different TLS settings was made");
+    }
+}

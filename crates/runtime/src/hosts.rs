@@ -28,6 +28,9 @@ use crate::run::{Connectors, load_plugins, task_checkpointing};
 
 /// One run's tasks, as hosts elsewhere are asked to start them.
 pub struct RemoteRun<'a> {
+    /// The job's id (a server's job id, else the graph's name): hosts that keep workers
+    /// per job keep them under it.
+    pub job: &'a str,
     /// The job.
     pub graph: &'a JobGraph,
     /// Its tasks and channels.
@@ -60,6 +63,13 @@ pub type StartFuture<'a> = Pin<Box<dyn Future<Output = Result<StartedTasks, JobE
 pub trait TaskHosts: Send + Sync + fmt::Debug {
     /// Start every task of `run` on the hosts.
     fn start<'a>(&'a self, run: RemoteRun<'a>) -> StartFuture<'a>;
+
+    /// The job `job` ended (finished, failed, cancelled or stopped; not between the two
+    /// runs of a swap or a rescale): hosts made for it may go. Nothing by default.
+    fn job_ended<'a>(&'a self, job: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        let _ = job;
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// What a worker needs to start its share of a run.

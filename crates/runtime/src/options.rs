@@ -58,6 +58,9 @@ pub struct RunOptions {
     pub probation: bool,
     /// Where the tasks run: `None` in this process; otherwise on these hosts (workers).
     pub hosts: Option<Arc<dyn TaskHosts>>,
+    /// The job's id where a server names its jobs (hosts keep workers per job); `None`:
+    /// the job graph's name.
+    pub job_id: Option<String>,
 }
 
 impl RunOptions {
@@ -78,6 +81,7 @@ impl RunOptions {
             control: None,
             probation: false,
             hosts: None,
+            job_id: None,
         }
     }
 }

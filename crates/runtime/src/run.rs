@@ -154,6 +154,7 @@ pub async fn run_job(graph: &JobGraph, engine: &Arc<PluginEngine>, opts: &RunOpt
         // Tasks on workers: they upload state to the same storage and report here.
         Some(hosts) => {
             let remote = RemoteRun {
+                job: opts.job_id.as_deref().unwrap_or(&graph.name),
                 graph,
                 plan: &plan,
                 opts,

@@ -50,6 +50,7 @@ impl JobManager {
         opts.control = Some(control.clone());
         opts.probation = probation.is_some();
         opts.hosts = self.defaults.hosts.clone();
+        opts.job_id = Some(record.id.clone());
         let restart = spec.restart.clone().unwrap_or(RestartSpec { attempts: 3, delay_ms: 1000 });
         let (tx, rx) = watch::channel(false);
         entry.run = Some(RunHandle { control, ended: rx, finished: false, started: Instant::now() });
@@ -69,6 +70,12 @@ impl JobManager {
             };
             let result = run_job_with_restarts(&graph, manager.registry.engine(), &opts, Some(&restart)).await;
             manager.run_ended(&id, &opts, result, probation);
+            // Workers made for the job go when it comes to rest (not between the two runs
+            // of a swap, a rescale or a rollback: the job is running again by then).
+            let at_rest = manager.with_job(&id, |e| Ok(!matches!(e.record.status, JobStatus::Running | JobStatus::Upgrading))).unwrap_or(true);
+            if let (true, Some(hosts)) = (at_rest, &opts.hosts) {
+                hosts.job_ended(&id).await;
+            }
             let _ = tx.send(true);
         });
         Ok(())

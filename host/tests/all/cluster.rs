@@ -27,7 +27,7 @@ fn children(pid: u32) -> Vec<u32> {
 }
 
 /// `kill SIG pid`; whether the process was there to get it.
-fn signal(sig: &str, pid: u32) -> bool {
+pub(crate) fn signal(sig: &str, pid: u32) -> bool {
     std::process::Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill").success()
 }
 
@@ -43,11 +43,61 @@ fn a_job_runs_across_three_worker_processes_with_exact_output() {
             .output()
             .expect("run");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{what}: {err}");
+        assert!(out.status.success(), "{what}: {}: {err}", out.status);
         assert!(err.contains("3 workers registered"), "{what}: {err}");
         assert!(err.contains("workers={1, 2, 3}"), "{what}: the run did not use all three workers: {err}");
         case.check(&what);
     }
+}
+
+/// Cluster TLS (`scripts/cluster-certs.sh`): the control and exchange connections of three
+/// worker processes are mutually authenticated TLS, the output exact; a worker without
+/// the cluster's certificate cannot join a TLS coordinator.
+#[test]
+fn a_job_runs_across_workers_over_tls_and_a_worker_without_the_certificate_cannot_join() {
+    let case = wordcount_case(10_000, seed());
+    let certs = case.dir.path().join("certs");
+    let made = std::process::Command::new("bash").arg(crate::support::repo().join("scripts/cluster-certs.sh")).arg(&certs).output().expect("bash");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let file = |f: &str| certs.join(f).display().to_string();
+    let tls = ["--cluster-tls-cert", &file("tls.crt"), "--cluster-tls-key", &file("tls.key"), "--cluster-tls-ca", &file("ca.crt")];
+    let mut args = vec!["--scheduler", "process", "--workers", "3", "--parallelism", "3"];
+    args.extend(tls);
+    let out = case.command("rocksdb", &args).env("RIVULET_LOG", "warn,rivulet_cluster=info").output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {err}", out.status);
+    assert!(err.contains("workers={1, 2, 3}"), "{err}");
+    case.check("over TLS");
+
+    // A plain worker at a TLS coordinator: refused before the token is even asked for.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let listen = format!("127.0.0.1:{port}");
+    let token = "a-cluster-token-for-the-tls-test";
+    let mut standalone = vec!["--scheduler", "standalone", "--workers", "1", "--cluster-listen", &listen];
+    standalone.extend(tls);
+    let mut coordinator = case
+        .command("memory", &standalone)
+        .env("RIVULET_CLUSTER_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("coordinator");
+    let mut worker = rivulet()
+        .args(["worker", "--coordinator", &listen, "--data-dir"])
+        .arg(case.dir.path().join("plain-worker"))
+        .env("RIVULET_CLUSTER_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("worker");
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = worker.kill();
+    let _ = coordinator.kill();
+    let (w, c) = (worker.wait_with_output().expect("worker"), coordinator.wait_with_output().expect("coordinator"));
+    let (w, c) = (String::from_utf8_lossy(&w.stderr), String::from_utf8_lossy(&c.stderr));
+    assert!(!c.contains("worker registered") && !c.contains("workers registered"), "a plain worker joined a TLS cluster: {c}");
+    assert!(c.contains("waiting for 1 workers"), "the coordinator did not start: {c}");
+    assert!(!w.contains("Connection refused") && (w.contains("handshake") || w.contains("closed")), "{w}");
 }
 
 /// Run the `seq_check` job on three worker processes, `kill -9`ing a random worker at
@@ -84,7 +134,7 @@ fn kill_workers(dir: &Path, backend: &str, count: u64, seed: u64) -> usize {
     }
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{backend}: {err}");
+    assert!(out.status.success(), "{backend}: {}: {err}", out.status);
     let failures = err.matches("failure on attempt").count();
     for line in err.lines().filter(|l| l.contains("failure on attempt")) {
         println!("{backend}: {line}");
@@ -207,7 +257,7 @@ fn a_worker_that_falls_silent_is_declared_lost_and_the_job_fails_over() {
     signal("-CONT", silent);
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    assert!(out.status.success(), "{}: {err}", out.status);
     assert!(err.contains("failure on attempt 0"), "the silent worker was never noticed: {err}");
     assert!(err.contains("no heartbeat") || err.contains("no frame") || err.contains("exchange"), "{err}");
     check_seq_output(dir.path(), count, "a silent worker");
@@ -227,7 +277,7 @@ fn a_worker_stalled_during_checkpoints_aborts_them_and_a_later_one_completes() {
     signal("-CONT", slow);
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    assert!(out.status.success(), "{}: {err}", out.status);
     assert!(!err.contains("failure on attempt"), "a stall shorter than the heartbeat timeout restarted the job: {err}");
     let failed: Vec<u64> = err
         .lines()

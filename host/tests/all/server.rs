@@ -14,12 +14,12 @@ use sha2::Digest as _;
 
 use crate::support::{fixture, read_jsonl, read_output, repo, wasm};
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A `rivulet server` process bound to 127.0.0.1 on a free port; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
     log: PathBuf,
     token: Option<String>,
     agent: ureq::Agent,
@@ -27,6 +27,13 @@ struct Server {
 
 impl Server {
     fn start(data: &Path, token: Option<&str>, extra: &[&str]) -> Server {
+        let mut srv = Server::launch(data, token, extra, &[]);
+        srv.wait_listening(Duration::from_secs(60));
+        srv
+    }
+
+    /// Start the process with `envs` without waiting for it to listen.
+    pub(crate) fn launch(data: &Path, token: Option<&str>, extra: &[&str], envs: &[(&str, &str)]) -> Server {
         let log =
             data.with_extension(format!("log-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rivulet"));
@@ -39,27 +46,33 @@ impl Server {
             cmd.arg("--auth-token-file").arg(f);
         }
         cmd.env("RIVULET_CACHE_DIR", std::env::temp_dir().join("rivulet-test-compile-cache"));
+        cmd.envs(envs.iter().copied());
         let child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("start rivulet server");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(300))).build().into();
+        Server { child, url: String::new(), log, token: token.map(str::to_owned), agent }
+    }
+
+    /// Wait until it says where it listens (its URL then is set).
+    pub(crate) fn wait_listening(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        self.url = loop {
+            let text = self.log_text();
             if let Some(rest) = text.split("server listening on ").nth(1) {
                 break rest.lines().next().unwrap_or_default().trim().to_owned();
             }
             assert!(Instant::now() < deadline, "server did not start:\n{text}");
+            assert!(self.child.try_wait().expect("poll").is_none(), "server exited:\n{text}");
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(300))).build().into();
-        Server { child, url, log, token: token.map(str::to_owned), agent }
+        assert!(self.url.starts_with("http://127.0.0.1:"), "{}", self.url);
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();
     }
@@ -91,25 +104,25 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         self.request("GET", path, self.token.as_deref(), None)
     }
 
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.request("POST", path, self.token.as_deref(), Some(("application/json", body.to_string().into_bytes())))
     }
 
-    fn upload(&self, name: &str, version: &str, bytes: Vec<u8>) -> (u16, Value) {
+    pub(crate) fn upload(&self, name: &str, version: &str, bytes: Vec<u8>) -> (u16, Value) {
         self.request("POST", &format!("/v1/plugins?name={name}&version={version}"), self.token.as_deref(), Some(("application/wasm", bytes)))
     }
 
-    fn job(&self, id: &str) -> Value {
+    pub(crate) fn job(&self, id: &str) -> Value {
         let (s, v) = self.get(&format!("/v1/jobs/{id}"));
         assert_eq!(s, 200, "{v}");
         v
     }
 
-    fn wait_status(&self, id: &str, want: &str, within: Duration) -> Value {
+    pub(crate) fn wait_status(&self, id: &str, want: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let v = self.job(id);
@@ -122,7 +135,7 @@ impl Server {
     }
 
     /// Records the job's sink has received in its current run.
-    fn sink_in(&self, id: &str) -> u64 {
+    pub(crate) fn sink_in(&self, id: &str) -> u64 {
         let v = self.job(id);
         v["nodes"].as_array().and_then(|n| n.iter().find(|n| n["kind"] == "sink")).and_then(|n| n["records_in"].as_u64()).unwrap_or(0)
     }
@@ -134,7 +147,7 @@ impl Drop for Server {
     }
 }
 
-fn counter_job(out: &Path, count: u64, rate: u64, plugin: &str) -> Value {
+pub(crate) fn counter_job(out: &Path, count: u64, rate: u64, plugin: &str) -> Value {
     json!({
         "name": "counter",
         "sources": [{"id": "gen", "type": "generator", "count": count, "keys": 10, "rate": rate}],
@@ -145,7 +158,7 @@ fn counter_job(out: &Path, count: u64, rate: u64, plugin: &str) -> Value {
 
 /// The exactly-once oracle for counter jobs: for each key, the committed counts are
 /// 1..n, each once; the n add up to the records generated.
-fn assert_exact_counts(out: &Path, total: u64) -> Vec<Value> {
+pub(crate) fn assert_exact_counts(out: &Path, total: u64) -> Vec<Value> {
     let rows = read_jsonl(out);
     let mut per_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for r in &rows {
@@ -162,7 +175,7 @@ fn assert_exact_counts(out: &Path, total: u64) -> Vec<Value> {
     rows
 }
 
-fn counter_v1() -> Vec<u8> {
+pub(crate) fn counter_v1() -> Vec<u8> {
     std::fs::read(wasm("plugins-examples/counter-v1/counter_v1.wasm")).expect("counter v1")
 }
 

@@ -166,6 +166,8 @@ export function Overview() {
                     <th>Worker</th>
                     <th>Host</th>
                     <th class="num">Slots</th>
+                    <th class="num">Free</th>
+                    <th>Job</th>
                     <th class="num">Tasks</th>
                     <th class="num">Runs</th>
                     <th>Heartbeat</th>
@@ -180,6 +182,8 @@ export function Overview() {
                       </td>
                       <td class="mono">{w.host}</td>
                       <td class="num">{w.slots}</td>
+                      <td class="num">{w.free_slots}</td>
+                      <td class="mono" title="the job a pod was made for">{w.pool ?? "any"}</td>
                       <td class="num">{w.tasks}</td>
                       <td class="num">{w.runs}</td>
                       <td>{fmtDuration(w.heartbeat_age_s * 1000)} ago</td>

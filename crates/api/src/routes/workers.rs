@@ -34,6 +34,11 @@ pub struct WorkerInfo {
     pub runs: u64,
     /// Tasks it runs.
     pub tasks: u64,
+    /// Slots no run holds.
+    pub free_slots: u32,
+    /// The job it was made for (a pod of the `kubernetes` scheduler runs only that job's
+    /// tasks); absent: any job's.
+    pub pool: Option<String>,
     /// Seconds since its last heartbeat.
     pub heartbeat_age_s: f64,
     /// Seconds since it registered.
@@ -69,6 +74,8 @@ pub async fn list_workers(State(state): State<Shared>) -> Response {
                     slots: w.slots,
                     runs: w.runs as u64,
                     tasks: w.tasks as u64,
+                    free_slots: w.free_slots,
+                    pool: w.pool,
                     heartbeat_age_s: w.heartbeat_age_s,
                     registered_s: w.registered_s,
                 })

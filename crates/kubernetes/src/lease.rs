@@ -1,0 +1,131 @@
+//! The coordinator's leadership: a Kubernetes Lease held with `kube-lease-manager`.
+//! A standby coordinator waits in [`Leadership::acquire`] until the lease is free; the
+//! holder's epoch is the lease's `leaseTransitions` after it took it (each new holder
+//! raises it), which workers use to refuse a deposed coordinator. The holder renews the
+//! lease in the background; [`Leadership::lost`] resolves when it no longer holds it —
+//! taken over, or not confirmed within the lease's duration (the API server out of
+//! reach) — and a coordinator then stops at once, before a successor can act.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::KubeError;
+
+/// A held coordinator lease.
+#[derive(Debug)]
+pub struct Leadership {
+    /// The lease's name.
+    pub name: String,
+    /// Who holds it (this coordinator).
+    pub identity: String,
+    /// This holder's term: the lease's transitions when it was taken.
+    pub epoch: u64,
+    held: watch::Receiver<bool>,
+    manager: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    checker: JoinHandle<()>,
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self.manager.abort();
+        self.checker.abort();
+    }
+}
+
+fn lease_error(name: &str) -> impl Fn(LeaseManagerError) -> KubeError + '_ {
+    move |e| KubeError::Lease { name: name.to_owned(), reason: e.to_string() }
+}
+
+impl Leadership {
+    /// Wait until this coordinator (`identity`) holds the lease `name` in `namespace`
+    /// (created if missing); it lasts `duration` past each renewal.
+    pub async fn acquire(client: kube::Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> Result<Leadership, KubeError> {
+        let seconds = duration.as_secs().max(2);
+        let manager = LeaseManagerBuilder::new(client.clone(), name)
+            .with_namespace(namespace)
+            .with_identity(identity)
+            .with_duration(seconds)
+            // Renewed this long before it would expire: at a third of its duration left.
+            .with_grace((seconds / 3).max(1))
+            .build()
+            .await
+            .map_err(lease_error(name))?;
+        let leases: Api<Lease> = Api::namespaced(client, namespace);
+        let (mut held, manager) = manager.watch().await;
+        let mut last_said = None::<Instant>;
+        while !*held.borrow_and_update() {
+            if last_said.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                let holder = leases.get(name).await.ok().and_then(|l| l.spec?.holder_identity).unwrap_or_default();
+                tracing::info!(lease = name, holder = %holder, "waiting for the coordinator lease (standby)");
+                last_said = Some(Instant::now());
+            }
+            if tokio::time::timeout(Duration::from_secs(10), held.changed()).await.is_ok_and(|r| r.is_err()) {
+                let reason = match manager.await {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the lease manager stopped".to_owned(),
+                };
+                return Err(KubeError::Lease { name: name.to_owned(), reason });
+            }
+        }
+        let lease = leases.get(name).await.map_err(KubeError::api(format!("reading lease {name}")))?;
+        let spec = lease.spec.unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(identity) {
+            return Err(KubeError::Lease { name: name.to_owned(), reason: format!("taken by {:?} as soon as it was won", spec.holder_identity) });
+        }
+        let epoch = spec.lease_transitions.unwrap_or(0).max(0) as u64;
+        tracing::info!(lease = name, identity, epoch, "holding the coordinator lease");
+        // Confirm independently that the lease is still ours and renewed in time: the
+        // manager retries quietly when the API server is out of reach.
+        let (lost_tx, lost_rx) = watch::channel(true);
+        let mut watched = held.clone();
+        let (name_c, identity_c) = (name.to_owned(), identity.to_owned());
+        let checker = tokio::spawn(async move {
+            let mut confirmed = Instant::now();
+            let mut tick = tokio::time::interval(duration / 4);
+            loop {
+                tokio::select! {
+                    changed = watched.changed() => {
+                        if changed.is_err() || !*watched.borrow() {
+                            tracing::error!(lease = %name_c, "the coordinator lease was lost");
+                            let _ = lost_tx.send(false);
+                            return;
+                        }
+                    }
+                    _ = tick.tick() => {
+                        match leases.get(&name_c).await {
+                            Ok(l) if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(identity_c.as_str()) => confirmed = Instant::now(),
+                            Ok(l) => {
+                                let holder = l.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+                                tracing::error!(lease = %name_c, %holder, "the coordinator lease was taken over");
+                                let _ = lost_tx.send(false);
+                                return;
+                            }
+                            Err(e) => tracing::warn!(lease = %name_c, "cannot read the coordinator lease: {e}"),
+                        }
+                        // Unconfirmed for longer than a successor waits: it may hold it now.
+                        if confirmed.elapsed() + duration / 4 >= duration {
+                            tracing::error!(lease = %name_c, "the coordinator lease could not be confirmed in time");
+                            let _ = lost_tx.send(false);
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Leadership { name: name.to_owned(), identity: identity.to_owned(), epoch, held: lost_rx, manager, checker })
+    }
+
+    /// Resolves when this coordinator no longer holds the lease.
+    pub async fn lost(&mut self) {
+        while *self.held.borrow_and_update() {
+            if self.held.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
