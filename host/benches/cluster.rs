@@ -8,7 +8,11 @@
 //!    crosses loopback TCP for half the records). Interleaved rounds; wall time and the
 //!    CPU-seconds of the whole process tree (this process is a child subreaper, so the
 //!    workers' CPU is counted when they are reaped).
-//! 2. Recovery: the same job on three workers, one `kill -9`ed; time from the kill to
+//! 2. Scale-out with pinned cores: the same job on one worker pinned to core 0 versus two
+//!    workers pinned to cores 0 and 1 (`taskset`, every thread of each worker; the
+//!    coordinator on the workers' cores), and one process pinned to core 0 for reference;
+//!    records/s and records/s per core.
+//! 3. Recovery: the same job on three workers, one `kill -9`ed; time from the kill to
 //!    the next completed checkpoint (the first output committed after recovery).
 //!
 //! Prints markdown tables (copied into `docs/benchmarks.md`). Needs `make plugins`.
@@ -87,15 +91,68 @@ struct Sample {
 }
 
 fn run_once(count: u64, scheduler: &[&str]) -> Sample {
+    run_pinned(count, scheduler, &[])
+}
+
+/// `taskset` every thread of `pid` onto `cores` (e.g. "0" or "0,1").
+fn pin(pid: u32, cores: &str) {
+    let _ = Command::new("taskset").args(["-a", "-p", "-c", cores, &pid.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+/// One run; with `cores` non-empty, the coordinator is pinned to all of them and its
+/// `i`th worker to `cores[i]` as soon as it appears (before the job starts: the
+/// coordinator waits for every worker to register), or an embedded run to `cores[0]`.
+fn run_pinned(count: u64, scheduler: &[&str], cores: &[u32]) -> Sample {
     let dir = tempfile::tempdir().expect("tempdir");
     let job = job(dir.path(), count, None);
     let cpu0 = children_cpu();
     let t = Instant::now();
-    let out = rivulet(dir.path(), &job, scheduler).output().expect("run");
+    let mut cmd = rivulet(dir.path(), &job, scheduler);
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("run");
+    if !cores.is_empty() {
+        let all: Vec<String> = cores.iter().map(u32::to_string).collect();
+        pin(child.id(), &all.join(","));
+        let workers = scheduler.iter().position(|a| *a == "--workers").and_then(|i| scheduler.get(i + 1)?.parse::<usize>().ok()).unwrap_or(0);
+        let mut pinned = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pinned.len() < workers && Instant::now() < deadline {
+            for w in workers_of(child.id()) {
+                if !pinned.contains(&w) {
+                    pin(w, &cores[pinned.len() % cores.len()].to_string());
+                    pinned.push(w);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let out = child.wait_with_output().expect("run");
     let wall = t.elapsed().as_secs_f64();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     reap_all();
     Sample { wall, cpu: children_cpu() - cpu0 }
+}
+
+fn scale_out(count: u64, rounds: usize) {
+    let configs: [(&str, Vec<&str>, Vec<u32>); 3] = [
+        ("embedded (1 process), core 0", vec![], vec![0]),
+        ("1 worker × 2 slots, core 0", vec!["--scheduler", "process", "--workers", "1", "--slots-per-worker", "2"], vec![0]),
+        ("2 workers × 1 slot, cores 0 and 1", vec!["--scheduler", "process", "--workers", "2"], vec![0, 1]),
+    ];
+    let mut samples: Vec<Vec<Sample>> = configs.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, (_, args, cores)) in configs.iter().enumerate() {
+            samples[i].push(run_pinned(count, args, cores));
+        }
+    }
+    println!("\n| keyed count, {count} records, p=2, pinned with taskset | cores | wall (s) | records/s | records/s per core | CPU-s | speed-up vs 1 worker |");
+    println!("|---|---|---|---|---|---|---|");
+    let one = median(samples[1].iter().map(|s| s.wall).collect());
+    for ((name, _, cores), s) in configs.iter().zip(&samples) {
+        let wall = median(s.iter().map(|x| x.wall).collect());
+        let cpu = median(s.iter().map(|x| x.cpu).collect());
+        let rate = count as f64 / wall;
+        println!("| {name} | {} | {wall:.2} | {rate:.0} | {:.0} | {cpu:.2} | {:.2}× |", cores.len(), rate / cores.len() as f64, one / wall);
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -205,5 +262,10 @@ fn main() {
     let (count, rounds) = if quick { (200_000, 1) } else { (2_000_000, 3) };
     println!("machine: {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
     throughput(count, rounds);
+    if Command::new("taskset").arg("-V").output().is_ok_and(|o| o.status.success()) {
+        scale_out(count, rounds);
+    } else {
+        println!("\n(taskset not found: the pinned scale-out table is skipped)");
+    }
     recovery(if quick { 1 } else { 3 });
 }

@@ -259,7 +259,8 @@ fn free_port() -> u16 {
 
 /// The `kubernetes` scheduler against a real API server, with the RBAC of
 /// `deploy/kubernetes/` (the coordinators use a token of its service account): worker
-/// pods are created per job with the right spec and owner reference and run it exactly;
+/// pods are created per job with the right spec and owner reference and run it exactly,
+/// a rescale adds a pod;
 /// the coordinator lease is taken, a `kill -9`ed holder's standby takes it over and
 /// resumes the job on the same pods (they register with the new epoch), the pods are
 /// deleted when the job ends; a holder that stalls loses the lease to another and steps
@@ -322,7 +323,7 @@ fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
     // A job at parallelism 3 on pods of 2 slots: two pods, made for it.
     assert_eq!(a.upload("counter", "1", counter_v1()).0, 201);
     let out = dir.path().join("out");
-    let total = 16_000;
+    let total = 30_000;
     let (s, job) = a.post("/v1/jobs", json!({"spec": counter_job(&out, total, 2000, "counter@1"), "parallelism": 3}));
     assert_eq!(s, 201, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
@@ -357,6 +358,27 @@ fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
     assert_eq!(listed.len(), 2, "{workers:#}");
     assert!(workers["workers"].as_array().expect("workers").iter().all(|w| w["pool"] == id.as_str()), "{workers:#}");
 
+    // Rescale 3 → 5: a third pod is made and key groups move to it.
+    let (s, rescaled) = a.post(&format!("/v1/jobs/{id}/rescale"), json!({"parallelism": 5}));
+    assert_eq!(s, 200, "{rescaled}");
+    assert_eq!(rescaled["result"], "swapped", "{rescaled}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, workers) = a.get("/v1/workers");
+        let busy = workers["workers"].as_array().map_or(0, |w| w.iter().filter(|w| w["tasks"].as_u64() > Some(0)).count());
+        if busy == 3 && api.worker_pods().len() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rescaled job is not on three pods: {workers:#}\n{}", a.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = a.sink_in(&id);
+    while a.sink_in(&id) < before + 2000 {
+        assert!(Instant::now() < deadline, "no output after the rescale:\n{}", a.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(600)); // a checkpoint at parallelism 5
+
     // The holder dies: the standby takes the lease (a new epoch), binds the cluster
     // address, resumes the job from its checkpoint, and the same pods join it.
     a.kill9();
@@ -368,7 +390,7 @@ fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
     assert_exact_counts(&out, total);
     let log = b.log_text();
     assert!(log.contains("worker registered") && log.contains(&format!("pool={id}")), "{log}");
-    assert_eq!(kubelet.started.lock().expect("lock").len(), 2, "the pods were made again instead of rejoining");
+    assert_eq!(kubelet.started.lock().expect("lock").len(), 3, "the pods were made again instead of rejoining");
     // The job ended: its pods are deleted.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !api.worker_pods().is_empty() {
