@@ -14,8 +14,13 @@
 //!    records/s and records/s per core.
 //! 3. Recovery: the same job on three workers, one `kill -9`ed; time from the kill to
 //!    the next completed checkpoint (the first output committed after recovery).
+//! 4. The coordinator's work per checkpoint as the cluster grows: the checkpoint
+//!    coordinator alone, fed N subtask reports (each with a state file and four RocksDB
+//!    files, as incremental checkpoints send), from the first report to the manifest
+//!    written (local directory) — what one process does per checkpoint for N subtasks.
 //!
 //! Prints markdown tables (copied into `docs/benchmarks.md`). Needs `make plugins`.
+//! `-- coordinator` runs part 4 alone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -108,7 +113,7 @@ fn run_pinned(count: u64, scheduler: &[&str], cores: &[u32]) -> Sample {
     let cpu0 = children_cpu();
     let t = Instant::now();
     let mut cmd = rivulet(dir.path(), &job, scheduler);
-    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("run");
+    let child = cmd.stderr(Stdio::piped()).spawn().expect("run");
     if !cores.is_empty() {
         let all: Vec<String> = cores.iter().map(u32::to_string).collect();
         pin(child.id(), &all.join(","));
@@ -256,8 +261,69 @@ fn recovery(rounds: usize) {
     }
 }
 
+/// One checkpoint's reports for `n` operator subtasks, handled by the coordinator: time
+/// from the first report to completion (manifest written), and the manifest's size.
+async fn coordinator_checkpoint(n: u32) -> (f64, u64) {
+    use rivulet_checkpoint::manifest::{DbFile, SubtaskState};
+    use rivulet_checkpoint::{CheckpointConfig, CheckpointStorage, Committers, Coordinator, FileEntry, Ledger, OperatorPart, SnapshotKind, SnapshotPart, TaskKey, TaskReport};
+    use rivulet_dataflow::NodeRole;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = CheckpointStorage::open(dir.path().to_str().expect("utf8")).expect("storage");
+    let (tx, _barriers) = tokio::sync::mpsc::unbounded_channel();
+    let expected = (0..n).map(|i| TaskKey { role: NodeRole::Operator, id: "op".into(), subtask: i }).collect();
+    let mut c = Coordinator::start(CheckpointConfig::new(storage.clone()), "job", 32768, vec![tx], expected, std::sync::Arc::new(Ledger::default()), Committers::new())
+        .await
+        .expect("coordinator");
+    let id = c.trigger(SnapshotKind::Checkpoint, false).expect("triggered");
+    let file = |name: String| FileEntry { path: name, size: 4 << 20, sha256: "0".repeat(64) };
+    let parts: Vec<SnapshotPart> = (0..n)
+        .map(|i| {
+            let kg = (i % 32000) as u16;
+            SnapshotPart::Operator(OperatorPart {
+                uid: "op".into(),
+                plugin: "keyed-count@1".into(),
+                plugin_digest: format!("sha256:{}", "a".repeat(64)),
+                parallelism: n,
+                state_version: 1,
+                state: SubtaskState {
+                    subtask: i,
+                    key_groups: (kg, kg + 1),
+                    finished: false,
+                    state: Some(file(format!("chk-{id:010}/op-{i}.state"))),
+                    db: (0..4).map(|f| DbFile { name: format!("{:06}.sst", i * 4 + f), file: file(format!("shared/op-{i}-{f}.sst")) }).collect(),
+                },
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    let mut done = None;
+    for part in parts {
+        done = c.on_report(TaskReport::Ack { id, part }).await.expect("report");
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    assert!(done.is_some(), "the checkpoint did not complete");
+    let manifest = storage.list("").await.expect("list").into_iter().filter(|(p, _)| p.ends_with("_manifest.json")).map(|(_, s)| s).sum();
+    (elapsed, manifest)
+}
+
+fn coordinator_scaling() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    println!("\n| subtask reports per checkpoint (≈ workers × slots × chained tasks) | coordinator time per checkpoint (ms) | µs per report | manifest (KiB) |");
+    println!("|---|---|---|---|");
+    for n in [100u32, 1_000, 3_000, 10_000] {
+        let runs: Vec<(f64, u64)> = (0..3).map(|_| runtime.block_on(coordinator_checkpoint(n))).collect();
+        let ms = median(runs.iter().map(|r| r.0 * 1e3).collect());
+        println!("| {n} | {ms:.1} | {:.1} | {} |", ms * 1e3 / f64::from(n), runs[0].1 / 1024);
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "coordinator") {
+        // `-- coordinator`: only the coordinator's per-checkpoint work.
+        coordinator_scaling();
+        return;
+    }
     subreaper();
     let (count, rounds) = if quick { (200_000, 1) } else { (2_000_000, 3) };
     println!("machine: {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
@@ -268,4 +334,5 @@ fn main() {
         println!("\n(taskset not found: the pinned scale-out table is skipped)");
     }
     recovery(if quick { 1 } else { 3 });
+    coordinator_scaling();
 }

@@ -258,6 +258,11 @@ impl Coordinator {
             return Ok(None);
         };
         let id = p.barrier.id;
+        // Cheap bound first: the full check walks every task, and doing that on every
+        // report made a checkpoint's cost quadratic in the number of subtasks.
+        if p.acks.len() + self.finished.len() < self.expected.len() {
+            return Ok(None);
+        }
         if !self.expected.iter().all(|k| p.acks.contains_key(k) || self.finished_before(k, id)) {
             return Ok(None);
         }
@@ -342,11 +347,8 @@ impl Coordinator {
             sinks,
         };
         let dir = snapshot_dir(barrier.kind, barrier.id);
-        let new_bytes: u64 = manifest
-            .files()
-            .filter(|f| f.path.starts_with(&dir) || !self.retained.iter().any(|m| m.files().any(|g| g.path == f.path)))
-            .map(|f| f.size)
-            .sum();
+        let earlier: HashSet<&str> = self.retained.iter().flat_map(|m| m.files()).map(|f| f.path.as_str()).collect();
+        let new_bytes: u64 = manifest.files().filter(|f| f.path.starts_with(&dir) || !earlier.contains(f.path.as_str())).map(|f| f.size).sum();
         let total_bytes: u64 = manifest.files().map(|f| f.size).sum();
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Local(e.to_string()))?;
         failpoint::hit("before-manifest");
