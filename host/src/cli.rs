@@ -425,17 +425,28 @@ fn server(args: ServerRunArgs) -> Result<()> {
         let epoch = leadership.as_ref().map_or(0, |l| l.epoch);
         let running = scheduler::start(&args.cluster, &config.data_dir, false, epoch).await?;
         config.cluster = running.as_ref().map(|r| r.cluster.clone());
-        match &mut leadership {
+        match leadership.take() {
             None => rivulet_api::serve(config, engine).await?,
-            Some(l) => tokio::select! {
-                served = rivulet_api::serve(config, engine) => served?,
-                () = l.lost() => {
-                    // No graceful shutdown: a successor may be starting; nothing more may
-                    // be committed or told to workers from here.
-                    eprintln!("error: lost the coordinator lease {} (epoch {}): stepping down", l.name, l.epoch);
-                    std::process::exit(1);
+            Some(mut l) => {
+                let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+                tokio::select! {
+                    served = rivulet_api::serve(config, engine) => served?,
+                    () = l.lost() => {
+                        // No graceful shutdown: a successor may be starting; nothing more may
+                        // be committed or told to workers from here.
+                        eprintln!("error: lost the coordinator lease {} (epoch {}): stepping down", l.name, l.epoch);
+                        std::process::exit(1);
+                    }
+                    _ = terminate.recv() => {
+                        // Stopped (a rolling update): hand the lease over at once, then go
+                        // (jobs resume on the successor from their checkpoints, as after a
+                        // crash). No await between the release and the exit.
+                        eprintln!("[rivulet] SIGTERM: releasing the coordinator lease {} and exiting", l.name);
+                        l.release().await;
+                        std::process::exit(0);
+                    }
                 }
-            },
+            }
         }
         drop(running);
         anyhow::Ok(())

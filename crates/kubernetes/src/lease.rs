@@ -26,13 +26,15 @@ pub struct Leadership {
     /// This holder's term: the lease's transitions when it was taken.
     pub epoch: u64,
     held: watch::Receiver<bool>,
-    manager: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    manager: Option<JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>>,
     checker: JoinHandle<()>,
 }
 
 impl Drop for Leadership {
     fn drop(&mut self) {
-        self.manager.abort();
+        if let Some(m) = &self.manager {
+            m.abort();
+        }
         self.checker.abort();
     }
 }
@@ -117,7 +119,21 @@ impl Leadership {
                 }
             }
         });
-        Ok(Leadership { name: name.to_owned(), identity: identity.to_owned(), epoch, held: lost_rx, manager, checker })
+        Ok(Leadership { name: name.to_owned(), identity: identity.to_owned(), epoch, held: lost_rx, manager: Some(manager), checker })
+    }
+
+    /// Give the lease up now (a shutdown), so that a standby takes it at once instead of
+    /// after its duration. The caller must have stopped acting as the coordinator.
+    pub async fn release(mut self) {
+        // The manager releases the lease once nobody watches its state (the checker).
+        self.checker.abort();
+        if let Some(m) = self.manager.take() {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), m).await {
+                Ok(Ok(Ok(_))) => tracing::info!(lease = %self.name, "released the coordinator lease"),
+                Ok(Ok(Err(e))) => tracing::warn!(lease = %self.name, "releasing the coordinator lease: {e}"),
+                _ => tracing::warn!(lease = %self.name, "the coordinator lease was not released in time; it expires by itself"),
+            }
+        }
     }
 
     /// Resolves when this coordinator no longer holds the lease.

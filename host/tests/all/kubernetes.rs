@@ -264,7 +264,7 @@ fn free_port() -> u16 {
 /// the coordinator lease is taken, a `kill -9`ed holder's standby takes it over and
 /// resumes the job on the same pods (they register with the new epoch), the pods are
 /// deleted when the job ends; a holder that stalls loses the lease to another and steps
-/// down when it wakes.
+/// down when it wakes; a holder stopped with SIGTERM releases the lease.
 #[test]
 fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -415,5 +415,19 @@ fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
     };
     assert!(!status.success() && b.log_text().contains("lost the coordinator lease"), "{status}: {}", b.log_text());
     assert_eq!(c.job(&id)["status"], "finished");
+
+    // A stopped holder (SIGTERM, a rolling update) hands the lease over at once.
+    assert!(crate::cluster::signal("-TERM", c.child.id()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = c.child.try_wait().expect("poll") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the holder: {}", c.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}: {}", c.log_text());
+    let lease = api.lease();
+    assert!(lease["spec"]["holderIdentity"].as_str().is_none_or(|h| h != "coordinator-c"), "the lease was not released: {lease}");
     drop(kubelet);
 }
