@@ -378,6 +378,16 @@ impl TaskHosts for Cluster {
             }
         })
     }
+
+    fn retain_jobs<'a>(&'a self, active: &'a [String]) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(p) = &self.inner.config.provisioner
+                && let Err(e) = p.retain(active).await
+            {
+                tracing::warn!("cluster: {e}");
+            }
+        })
+    }
 }
 
 fn worker_error(worker: WorkerId, failure: RemoteFailure) -> JobError {

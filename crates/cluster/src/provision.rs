@@ -25,4 +25,8 @@ pub trait WorkerProvisioner: Send + Sync + fmt::Debug {
 
     /// `job` ended: remove its workers.
     fn release<'a>(&'a self, job: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>>;
+
+    /// Remove the workers of every job not in `active` (left behind by a coordinator
+    /// that died before it could remove them).
+    fn retain<'a>(&'a self, active: &'a [String]) -> BoxFuture<'a, Result<(), ProvisionError>>;
 }

@@ -251,6 +251,21 @@ impl KubeWorkers {
         Ok(())
     }
 
+    /// Delete the worker pods of every job not in `active`.
+    pub async fn keep_only(&self, active: &[String]) -> Result<(), KubeError> {
+        let selector = "app.kubernetes.io/name=rivulet,app.kubernetes.io/component=worker";
+        let list = self.pods.list(&ListParams::default().labels(selector)).await.map_err(KubeError::api(format!("listing pods {selector}")))?;
+        for pod in list.items {
+            let job = pod.metadata.annotations.as_ref().and_then(|a| a.get(JOB_ANNOTATION)).cloned();
+            let Some(name) = pod.metadata.name else { continue };
+            if job.as_ref().is_none_or(|j| !active.contains(j)) {
+                tracing::info!(pod = %name, job = job.as_deref().unwrap_or("-"), "kubernetes: deleting a worker pod of a job that is not running");
+                self.delete(&name).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Delete every pod of the job.
     pub async fn remove(&self, job: &str) -> Result<(), KubeError> {
         for (name, _, _) in self.existing(job).await? {
@@ -268,6 +283,10 @@ impl WorkerProvisioner for KubeWorkers {
 
     fn release<'a>(&'a self, job: &'a str) -> BoxFuture<'a, Result<(), ProvisionError>> {
         Box::pin(async move { self.remove(job).await.map_err(|e| ProvisionError { job: job.to_owned(), reason: e.to_string() }) })
+    }
+
+    fn retain<'a>(&'a self, active: &'a [String]) -> BoxFuture<'a, Result<(), ProvisionError>> {
+        Box::pin(async move { self.keep_only(active).await.map_err(|e| ProvisionError { job: "(others)".to_owned(), reason: e.to_string() }) })
     }
 }
 

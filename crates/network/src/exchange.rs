@@ -141,7 +141,12 @@ impl Shared {
         if self.failure.failed.swap(true, Ordering::SeqCst) {
             return;
         }
-        tracing::warn!(worker = self.me, %reason, "the exchange failed");
+        match kind {
+            // How a run's end looks from the peers of the first worker to be cancelled;
+            // a worker that died is reported by the coordinator as lost.
+            LinkFailure::Closed => tracing::debug!(worker = self.me, %reason, "the exchange ended: a peer closed its connection"),
+            _ => tracing::warn!(worker = self.me, %reason, "the exchange failed"),
+        }
         *self.failure.reason.lock().unwrap_or_else(|p| p.into_inner()) = Some((reason, kind));
         for link in self.links.values() {
             for credits in link.credits.lock().unwrap_or_else(|p| p.into_inner()).values() {

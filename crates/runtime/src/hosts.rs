@@ -70,6 +70,13 @@ pub trait TaskHosts: Send + Sync + fmt::Debug {
         let _ = job;
         Box::pin(std::future::ready(()))
     }
+
+    /// Only the jobs in `active` may still run (a coordinator that just started, after
+    /// resuming its jobs): hosts made for any other job may go. Nothing by default.
+    fn retain_jobs<'a>(&'a self, active: &'a [String]) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        let _ = active;
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// What a worker needs to start its share of a run.

@@ -190,6 +190,12 @@ impl JobManager {
                 });
             });
         }
+        // Workers made for jobs that are not running (left by a coordinator that died
+        // before removing them) go.
+        if let Some(hosts) = manager.defaults.hosts.clone() {
+            let active: Vec<String> = manager.lock().values().filter(|e| e.record.status.is_active()).map(|e| e.record.id.clone()).collect();
+            tokio::spawn(async move { hosts.retain_jobs(&active).await });
+        }
         Ok(manager)
     }
 

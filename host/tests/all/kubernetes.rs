@@ -264,7 +264,8 @@ fn free_port() -> u16 {
 /// the coordinator lease is taken, a `kill -9`ed holder's standby takes it over and
 /// resumes the job on the same pods (they register with the new epoch), the pods are
 /// deleted when the job ends; a holder that stalls loses the lease to another and steps
-/// down when it wakes; a holder stopped with SIGTERM releases the lease.
+/// down when it wakes; a holder stopped with SIGTERM releases the lease; a new holder
+/// deletes worker pods of jobs it does not run.
 #[test]
 fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -400,9 +401,26 @@ fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
 
     // The holder stalls past the lease's duration: another coordinator takes it over, and
     // the stalled one steps down as soon as it runs again.
+    // (Meanwhile a worker pod of a job no coordinator knows, as a coordinator that died
+    // before deleting its job's pods leaves: the next one deletes it.)
+    let stray = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "rivulet-worker-stray-0", "namespace": "rivulet",
+            "labels": {"app.kubernetes.io/name": "rivulet", "app.kubernetes.io/component": "worker"},
+            "annotations": {"rivulet.dev/job-id": "no-such-job"}},
+        "spec": {"containers": [{"name": "worker", "image": "rivulet:test",
+            "args": ["worker", "--coordinator=127.0.0.1:9", "--pool=no-such-job", "--data-dir=/work", "--cluster-token-file=/etc/rivulet/cluster-token"]}]},
+    });
+    let (s, answer) = api.call("POST", "/api/v1/namespaces/rivulet/pods", Some(&stray));
+    assert_eq!(s, 201, "{answer}");
     assert!(crate::cluster::signal("-STOP", b.child.id()));
     let mut c = coordinator("coordinator-c", &free_port().to_string());
     c.wait_listening(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !api.worker_pods().is_empty() {
+        assert!(Instant::now() < deadline, "the stray pod was not deleted: {:#?}\n{}", api.worker_pods(), c.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(crate::cluster::signal("-CONT", b.child.id()));
     assert_eq!(api.lease()["spec"]["holderIdentity"], "coordinator-c");
     let deadline = Instant::now() + Duration::from_secs(30);
