@@ -97,7 +97,8 @@ fn a_job_runs_across_workers_over_tls_and_a_worker_without_the_certificate_canno
     let (w, c) = (String::from_utf8_lossy(&w.stderr), String::from_utf8_lossy(&c.stderr));
     assert!(!c.contains("worker registered") && !c.contains("workers registered"), "a plain worker joined a TLS cluster: {c}");
     assert!(c.contains("waiting for 1 workers"), "the coordinator did not start: {c}");
-    assert!(!w.contains("Connection refused") && (w.contains("handshake") || w.contains("closed")), "{w}");
+    // (It may try before the coordinator listens; then each try fails its handshake.)
+    assert!(w.contains("handshake"), "{w}");
 }
 
 /// Run the `seq_check` job on three worker processes, `kill -9`ing a random worker at
