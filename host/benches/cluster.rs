@@ -20,7 +20,7 @@
 //!    written (local directory) — what one process does per checkpoint for N subtasks.
 //!
 //! Prints markdown tables (copied into `docs/benchmarks.md`). Needs `make plugins`.
-//! `-- coordinator` runs part 4 alone.
+//! `-- coordinator` runs part 4 alone; `RIVULET_BENCH_ROUNDS=N` sets the rounds of 1 and 2.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -326,6 +326,8 @@ fn main() {
     }
     subreaper();
     let (count, rounds) = if quick { (200_000, 1) } else { (2_000_000, 3) };
+    // More interleaved rounds narrow the medians on a drifting machine.
+    let rounds = std::env::var("RIVULET_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(rounds);
     println!("machine: {} CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()));
     throughput(count, rounds);
     if Command::new("taskset").arg("-V").output().is_ok_and(|o| o.status.success()) {
