@@ -438,7 +438,7 @@ fn server(args: ServerRunArgs) -> Result<()> {
                         std::process::exit(1);
                     }
                     _ = terminate.recv() => {
-                        // Stopped (a rolling update): hand the lease over at once, then go
+                        // Stopped (a rolling update): give the lease up, then go
                         // (jobs resume on the successor from their checkpoints, as after a
                         // crash). No await between the release and the exit.
                         eprintln!("[rivulet] SIGTERM: releasing the coordinator lease {} and exiting", l.name);

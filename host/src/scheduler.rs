@@ -130,8 +130,8 @@ pub struct KubeArgs {
     /// it; losing it stops this process). Server only.
     #[arg(long, value_name = "NAME")]
     pub kube_lease: Option<String>,
-    /// How long the lease lasts past each renewal, seconds: a dead coordinator's
-    /// successor takes over after about this long.
+    /// How long the lease lasts past each renewal, seconds (at least 4): a dead
+    /// coordinator's successor takes over after about this long.
     #[arg(long, value_name = "SECONDS", default_value_t = 15)]
     pub kube_lease_duration: u64,
 }
@@ -298,6 +298,9 @@ pub async fn start(args: &SchedulerArgs, data_dir: &std::path::Path, wait_standa
             };
             if transport.is_tls() && pods.tls_secret.is_none() {
                 bail!("cluster TLS with --scheduler kubernetes needs --kube-tls-secret (the pods' certificates)");
+            }
+            if !transport.is_tls() && pods.tls_secret.is_some() {
+                bail!("--kube-tls-secret makes worker pods speak TLS: give this coordinator --cluster-tls-cert, -key and -ca too");
             }
             let mut c = config(&text)?;
             // Pods are scheduled, pulled and started before they join.

@@ -352,7 +352,13 @@ impl Coordinator {
         let total_bytes: u64 = manifest.files().map(|f| f.size).sum();
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Local(e.to_string()))?;
         failpoint::hit("before-manifest");
-        if let Err(e) = self.cfg.storage.put_new(&format!("{dir}/{MANIFEST}"), Bytes::from(json)).await {
+        let written = self.cfg.storage.put_new(&format!("{dir}/{MANIFEST}"), Bytes::from(json)).await;
+        if let Err(e @ CheckpointError::AlreadyWritten(_)) = written {
+            // Fenced out: the snapshot and its files are the other coordinator's; touch
+            // nothing and fail this run.
+            return Err(e);
+        }
+        if let Err(e) = written {
             // Not complete: the manifest is what makes it so.
             self.pending = Some(Pending { barrier, started, acks: BTreeMap::new(), sinks_reached: None });
             self.abort(e.to_string()).await?;

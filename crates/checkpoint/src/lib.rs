@@ -94,6 +94,10 @@ pub enum CheckpointError {
     /// Local files (RocksDB checkpoints, spool files) could not be handled.
     #[error("checkpoint: {0}")]
     Local(String),
+    /// A manifest was already written where this coordinator meant to write one:
+    /// another coordinator completed that snapshot, so this one is fenced out.
+    #[error("checkpoint storage: {0}: already written by another coordinator (this one is fenced out)")]
+    AlreadyWritten(String),
 }
 
 /// How a job checkpoints.

@@ -25,6 +25,10 @@ use tokio_util::codec::Framed;
 use crate::protocol::{COORDINATOR, Deployment, Frame, NodeTotals, RunId, ToCoordinator, ToWorker, UNREGISTERED, codec, decode, encode};
 use crate::{ClusterConfig, HANDSHAKE_TIMEOUT};
 
+/// How long a resource manager may take to answer for workers (the call, not the
+/// workers' start: runs wait for those in `slots_wait`).
+const PROVISION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The coordinator's registry of workers; a [`TaskHosts`] that runs jobs on them.
 #[derive(Clone)]
 pub struct Cluster {
@@ -371,20 +375,24 @@ impl TaskHosts for Cluster {
 
     fn job_ended<'a>(&'a self, job: &'a str) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            if let Some(p) = &self.inner.config.provisioner
-                && let Err(e) = p.release(job).await
-            {
-                tracing::warn!(job, "cluster: {e}");
+            if let Some(p) = &self.inner.config.provisioner {
+                match tokio::time::timeout(PROVISION_TIMEOUT, p.release(job)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(job, "cluster: {e}"),
+                    Err(_) => tracing::warn!(job, "cluster: removing the job's workers: no answer within {PROVISION_TIMEOUT:?}"),
+                }
             }
         })
     }
 
     fn retain_jobs<'a>(&'a self, active: &'a [String]) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            if let Some(p) = &self.inner.config.provisioner
-                && let Err(e) = p.retain(active).await
-            {
-                tracing::warn!("cluster: {e}");
+            if let Some(p) = &self.inner.config.provisioner {
+                match tokio::time::timeout(PROVISION_TIMEOUT, p.retain(active)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!("cluster: {e}"),
+                    Err(_) => tracing::warn!("cluster: removing workers of other jobs: no answer within {PROVISION_TIMEOUT:?}"),
+                }
             }
         })
     }
@@ -398,7 +406,10 @@ async fn start_run(inner: Arc<Inner>, run: RemoteRun<'_>) -> Result<StartedTasks
     let graph = run.graph;
     let needed = graph.nodes.iter().map(|n| n.parallelism).max().unwrap_or(1);
     if let Some(p) = &inner.config.provisioner {
-        p.provide(run.job, needed).await.map_err(|e| JobError::Internal(e.to_string()))?;
+        match tokio::time::timeout(PROVISION_TIMEOUT, p.provide(run.job, needed)).await {
+            Ok(provided) => provided.map_err(|e| JobError::Internal(e.to_string()))?,
+            Err(_) => return Err(JobError::Internal(format!("providing workers for job {}: no answer within {PROVISION_TIMEOUT:?}", run.job))),
+        }
     }
     let workers = inner.slots_for(run.job, needed).await?;
     let slots: Vec<u32> = workers.iter().map(|(_, s, _)| *s).collect();
@@ -426,10 +437,11 @@ async fn start_run(inner: Arc<Inner>, run: RemoteRun<'_>) -> Result<StartedTasks
     let mut events = BTreeMap::new();
     {
         let mut registry = inner.lock();
+        if let Some(gone) = used.iter().find(|w| !registry.contains_key(w)) {
+            return Err(worker_error(*gone, RemoteFailure::lost("lost before the run started")));
+        }
         for w in &used {
-            let Some(entry) = registry.get_mut(w) else {
-                return Err(worker_error(*w, RemoteFailure::lost("lost before the run started")));
-            };
+            let Some(entry) = registry.get_mut(w) else { continue };
             let (tx, rx) = mpsc::unbounded_channel();
             let subtasks: BTreeSet<u32> = run.plan.tasks.iter().zip(&hosts).filter(|(_, h)| *h == w).map(|(t, _)| t.subtask()).collect();
             let share = RunShare { events: tx, tasks: hosts.iter().filter(|h| *h == w).count(), slots: (subtasks.len() as u32).min(entry.slots.max(1)) };

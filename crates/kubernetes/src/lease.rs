@@ -45,15 +45,16 @@ fn lease_error(name: &str) -> impl Fn(LeaseManagerError) -> KubeError + '_ {
 
 impl Leadership {
     /// Wait until this coordinator (`identity`) holds the lease `name` in `namespace`
-    /// (created if missing); it lasts `duration` past each renewal.
+    /// (created if missing); it lasts `duration` (at least 4 s) past each renewal.
     pub async fn acquire(client: kube::Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> Result<Leadership, KubeError> {
-        let seconds = duration.as_secs().max(2);
+        // At least 4 s: renewed at half its duration, read every eighth.
+        let seconds = duration.as_secs().max(4);
         let manager = LeaseManagerBuilder::new(client.clone(), name)
             .with_namespace(namespace)
             .with_identity(identity)
             .with_duration(seconds)
-            // Renewed this long before it would expire: at a third of its duration left.
-            .with_grace((seconds / 3).max(1))
+            // Renewed this long before it would expire: at half its duration.
+            .with_grace(seconds / 2)
             .build()
             .await
             .map_err(lease_error(name))?;
@@ -82,13 +83,26 @@ impl Leadership {
         let epoch = spec.lease_transitions.unwrap_or(0).max(0) as u64;
         tracing::info!(lease = name, identity, epoch, "holding the coordinator lease");
         // Confirm independently that the lease is still ours and renewed in time: the
-        // manager retries quietly when the API server is out of reach.
+        // manager retries quietly when the API server is out of reach. The deadline is
+        // the last renewal seen (its time written by this process's manager, so by this
+        // clock) plus the lease's duration, less a quarter for reads in flight and skew:
+        // this coordinator stops before a successor may take the lease, whether or not
+        // the API server answers.
         let (lost_tx, lost_rx) = watch::channel(true);
         let mut watched = held.clone();
         let (name_c, identity_c) = (name.to_owned(), identity.to_owned());
+        let duration = Duration::from_secs(seconds);
+        let margin = duration / 4;
+        let deadline_of = move |spec: &k8s_openapi::api::coordination::v1::LeaseSpec| -> Option<tokio::time::Instant> {
+            let renewed_ms = spec.renew_time.as_ref()?.0.as_millisecond();
+            let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+            let left_ms = renewed_ms + duration.as_millis() as i64 - margin.as_millis() as i64 - now_ms;
+            Some(tokio::time::Instant::now() + Duration::from_millis(left_ms.max(0) as u64))
+        };
+        let first = deadline_of(&spec).unwrap_or_else(|| tokio::time::Instant::now() + duration - margin);
         let checker = tokio::spawn(async move {
-            let mut confirmed = Instant::now();
-            let mut tick = tokio::time::interval(duration / 4);
+            let mut deadline = first;
+            let mut tick = tokio::time::interval(duration / 8);
             loop {
                 tokio::select! {
                     changed = watched.changed() => {
@@ -98,22 +112,27 @@ impl Leadership {
                             return;
                         }
                     }
+                    () = tokio::time::sleep_until(deadline) => {
+                        tracing::error!(lease = %name_c, "the coordinator lease was not renewed in time");
+                        let _ = lost_tx.send(false);
+                        return;
+                    }
                     _ = tick.tick() => {
-                        match leases.get(&name_c).await {
-                            Ok(l) if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(identity_c.as_str()) => confirmed = Instant::now(),
-                            Ok(l) => {
-                                let holder = l.spec.and_then(|s| s.holder_identity).unwrap_or_default();
-                                tracing::error!(lease = %name_c, %holder, "the coordinator lease was taken over");
-                                let _ = lost_tx.send(false);
-                                return;
+                        match tokio::time::timeout(duration / 8, leases.get(&name_c)).await {
+                            Ok(Ok(l)) => {
+                                let spec = l.spec.unwrap_or_default();
+                                if spec.holder_identity.as_deref() != Some(identity_c.as_str()) {
+                                    let holder = spec.holder_identity.unwrap_or_default();
+                                    tracing::error!(lease = %name_c, %holder, "the coordinator lease was taken over");
+                                    let _ = lost_tx.send(false);
+                                    return;
+                                }
+                                if let Some(d) = deadline_of(&spec) {
+                                    deadline = d;
+                                }
                             }
-                            Err(e) => tracing::warn!(lease = %name_c, "cannot read the coordinator lease: {e}"),
-                        }
-                        // Unconfirmed for longer than a successor waits: it may hold it now.
-                        if confirmed.elapsed() + duration / 4 >= duration {
-                            tracing::error!(lease = %name_c, "the coordinator lease could not be confirmed in time");
-                            let _ = lost_tx.send(false);
-                            return;
+                            Ok(Err(e)) => tracing::warn!(lease = %name_c, "cannot read the coordinator lease: {e}"),
+                            Err(_) => tracing::warn!(lease = %name_c, "reading the coordinator lease timed out"),
                         }
                     }
                 }
@@ -122,8 +141,9 @@ impl Leadership {
         Ok(Leadership { name: name.to_owned(), identity: identity.to_owned(), epoch, held: lost_rx, manager: Some(manager), checker })
     }
 
-    /// Give the lease up now (a shutdown), so that a standby takes it at once instead of
-    /// after its duration. The caller must have stopped acting as the coordinator.
+    /// Give the lease up now (a shutdown), so that a standby need not wait for it to
+    /// expire. The caller exits right after: until the release returns it still holds
+    /// the lease, so what it does meanwhile is still fenced in.
     pub async fn release(mut self) {
         // The manager releases the lease once nobody watches its state (the checker).
         self.checker.abort();

@@ -154,6 +154,8 @@ pub fn job_label(job: &str) -> String {
 pub struct KubeWorkers {
     pods: Api<Pod>,
     spec: WorkerPods,
+    /// When this coordinator started (seconds since the epoch).
+    started_s: i64,
 }
 
 impl std::fmt::Debug for KubeWorkers {
@@ -165,7 +167,8 @@ impl std::fmt::Debug for KubeWorkers {
 impl KubeWorkers {
     /// Worker pods made with `client` as `spec` says.
     pub fn new(client: kube::Client, spec: WorkerPods) -> Self {
-        KubeWorkers { pods: Api::namespaced(client, &spec.namespace), spec }
+        let started_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        KubeWorkers { pods: Api::namespaced(client, &spec.namespace), spec, started_s }
     }
 
     /// The owner reference for `kind/name` in `namespace` (kind `deployment`,
@@ -238,26 +241,48 @@ impl KubeWorkers {
         }
         for ordinal in 0..wanted {
             let name = self.spec.pod_name(job, ordinal);
-            if existing.iter().any(|(n, _, _)| *n == name) {
-                continue;
-            }
+            // A live pod stays; a failed or terminating one (deleted above) is replaced
+            // once the API server has let it go.
+            let replacing = match existing.iter().find(|(n, _, _)| *n == name) {
+                Some((_, _, false)) => continue,
+                Some((_, _, true)) => true,
+                None => false,
+            };
             let pod = self.spec.pod(job, ordinal).map_err(|e| KubeError::Config(format!("worker pod spec: {e}")))?;
-            match self.pods.create(&PostParams::default(), &pod).await {
-                Ok(_) => tracing::info!(job, pod = %name, "kubernetes: created a worker pod"),
-                Err(kube::Error::Api(s)) if s.is_already_exists() => {}
-                Err(e) => return Err(KubeError::Api { what: format!("creating pod {name}"), source: e }),
+            let mut tries = 0;
+            loop {
+                match self.pods.create(&PostParams::default(), &pod).await {
+                    Ok(_) => tracing::info!(job, pod = %name, replacing, "kubernetes: created a worker pod"),
+                    Err(kube::Error::Api(s)) if s.is_already_exists() && replacing && tries < 60 => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+                    Err(e) => return Err(KubeError::Api { what: format!("creating pod {name}"), source: e }),
+                }
+                break;
             }
         }
         Ok(())
     }
 
-    /// Delete the worker pods of every job not in `active`.
+    /// Delete the worker pods of every job not in `active`: pods with this coordinator's
+    /// owner (another installation's are not ours) created before this coordinator
+    /// started (a job submitted since `active` was taken is not touched).
     pub async fn keep_only(&self, active: &[String]) -> Result<(), KubeError> {
         let selector = "app.kubernetes.io/name=rivulet,app.kubernetes.io/component=worker";
         let list = self.pods.list(&ListParams::default().labels(selector)).await.map_err(KubeError::api(format!("listing pods {selector}")))?;
+        let ours = self.spec.owner.as_ref().map(|o| o.uid.as_str());
+
         for pod in list.items {
+            let owner = pod.metadata.owner_references.as_ref().and_then(|o| o.first()).map(|o| o.uid.as_str());
+            let old = pod.metadata.creation_timestamp.as_ref().is_some_and(|t| t.0.as_second() < self.started_s);
+            if owner != ours || !old {
+                continue;
+            }
             let job = pod.metadata.annotations.as_ref().and_then(|a| a.get(JOB_ANNOTATION)).cloned();
-            let Some(name) = pod.metadata.name else { continue };
+            let Some(name) = pod.metadata.name.clone() else { continue };
             if job.as_ref().is_none_or(|j| !active.contains(j)) {
                 tracing::info!(pod = %name, job = job.as_deref().unwrap_or("-"), "kubernetes: deleting a worker pod of a job that is not running");
                 self.delete(&name).await?;

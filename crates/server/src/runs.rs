@@ -73,10 +73,10 @@ impl JobManager {
             // Workers made for the job go when it comes to rest (not between the two runs
             // of a swap, a rescale or a rollback: the job is running again by then).
             let at_rest = manager.with_job(&id, |e| Ok(!matches!(e.record.status, JobStatus::Running | JobStatus::Upgrading))).unwrap_or(true);
+            let _ = tx.send(true);
             if let (true, Some(hosts)) = (at_rest, &opts.hosts) {
                 hosts.job_ended(&id).await;
             }
-            let _ = tx.send(true);
         });
         Ok(())
     }

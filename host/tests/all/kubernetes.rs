@@ -407,7 +407,8 @@ fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "rivulet-worker-stray-0", "namespace": "rivulet",
             "labels": {"app.kubernetes.io/name": "rivulet", "app.kubernetes.io/component": "worker"},
-            "annotations": {"rivulet.dev/job-id": "no-such-job"}},
+            "annotations": {"rivulet.dev/job-id": "no-such-job"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "rivulet-coordinator", "uid": owner_uid, "controller": false, "blockOwnerDeletion": false}]},
         "spec": {"containers": [{"name": "worker", "image": "rivulet:test",
             "args": ["worker", "--coordinator=127.0.0.1:9", "--pool=no-such-job", "--data-dir=/work", "--cluster-token-file=/etc/rivulet/cluster-token"]}]},
     });
