@@ -75,12 +75,27 @@ impl Leadership {
                 return Err(KubeError::Lease { name: name.to_owned(), reason });
             }
         }
-        let lease = leases.get(name).await.map_err(KubeError::api(format!("reading lease {name}")))?;
-        let spec = lease.spec.unwrap_or_default();
-        if spec.holder_identity.as_deref() != Some(identity) {
-            return Err(KubeError::Lease { name: name.to_owned(), reason: format!("taken by {:?} as soon as it was won", spec.holder_identity) });
-        }
-        let epoch = spec.lease_transitions.unwrap_or(0).max(0) as u64;
+        // The epoch: raise the lease's transitions once more, by this holder, with the
+        // version read as a precondition, so it is above whatever any earlier holder
+        // read as its own (even if the manager's raise of it failed).
+        let mut attempts = 0;
+        let (spec, epoch) = loop {
+            attempts += 1;
+            let mut lease = leases.get(name).await.map_err(KubeError::api(format!("reading lease {name}")))?;
+            let mut spec = lease.spec.clone().unwrap_or_default();
+            if spec.holder_identity.as_deref() != Some(identity) {
+                return Err(KubeError::Lease { name: name.to_owned(), reason: format!("taken by {:?} as soon as it was won", spec.holder_identity) });
+            }
+            let epoch = spec.lease_transitions.unwrap_or(0).max(0).saturating_add(1);
+            spec.lease_transitions = Some(epoch);
+            lease.spec = Some(spec.clone());
+            match leases.replace(name, &kube::api::PostParams::default(), &lease).await {
+                Ok(_) => break (spec, epoch as u64),
+                // The manager renewed in between: read again.
+                Err(kube::Error::Api(s)) if s.is_conflict() && attempts < 10 => continue,
+                Err(e) => return Err(KubeError::Api { what: format!("raising the epoch of lease {name}"), source: e }),
+            }
+        };
         tracing::info!(lease = name, identity, epoch, "holding the coordinator lease");
         // Confirm independently that the lease is still ours and renewed in time: the
         // manager retries quietly when the API server is out of reach. The deadline is
