@@ -118,15 +118,21 @@ impl CheckpointStorage {
         CheckpointError::Storage { path: format!("{}/{}", self.url.trim_end_matches('/'), rel), message: e.to_string() }
     }
 
-    /// Write `bytes` at `rel`; returns its entry (path, size, sha256) for a manifest.
-    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<FileEntry, CheckpointError> {
+    /// The manifest entry of `bytes` about to be written at `rel` (an injected fault
+    /// instead, in fault-injection builds).
+    fn entry_for(&self, rel: &str, bytes: &Bytes) -> Result<FileEntry, CheckpointError> {
         #[cfg(feature = "fault-injection")]
         if let Some(f) = &self.faults
             && f.fail_next_puts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
         {
             return Err(self.io(rel, "injected fault: the object store is unavailable"));
         }
-        let entry = FileEntry { path: rel.to_owned(), size: bytes.len() as u64, sha256: sha256_hex(&bytes) };
+        Ok(FileEntry { path: rel.to_owned(), size: bytes.len() as u64, sha256: sha256_hex(bytes) })
+    }
+
+    /// Write `bytes` at `rel`; returns its entry (path, size, sha256) for a manifest.
+    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<FileEntry, CheckpointError> {
+        let entry = self.entry_for(rel, &bytes)?;
         self.store.put(&self.full(rel), PutPayload::from(bytes)).await.map_err(|e| self.io(rel, e))?;
         Ok(entry)
     }
@@ -135,13 +141,7 @@ impl CheckpointStorage {
     /// can never both complete one snapshot). Stores that cannot write conditionally
     /// (some S3 implementations) get a plain write, said once in the log.
     pub async fn put_new(&self, rel: &str, bytes: Bytes) -> Result<FileEntry, CheckpointError> {
-        #[cfg(feature = "fault-injection")]
-        if let Some(f) = &self.faults
-            && f.fail_next_puts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
-        {
-            return Err(self.io(rel, "injected fault: the object store is unavailable"));
-        }
-        let entry = FileEntry { path: rel.to_owned(), size: bytes.len() as u64, sha256: sha256_hex(&bytes) };
+        let entry = self.entry_for(rel, &bytes)?;
         let opts = object_store::PutOptions::from(object_store::PutMode::Create);
         match self.store.put_opts(&self.full(rel), PutPayload::from(bytes.clone()), opts).await {
             Ok(_) => Ok(entry),

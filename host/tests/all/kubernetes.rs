@@ -424,27 +424,13 @@ fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
     }
     assert!(crate::cluster::signal("-CONT", b.child.id()));
     assert_eq!(api.lease()["spec"]["holderIdentity"], "coordinator-c");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = b.child.try_wait().expect("poll") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "a deposed coordinator kept running: {}", b.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = b.exit_within(Duration::from_secs(30)).unwrap_or_else(|| panic!("a deposed coordinator kept running: {}", b.log_text()));
     assert!(!status.success() && b.log_text().contains("lost the coordinator lease"), "{status}: {}", b.log_text());
     assert_eq!(c.job(&id)["status"], "finished");
 
     // A stopped holder (SIGTERM, a rolling update) hands the lease over at once.
     assert!(crate::cluster::signal("-TERM", c.child.id()));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = c.child.try_wait().expect("poll") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "SIGTERM did not stop the holder: {}", c.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = c.exit_within(Duration::from_secs(10)).unwrap_or_else(|| panic!("SIGTERM did not stop the holder: {}", c.log_text()));
     assert!(status.success(), "{status}: {}", c.log_text());
     let lease = api.lease();
     assert!(lease["spec"]["holderIdentity"].as_str().is_none_or(|h| h != "coordinator-c"), "the lease was not released: {lease}");
