@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let max_parallelism = 128;
     let mut store = KeyedStateStore::new(Box::new(MemoryBackend::default()), max_parallelism);
     let mut timers = TimerService::default();
-    let restore = OperatorRestore { parts: vec![(state, Vec::new())], finished: false };
+    let restore = OperatorRestore { parts: vec![(state, Vec::new())], ..OperatorRestore::default() };
     let range = KeyGroupRange::for_subtask(1, 2, max_parallelism);
     let _ = restore_into(&restore, range, &mut store, false, &mut timers, 1, std::path::Path::new("/nonexistent"));
 });

@@ -78,7 +78,7 @@ fn state_snapshots(rt: &tokio::runtime::Runtime, keys: u64, rounds: usize, tmp: 
         let t = Instant::now();
         let staging = tmp.join(format!("staging-{keys}-{id_}"));
         let native = incremental.then_some(staging.as_path());
-        let captured = capture(&meta, store, &timers, None, 0, native).expect("capture");
+        let captured = capture(&meta, store, &timers, Default::default(), 0, native).expect("capture");
         let sync = t.elapsed();
         let state = rt.block_on(upload(&ctx, Barrier { id: id_, kind, stop: false }, &meta, captured, &uploaded)).expect("upload");
         *last_state.borrow_mut() = Some((id_, state));

@@ -149,7 +149,9 @@ fn scale_out(count: u64, rounds: usize) {
             samples[i].push(run_pinned(count, args, cores));
         }
     }
-    println!("\n| keyed count, {count} records, p=2, pinned with taskset | cores | wall (s) | records/s | records/s per core | CPU-s | speed-up vs 1 worker |");
+    println!(
+        "\n| keyed count, {count} records, p=2, pinned with taskset | cores | wall (s) | records/s | records/s per core | CPU-s | speed-up vs 1 worker |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let one = median(samples[1].iter().map(|s| s.wall).collect());
     for ((name, _, cores), s) in configs.iter().zip(&samples) {
@@ -177,7 +179,9 @@ fn throughput(count: u64, rounds: usize) {
             samples[i].push(run_once(count, args));
         }
     }
-    println!("\n| keyed count, {count} records, p=2, memory state, checkpoints 1 s | wall (s) | records/s | CPU-s (all processes) | records per CPU-s | CPU vs embedded |");
+    println!(
+        "\n| keyed count, {count} records, p=2, memory state, checkpoints 1 s | wall (s) | records/s | CPU-s (all processes) | records per CPU-s | CPU vs embedded |"
+    );
     println!("|---|---|---|---|---|---|");
     let base = median(samples[0].iter().map(|s| s.cpu).collect());
     for ((name, _), s) in configs.iter().zip(&samples) {
@@ -189,7 +193,9 @@ fn throughput(count: u64, rounds: usize) {
     let remote = median(samples[2].iter().map(|x| x.cpu).collect());
     // With two workers, hash partitioning sends about half the records across.
     let per_record_ns = (remote - local) / (count as f64 / 2.0) * 1e9;
-    println!("\nnetwork exchange: ~{per_record_ns:.0} ns of CPU per record crossing workers (2 workers vs 1 worker with both slots, half the records cross)");
+    println!(
+        "\nnetwork exchange: ~{per_record_ns:.0} ns of CPU per record crossing workers (2 workers vs 1 worker with both slots, half the records cross)"
+    );
 }
 
 /// Completed checkpoint ids under the job's root.
@@ -209,7 +215,9 @@ fn workers_of(pid: u32) -> Vec<u32> {
 }
 
 fn recovery(rounds: usize) {
-    println!("\n| recovery on 3 workers (keyed count, p=3, checkpoints every 200 ms) | kill -9 of a worker → first checkpoint of the restarted run (s) |");
+    println!(
+        "\n| recovery on 3 workers (keyed count, p=3, checkpoints every 200 ms) | kill -9 of a worker → first checkpoint of the restarted run (s) |"
+    );
     println!("|---|---|");
     for round in 0..rounds {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -265,15 +273,26 @@ fn recovery(rounds: usize) {
 /// from the first report to completion (manifest written), and the manifest's size.
 async fn coordinator_checkpoint(n: u32) -> (f64, u64) {
     use rivulet_checkpoint::manifest::{DbFile, SubtaskState};
-    use rivulet_checkpoint::{CheckpointConfig, CheckpointStorage, Committers, Coordinator, FileEntry, Ledger, OperatorPart, SnapshotKind, SnapshotPart, TaskKey, TaskReport};
+    use rivulet_checkpoint::{
+        CheckpointConfig, CheckpointStorage, Committers, Coordinator, FileEntry, Ledger, OperatorPart, SnapshotKind, SnapshotPart, TaskKey,
+        TaskReport,
+    };
     use rivulet_dataflow::NodeRole;
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = CheckpointStorage::open(dir.path().to_str().expect("utf8")).expect("storage");
     let (tx, _barriers) = tokio::sync::mpsc::unbounded_channel();
     let expected = (0..n).map(|i| TaskKey { role: NodeRole::Operator, id: "op".into(), subtask: i }).collect();
-    let mut c = Coordinator::start(CheckpointConfig::new(storage.clone()), "job", 32768, vec![tx], expected, std::sync::Arc::new(Ledger::default()), Committers::new())
-        .await
-        .expect("coordinator");
+    let mut c = Coordinator::start(
+        CheckpointConfig::new(storage.clone()),
+        "job",
+        32768,
+        vec![tx],
+        expected,
+        std::sync::Arc::new(Ledger::default()),
+        Committers::new(),
+    )
+    .await
+    .expect("coordinator");
     let id = c.trigger(SnapshotKind::Checkpoint, false).expect("triggered");
     let file = |name: String| FileEntry { path: name, size: 4 << 20, sha256: "0".repeat(64) };
     let parts: Vec<SnapshotPart> = (0..n)
@@ -308,7 +327,9 @@ async fn coordinator_checkpoint(n: u32) -> (f64, u64) {
 
 fn coordinator_scaling() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    println!("\n| subtask reports per checkpoint (≈ workers × slots × chained tasks) | coordinator time per checkpoint (ms) | µs per report | manifest (KiB) |");
+    println!(
+        "\n| subtask reports per checkpoint (≈ workers × slots × chained tasks) | coordinator time per checkpoint (ms) | µs per report | manifest (KiB) |"
+    );
     println!("|---|---|---|---|");
     for n in [100u32, 1_000, 3_000, 10_000] {
         let runs: Vec<(f64, u64)> = (0..3).map(|_| runtime.block_on(coordinator_checkpoint(n))).collect();

@@ -65,6 +65,7 @@ fn instance(rt: &tokio::runtime::Runtime, engine: &Arc<PluginEngine>, wasm: &Pat
         limits: Limits::default(),
         config: "{}".into(),
         log: None,
+        input_names: vec!["main".into()],
     };
     rt.block_on(async {
         let mut i = OperatorInstance::new(engine, plugin, setup).await.expect("instantiate");
@@ -88,7 +89,7 @@ fn main() {
     for n in [1usize, 64, 256, 1024] {
         let b = Batch::counted(batch(n, 1000, 0));
         let wasm = measure(n, budget, || {
-            let out = rt.block_on(inst.process(&b)).expect("process");
+            let out = rt.block_on(inst.process(0, &b)).expect("process");
             std::hint::black_box(out);
         });
         let native = measure(n, budget, || {
@@ -107,7 +108,7 @@ fn main() {
         let mut i = 0;
         let wasm = measure(n, budget, || {
             i = (i + 1) % batches.len();
-            std::hint::black_box(rt.block_on(inst.process(&batches[i])).expect("process"));
+            std::hint::black_box(rt.block_on(inst.process(0, &batches[i])).expect("process"));
         });
         let mut store = KeyedStateStore::new(backend.open(&tmp.path().join(format!("n-{backend:?}"))).expect("backend"), 128);
         let id = store.declare("count", StateKind::Value, None).expect("declare");

@@ -38,7 +38,17 @@ fn rss_kb() -> u64 {
 
 fn setup(subtask: u32) -> InstanceSetup {
     let state = KeyedStateStore::new(BackendKind::Memory.open(Path::new("/nonexistent")).expect("memory backend"), 128);
-    InstanceSetup { uid: "fraud".into(), subtask, parallelism: 1, attempt: 0, state, limits: Limits::default(), config: "{}".into(), log: None }
+    InstanceSetup {
+        uid: "fraud".into(),
+        subtask,
+        parallelism: 1,
+        attempt: 0,
+        state,
+        limits: Limits::default(),
+        config: "{}".into(),
+        log: None,
+        input_names: vec!["main".into()],
+    }
 }
 
 fn main() {
@@ -77,7 +87,7 @@ fn main() {
         let mut inst = all.pop().expect("instance");
         let batches: Vec<Batch> = (0..8).map(|i| Batch::counted(batch(1024, i * 1024))).collect();
         for b in &batches {
-            rt.block_on(inst.process(b)).expect("warm up");
+            rt.block_on(inst.process(0, b)).expect("warm up");
         }
         let mut best = f64::MAX;
         for _ in 0..3 {
@@ -85,7 +95,7 @@ fn main() {
             let mut n = 0u64;
             let mut i = 0;
             while start.elapsed() < budget / 3 {
-                std::hint::black_box(rt.block_on(inst.process(&batches[i % batches.len()])).expect("process"));
+                std::hint::black_box(rt.block_on(inst.process(0, &batches[i % batches.len()])).expect("process"));
                 n += 1024;
                 i += 1;
             }

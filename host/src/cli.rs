@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use rivulet_checkpoint::CheckpointStorage;
 use rivulet_job::{JobGraph, JobSpec, NodeKind, Params, RestartSpec, file_safe};
-use rivulet_plugin::{Limits, PluginEngine, WORLD};
+use rivulet_plugin::{Contract, Limits, PluginEngine};
 use rivulet_runtime::{CheckpointOverrides, RestoreFrom, RunOptions, checkpoint_config, run_job_with_restarts};
 use rivulet_state::BackendKind;
 
@@ -233,7 +233,8 @@ pub struct RunArgs {
     pub restart_attempts: Option<u32>,
     /// Delay before a restart (default 1s).
     #[arg(long, value_parser = parse_duration)]
-    pub restart_delay: Option<std::time::Duration>,    /// Where the tasks run: in this process, on worker processes it starts, or on
+    pub restart_delay: Option<std::time::Duration>,
+    /// Where the tasks run: in this process, on worker processes it starts, or on
     /// workers that join.
     #[command(flatten)]
     pub cluster: SchedulerArgs,
@@ -460,7 +461,7 @@ fn validate(args: SpecArgs) -> Result<()> {
     for node in &graph.nodes {
         if let NodeKind::Operator { plugin_path, spec } = &node.kind {
             let p = engine.load_file(plugin_path).with_context(|| format!("operator '{}'", spec.uid))?;
-            println!("operator {} → plugin {} ({} bytes), parallelism {}", spec.uid, p.label(), p.size, node.parallelism);
+            println!("operator {} → plugin {} ({} bytes, {}), parallelism {}", spec.uid, p.label(), p.size, p.contract, node.parallelism);
         }
     }
     println!("job '{}' is valid: {} nodes, {} edges", graph.name, graph.nodes.len(), graph.edges.len());
@@ -471,7 +472,8 @@ fn inspect(file: &Path) -> Result<()> {
     let engine = engine()?;
     let p = engine.load_file(file)?;
     println!("file:    {}", file.display());
-    println!("world:   {WORLD} (matches)");
+    let latest = if p.contract == Contract::V0_3 { "the newest" } else { "an older one; the host still runs it" };
+    println!("targets: {} ({}, {latest})", p.contract, p.contract.world());
     println!("size:    {} bytes", p.size);
     println!("digest:  {}", p.digest);
     println!("imports:");

@@ -81,7 +81,9 @@ impl TlsArgs {
     /// The same flags for a worker this process starts.
     fn worker_args(&self) -> Vec<String> {
         let mut a = Vec::new();
-        for (flag, f) in [("--cluster-tls-cert", &self.cluster_tls_cert), ("--cluster-tls-key", &self.cluster_tls_key), ("--cluster-tls-ca", &self.cluster_tls_ca)] {
+        for (flag, f) in
+            [("--cluster-tls-cert", &self.cluster_tls_cert), ("--cluster-tls-key", &self.cluster_tls_key), ("--cluster-tls-ca", &self.cluster_tls_ca)]
+        {
             if let Some(f) = f {
                 a.push(format!("{flag}={}", std::path::absolute(f).unwrap_or_else(|_| f.clone()).display()));
             }
@@ -247,8 +249,16 @@ pub async fn start(args: &SchedulerArgs, data_dir: &std::path::Path, wait_standa
                 args.workers,
                 |i| {
                     let dir = base.join(format!("worker-{i}"));
-                    let mut a: Vec<String> = ["worker", "--coordinator", &coordinator, "--advertise", "127.0.0.1", "--exit-with-parent"].map(String::from).into();
-                    a.extend(["--slots".into(), slots.to_string(), "--data-dir".into(), dir.display().to_string(), "--name".into(), format!("worker-{i}")]);
+                    let mut a: Vec<String> =
+                        ["worker", "--coordinator", &coordinator, "--advertise", "127.0.0.1", "--exit-with-parent"].map(String::from).into();
+                    a.extend([
+                        "--slots".into(),
+                        slots.to_string(),
+                        "--data-dir".into(),
+                        dir.display().to_string(),
+                        "--name".into(),
+                        format!("worker-{i}"),
+                    ]);
                     a.extend(args.tls.worker_args());
                     a
                 },
@@ -273,7 +283,9 @@ pub async fn start(args: &SchedulerArgs, data_dir: &std::path::Path, wait_standa
             Ok(Some(Running { cluster, _workers: None }))
         }
         Scheduler::Kubernetes => {
-            let Some(listen) = args.cluster_listen else { bail!("--scheduler kubernetes needs --cluster-listen HOST:PORT (where worker pods connect)") };
+            let Some(listen) = args.cluster_listen else {
+                bail!("--scheduler kubernetes needs --cluster-listen HOST:PORT (where worker pods connect)")
+            };
             let Some(text) = token_text(args.cluster_token_file.as_ref())? else {
                 bail!("--scheduler kubernetes needs the cluster token: --cluster-token-file or ${TOKEN_ENV} (the same as in --kube-token-secret)")
             };
@@ -327,7 +339,8 @@ pub fn worker(args: WorkerArgs, engine: Arc<rivulet_plugin::PluginEngine>) -> Re
         bail!("a worker needs the cluster token: --cluster-token-file or ${TOKEN_ENV}")
     };
     let bind = args.bind.or_else(|| args.advertise.parse().ok()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    let name = args.name.clone().unwrap_or_else(|| format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()), std::process::id()));
+    let name =
+        args.name.clone().unwrap_or_else(|| format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into()), std::process::id()));
     let config = WorkerConfig {
         coordinator: args.coordinator.clone(),
         token: token(&text)?,

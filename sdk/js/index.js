@@ -2,7 +2,7 @@
 //
 // Write a class extending `Operator`, then `export const operator = exportOperator(MyOperator);`
 // in your `app.js`; build the component with `scripts/build-operator.sh DIR`
-// (esbuild bundles this SDK in, componentize-js builds against `wit/operator.wit`).
+// (esbuild bundles this SDK in, componentize-js builds against `wit/0.2.0/operator.wit`, the 0.2.0 contract).
 //
 // Mirrors the Rust SDK: records one by one (the host sends batches), keyed state
 // (ValueState, ListState, MapState) scoped to the current record's key with an explicit
@@ -47,7 +47,7 @@ export class Record {
   }
 }
 
-/** The records of an encoded batch (`types.encoded-batch` in wit/operator.wit). */
+/** The records of an encoded batch (`types.encoded-batch` in wit/0.2.0/operator.wit). */
 export function* decodeBatch(batch) {
   const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
   let pos = 0;

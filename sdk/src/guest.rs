@@ -2,12 +2,14 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::__private::rivulet::operator as wit;
+use crate::inputs::input;
+pub use crate::inputs::{BroadcastMapState, CoGroup, Input, input_index};
+pub use crate::state::{ListState, MapState, Ttl, ValueState};
 use crate::{Error, Record, RecordIter, Result, encode_record};
 
 /// Which clock a timer is set against.
@@ -205,150 +207,20 @@ thread_local! {
 
 /// Tell the host which record is current, once, and only when keyed state, timers or
 /// the key are actually used: a stateless operator pays no host call per record.
-fn sync_current_record() {
+pub(crate) fn sync_current_record() {
     if let Some(i) = PENDING_RECORD.with(|p| p.take()) {
         wit::context::set_current_record(i);
     }
 }
 
-fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     // Serializing plain data types to JSON cannot fail; a type whose `Serialize`
     // errors is a bug in the operator, and trapping surfaces it with the message.
     serde_json::to_vec(value).unwrap_or_else(|e| panic!("rivulet-sdk: cannot encode state: {e}"))
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> T {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> T {
     serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("rivulet-sdk: cannot decode {what}: {e}"))
-}
-
-/// Optional time-to-live for state entries (processing time since the last write).
-#[derive(Debug, Clone, Copy)]
-pub struct Ttl(pub std::time::Duration);
-
-fn ttl_ms(ttl: Option<Ttl>) -> Option<u64> {
-    ttl.map(|t| t.0.as_millis().min(u64::MAX as u128) as u64)
-}
-
-/// One value of type `T` per key, stored by the host (JSON-encoded).
-pub struct ValueState<T> {
-    handle: wit::keyed_state::ValueState,
-    _t: PhantomData<T>,
-}
-
-impl<T: Serialize + DeserializeOwned> ValueState<T> {
-    /// Declare the value state `name`.
-    pub fn new(name: &str) -> Self {
-        Self::with_ttl(name, None)
-    }
-    /// Declare the value state `name` with an optional TTL.
-    pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
-        ValueState { handle: wit::keyed_state::ValueState::new(name, ttl_ms(ttl)), _t: PhantomData }
-    }
-    /// The current key's value.
-    pub fn get(&self) -> Option<T> {
-        sync_current_record();
-        self.handle.get().map(|b| decode(&b, "value state"))
-    }
-    /// Set the current key's value.
-    pub fn set(&self, value: &T) {
-        sync_current_record();
-        self.handle.set(&encode(value));
-    }
-    /// Clear the current key's value.
-    pub fn clear(&self) {
-        sync_current_record();
-        self.handle.clear();
-    }
-}
-
-/// A list of `T` per key, stored by the host (JSON-encoded elements).
-pub struct ListState<T> {
-    handle: wit::keyed_state::ListState,
-    _t: PhantomData<T>,
-}
-
-impl<T: Serialize + DeserializeOwned> ListState<T> {
-    /// Declare the list state `name`.
-    pub fn new(name: &str) -> Self {
-        Self::with_ttl(name, None)
-    }
-    /// Declare the list state `name` with an optional TTL.
-    pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
-        ListState { handle: wit::keyed_state::ListState::new(name, ttl_ms(ttl)), _t: PhantomData }
-    }
-    /// The current key's elements, in insertion order.
-    pub fn get(&self) -> Vec<T> {
-        sync_current_record();
-        self.handle.get().iter().map(|b| decode(b, "list state element")).collect()
-    }
-    /// Append an element to the current key's list.
-    pub fn add(&self, value: &T) {
-        sync_current_record();
-        self.handle.add(&encode(value));
-    }
-    /// Replace the current key's list.
-    pub fn update(&self, values: &[T]) {
-        let encoded: Vec<Vec<u8>> = values.iter().map(|v| encode(v)).collect();
-        sync_current_record();
-        self.handle.update(&encoded);
-    }
-    /// Clear the current key's list.
-    pub fn clear(&self) {
-        sync_current_record();
-        self.handle.clear();
-    }
-}
-
-/// A map from `K` to `V` per key, stored by the host (JSON-encoded keys and values).
-pub struct MapState<K, V> {
-    handle: wit::keyed_state::MapState,
-    _t: PhantomData<(K, V)>,
-}
-
-impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<K, V> {
-    /// Declare the map state `name`.
-    pub fn new(name: &str) -> Self {
-        Self::with_ttl(name, None)
-    }
-    /// Declare the map state `name` with an optional TTL.
-    pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
-        MapState { handle: wit::keyed_state::MapState::new(name, ttl_ms(ttl)), _t: PhantomData }
-    }
-    /// The value under `key` in the current key's map.
-    pub fn get(&self, key: &K) -> Option<V> {
-        sync_current_record();
-        self.handle.get(&encode(key)).map(|b| decode(&b, "map state value"))
-    }
-    /// Insert or replace `key`.
-    pub fn put(&self, key: &K, value: &V) {
-        sync_current_record();
-        self.handle.put(&encode(key), &encode(value));
-    }
-    /// Remove `key`.
-    pub fn remove(&self, key: &K) {
-        sync_current_record();
-        self.handle.remove(&encode(key));
-    }
-    /// Whether the map holds `key`.
-    pub fn contains(&self, key: &K) -> bool {
-        sync_current_record();
-        self.handle.contains(&encode(key))
-    }
-    /// All keys of the current key's map.
-    pub fn keys(&self) -> Vec<K> {
-        sync_current_record();
-        self.handle.keys().iter().map(|b| decode(b, "map state key")).collect()
-    }
-    /// All entries of the current key's map.
-    pub fn entries(&self) -> Vec<(K, V)> {
-        sync_current_record();
-        self.handle.entries().iter().map(|(k, v)| (decode(k, "map state key"), decode(v, "map state value"))).collect()
-    }
-    /// Clear the current key's map.
-    pub fn clear(&self) {
-        sync_current_record();
-        self.handle.clear();
-    }
 }
 
 /// The stored form of one state entry, by kind of state (see [`StateEntry`]).
@@ -391,8 +263,11 @@ impl StateEntry {
 
 /// A stream operator. Implement this trait and call [`export_operator!`].
 ///
-/// Only [`Operator::open`] and [`Operator::process`] are required; the rest default to
-/// doing nothing (or, for `process_window`, to an error: only windowed operators get it).
+/// Only [`Operator::open`] is required, and the handlers for what the job spec gives the
+/// operator: [`Operator::process`] for one input (or [`Operator::process_input`] to
+/// tell several apart), [`Operator::process_window`] or [`Operator::co_group`] for a
+/// `window`, [`Operator::join`] for an `interval_join`, [`Operator::process_broadcast`]
+/// for a broadcast input. The rest default to doing nothing.
 pub trait Operator: Sized + 'static {
     /// The version of this operator's state format.
     const STATE_VERSION: u32 = 1;
@@ -401,12 +276,48 @@ pub trait Operator: Sized + 'static {
     fn open(ctx: &mut Context, config: &Config) -> Result<Self>;
 
     /// Handle one record. For keyed inputs, state and timers are scoped to its key.
-    fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<()>;
+    fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<()> {
+        let _ = (ctx, record);
+        Err(Error::msg("this operator does not implement process"))
+    }
 
-    /// Handle the records of one fired window of the current key.
+    /// Handle one record of a (non-broadcast) input; by default [`Operator::process`].
+    fn process_input(&mut self, ctx: &mut Context, input: &Input, record: Record<'_>) -> Result<()> {
+        let _ = input;
+        self.process(ctx, record)
+    }
+
+    /// Handle one record of a broadcast input: every instance gets every record and may
+    /// change [`BroadcastMapState`]s; there is no current key.
+    fn process_broadcast(&mut self, ctx: &mut Context, input: &Input, record: Record<'_>) -> Result<()> {
+        let _ = (ctx, record);
+        Err(Error::msg(format!("this operator does not implement process_broadcast (broadcast input '{}')", input.name)))
+    }
+
+    /// Handle the records of one fired window of the current key (one input).
     fn process_window(&mut self, ctx: &mut Context, window: Window, records: Vec<Record<'_>>) -> Result<()> {
         let _ = (ctx, window, records);
         Err(Error::msg("this operator does not implement process_window"))
+    }
+
+    /// Handle one fired window of the current key with its records per input (a window
+    /// co-group or join); by default, for one input, [`Operator::process_window`].
+    fn co_group(&mut self, ctx: &mut Context, window: Window, inputs: CoGroup<'_>) -> Result<()> {
+        match inputs.inputs.len() {
+            1 => {
+                let records = inputs.inputs.into_iter().next().unwrap_or_default();
+                self.process_window(ctx, window, records)
+            }
+            n => Err(Error::msg(format!("this operator has {n} inputs and a window but does not implement co_group"))),
+        }
+    }
+
+    /// Handle one pair found by the host's interval join: a record of the left input
+    /// (input 0) and one of the right input with the same key, in the spec's interval.
+    /// State and timers are scoped to the pair's key.
+    fn join(&mut self, ctx: &mut Context, left: Record<'_>, right: Record<'_>) -> Result<()> {
+        let _ = (ctx, left, right);
+        Err(Error::msg("this operator does not implement join"))
     }
 
     /// A timer of the current key fired.
@@ -471,24 +382,49 @@ pub mod __runtime {
         Ok(())
     }
 
-    pub fn process<O: Operator>(slot: &'static Slot<O>, batch: Vec<u8>) -> std::result::Result<(), String> {
+    pub fn process<O: Operator>(slot: &'static Slot<O>, index: u32, batch: Vec<u8>) -> std::result::Result<(), String> {
         with(slot, |op, ctx| {
+            let input = input(index);
             // Most operators emit about what they read: size the buffer once.
             ctx.main.reserve(batch.len());
             for (i, record) in RecordIter::new(&batch).enumerate() {
                 let record = record?;
                 PENDING_RECORD.with(|p| p.set(Some(i as u32)));
-                op.process(ctx, record)?;
+                op.process_input(ctx, &input, record)?;
             }
             PENDING_RECORD.with(|p| p.set(None));
             Ok(())
         })
     }
 
-    pub fn process_window<O: Operator>(slot: &'static Slot<O>, start: i64, end: i64, batch: Vec<u8>) -> std::result::Result<(), String> {
+    pub fn process_broadcast<O: Operator>(slot: &'static Slot<O>, index: u32, batch: Vec<u8>) -> std::result::Result<(), String> {
         with(slot, |op, ctx| {
-            let records = RecordIter::new(&batch).collect::<std::result::Result<Vec<_>, _>>()?;
-            op.process_window(ctx, Window { start, end }, records)
+            let input = input(index);
+            for record in RecordIter::new(&batch) {
+                op.process_broadcast(ctx, &input, record?)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn process_window<O: Operator>(slot: &'static Slot<O>, start: i64, end: i64, batches: Vec<Vec<u8>>) -> std::result::Result<(), String> {
+        with(slot, |op, ctx| {
+            let mut inputs = Vec::with_capacity(batches.len());
+            for b in &batches {
+                inputs.push(RecordIter::new(b).collect::<std::result::Result<Vec<_>, _>>()?);
+            }
+            op.co_group(ctx, Window { start, end }, CoGroup { inputs })
+        })
+    }
+
+    pub fn process_join<O: Operator>(slot: &'static Slot<O>, left: Vec<u8>, right: Vec<u8>) -> std::result::Result<(), String> {
+        with(slot, |op, ctx| {
+            for (i, (l, r)) in RecordIter::new(&left).zip(RecordIter::new(&right)).enumerate() {
+                PENDING_RECORD.with(|p| p.set(Some(i as u32)));
+                op.join(ctx, l?, r?)?;
+            }
+            PENDING_RECORD.with(|p| p.set(None));
+            Ok(())
         })
     }
 
@@ -546,14 +482,20 @@ macro_rules! export_operator {
             fn open(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::__runtime::open::<$op>(&__RIVULET_INSTANCE, config)
             }
-            fn process(batch: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
-                $crate::__runtime::process::<$op>(&__RIVULET_INSTANCE, batch)
+            fn process(input: u32, batch: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__runtime::process::<$op>(&__RIVULET_INSTANCE, input, batch)
+            }
+            fn process_broadcast(input: u32, batch: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__runtime::process_broadcast::<$op>(&__RIVULET_INSTANCE, input, batch)
             }
             fn process_window(
                 window: $crate::__private::rivulet::operator::types::Window,
-                batch: ::std::vec::Vec<u8>,
+                inputs: ::std::vec::Vec<::std::vec::Vec<u8>>,
             ) -> ::std::result::Result<(), ::std::string::String> {
-                $crate::__runtime::process_window::<$op>(&__RIVULET_INSTANCE, window.start, window.end, batch)
+                $crate::__runtime::process_window::<$op>(&__RIVULET_INSTANCE, window.start, window.end, inputs)
+            }
+            fn process_join(left: ::std::vec::Vec<u8>, right: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::__runtime::process_join::<$op>(&__RIVULET_INSTANCE, left, right)
             }
             fn on_timer(
                 timestamp: i64,

@@ -17,11 +17,17 @@ pub mod __private {
     });
 }
 
+#[cfg(feature = "guest")]
+pub mod cep;
 pub mod codec;
 pub use codec::{Record, RecordIter, encode_record};
 
 #[cfg(feature = "guest")]
 mod guest;
+#[cfg(feature = "guest")]
+mod inputs;
+#[cfg(feature = "guest")]
+mod state;
 #[cfg(feature = "guest")]
 pub use guest::*;
 

@@ -19,8 +19,8 @@ use crate::routes::operations::{
     StopRequest, UpgradeRequest,
 };
 use crate::routes::plugins::{__path_delete_plugin, __path_get_plugin, __path_list_plugins, __path_upload_plugin};
-use crate::routes::workers::{__path_list_workers, SchedulerKind, WorkerInfo, WorkersView};
 use crate::routes::system::{__path_healthz, __path_metrics_text, __path_openapi_json, __path_session, Health, Session};
+use crate::routes::workers::{__path_list_workers, SchedulerKind, WorkerInfo, WorkersView};
 
 /// The OpenAPI document, generated from the handlers.
 #[derive(OpenApi)]

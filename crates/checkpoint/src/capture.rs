@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use rivulet_dataflow::Barrier;
-use rivulet_state::{KeyGroupRange, KeyedStateStore, StateError, TimerService, key_group, layout};
+use rivulet_state::{BroadcastState, KeyGroupRange, KeyedStateStore, StateError, TimerService, key_group, layout};
 
 use crate::manifest::{DbFile, SubtaskState};
 use crate::report::TaskCheckpointing;
@@ -46,17 +46,31 @@ pub type UploadedFiles = Arc<Mutex<HashMap<String, (DbFile, u64)>>>;
 pub struct Captured {
     header: StateHeader,
     groups: BTreeMap<u16, GroupState>,
+    broadcast: Vec<(String, Vec<u8>, Vec<u8>)>,
     /// A RocksDB checkpoint directory (hard links) holding the entries, if native.
     db_dir: Option<PathBuf>,
 }
 
-/// Capture the subtask's state: timers and window timers always; entries copied (memory
+/// What a subtask's host operators (windows, joins, broadcast inputs) add to its
+/// snapshot: their timers, their record counter and the broadcast state to store (only
+/// subtask 0 stores it: every subtask holds the same).
+#[derive(Debug, Default)]
+pub struct HostParts {
+    /// Host timers (of every kind), any key group.
+    pub timers: Vec<WindowTimer>,
+    /// The record sequence counter.
+    pub seq: u64,
+    /// Broadcast state to store with this subtask.
+    pub broadcast: Option<BroadcastState>,
+}
+
+/// Capture the subtask's state: timers and host timers always; entries copied (memory
 /// backend, savepoints, full checkpoints) or as a RocksDB checkpoint in `native_dir`.
 pub fn capture(
     meta: &SubtaskMeta,
     store: &KeyedStateStore,
     timers: &TimerService,
-    window: Option<(Vec<WindowTimer>, u64)>,
+    host: HostParts,
     watermark: i64,
     native_dir: Option<&Path>,
 ) -> Result<Captured, StateError> {
@@ -81,7 +95,8 @@ pub fn capture(
     for (domain, time, key) in timers.iter() {
         groups.entry(key_group(key, mp)).or_default().timers.push(TimerEntry { domain, time, key: key.to_vec() });
     }
-    let (wtimers, window_seq) = window.unwrap_or_default();
+    let HostParts { timers: wtimers, seq: window_seq, broadcast } = host;
+    let broadcast = broadcast.map(|b| b.entries().map(|(n, k, v)| (n.to_owned(), k.to_vec(), v.to_vec())).collect()).unwrap_or_default();
     for t in wtimers {
         groups.entry(key_group(&t.key, mp)).or_default().window_timers.push(t);
     }
@@ -98,7 +113,7 @@ pub fn capture(
         window_seq,
         entries_in_db: db_dir.is_some(),
     };
-    Ok(Captured { header, groups, db_dir })
+    Ok(Captured { header, groups, broadcast, db_dir })
 }
 
 /// Upload a captured snapshot; returns what the manifest records for the subtask.
@@ -110,8 +125,8 @@ pub async fn upload(
     uploaded: &UploadedFiles,
 ) -> Result<SubtaskState, CheckpointError> {
     let dir = format!("{}/{}/{}", snapshot_dir(barrier.kind, barrier.id), meta.uid, meta.subtask);
-    let Captured { header, groups, db_dir } = captured;
-    let encoded = OperatorState { header, groups }.encode();
+    let Captured { header, groups, broadcast, db_dir } = captured;
+    let encoded = OperatorState { header, groups, broadcast }.encode();
     let state = ctx.storage.put(&format!("{dir}/state.bin"), Bytes::from(encoded)).await?;
     let mut db = Vec::new();
     if let Some(local) = db_dir {

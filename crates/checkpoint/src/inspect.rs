@@ -50,8 +50,18 @@ pub async fn inspect(location: &str, entries: bool) -> Result<String, Checkpoint
             let mut per_state: BTreeMap<String, u64> = BTreeMap::new();
             let names: BTreeMap<u16, (String, StateKind)> = s.header.states.iter().map(|d| (d.id, (d.name.clone(), d.kind))).collect();
             let mut timers = 0;
+            // Host timers by what they are for: windows (kinds 0/1), interval-join buffer
+            // cleanups (2/3), keyed records held for a broadcast input (4).
+            let mut host = [0usize; 3];
             for gs in s.groups.values() {
                 timers += gs.timers.len() + gs.window_timers.len();
+                for t in &gs.window_timers {
+                    host[match t.kind {
+                        0 | 1 => 0,
+                        2 | 3 => 1,
+                        _ => 2,
+                    }] += 1;
+                }
                 for (k, _) in &gs.entries {
                     if let Some(id) = layout::state_id_of(k) {
                         *per_state.entry(names.get(&id).map_or_else(|| format!("#{id}"), |n| n.0.clone())).or_default() += 1;
@@ -78,6 +88,28 @@ pub async fn inspect(location: &str, entries: bool) -> Result<String, Checkpoint
                     d.ttl_ms.map(|t| format!(", ttl {t} ms")).unwrap_or_default(),
                     per_state.get(&d.name).copied().unwrap_or(0)
                 );
+            }
+            if host.iter().any(|n| *n > 0) {
+                let _ = writeln!(
+                    out,
+                    "    host timers: {} window, {} join-buffer cleanups (buffered join records), {} keyed records held for broadcast inputs",
+                    host[0], host[1], host[2]
+                );
+            }
+            if !s.broadcast.is_empty() {
+                let mut maps: BTreeMap<&str, usize> = BTreeMap::new();
+                for (name, _, _) in &s.broadcast {
+                    *maps.entry(name.as_str()).or_default() += 1;
+                }
+                for (name, n) in maps {
+                    let what = if name.starts_with("__rivulet") { "broadcast records held until the watermark passes them" } else { "entries" };
+                    let _ = writeln!(out, "    broadcast state {name}: {n} {what} (one copy for every subtask)");
+                }
+                if entries {
+                    for (name, k, v) in &s.broadcast {
+                        let _ = writeln!(out, "    [broadcast {name}] {} = {}", String::from_utf8_lossy(k), String::from_utf8_lossy(v));
+                    }
+                }
             }
             if entries {
                 for (g, gs) in &s.groups {

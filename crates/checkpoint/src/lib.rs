@@ -33,7 +33,7 @@ mod restore;
 pub mod snapshot;
 mod storage;
 
-pub use capture::{Captured, SubtaskMeta, UploadedFiles, capture, upload};
+pub use capture::{Captured, HostParts, SubtaskMeta, UploadedFiles, capture, upload};
 pub use commit::{Committer, CommitterOf, Committers};
 pub use coordinator::{Coordinator, CoordinatorOutcome};
 pub use inspect::inspect;

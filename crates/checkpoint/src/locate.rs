@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use rivulet_dataflow::KeyGroupRange;
+use rivulet_state::BroadcastState;
 
 use crate::commit::Committers;
 use crate::manifest::{MANIFEST, Manifest, SinkEntry, SourceEntry, SubtaskState};
@@ -144,7 +145,32 @@ impl RestorePoint {
             }
             out.parts.push(self.part(st)?);
         }
+        // Broadcast state is stored once, with the old subtask 0 (which holds key group 0
+        // and so is among the parts of the new subtask 0 only): every subtask reads it.
+        for (state, _) in &out.parts {
+            if !state.broadcast.is_empty() {
+                out.broadcast = Some(broadcast_of(state));
+            }
+        }
+        if out.broadcast.is_none()
+            && let Some(first) = op.subtasks.iter().find(|st| st.subtask == 0 && st.state.is_some())
+            && st_overlaps_none(first, range)
+        {
+            let state = self.state_file(first)?;
+            if !state.broadcast.is_empty() {
+                out.broadcast = Some(broadcast_of(&state));
+            }
+        }
         Ok(Some(out))
+    }
+
+    /// A subtask's state file alone (its RocksDB files are not needed for what it says
+    /// outside the key groups).
+    fn state_file(&self, st: &SubtaskState) -> Result<OperatorState, CheckpointError> {
+        let Some(f) = &st.state else {
+            return Err(CheckpointError::Corrupt { path: self.location.clone(), reason: format!("subtask {} has no state file", st.subtask) });
+        };
+        OperatorState::decode(&self.file(&f.path)?, &f.path)
     }
 
     fn part(&self, st: &SubtaskState) -> Result<(OperatorState, Vec<(String, Bytes)>), CheckpointError> {
@@ -191,4 +217,19 @@ impl RestorePoint {
     pub fn sink(&self, id: &str, subtask: u32) -> Option<&SinkEntry> {
         self.manifest.sinks.iter().find(|s| s.id == id && s.subtask == subtask)
     }
+}
+
+/// Whether the old subtask `st` holds none of the key groups of `range` (so it is not
+/// among a new subtask's parts).
+fn st_overlaps_none(st: &SubtaskState, range: KeyGroupRange) -> bool {
+    st.key_groups.1 <= range.start || st.key_groups.0 >= range.end
+}
+
+/// The broadcast state a state file holds.
+fn broadcast_of(state: &OperatorState) -> BroadcastState {
+    let mut b = BroadcastState::default();
+    for (name, k, v) in &state.broadcast {
+        b.insert(name, k.clone(), v.clone());
+    }
+    b
 }

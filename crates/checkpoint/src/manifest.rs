@@ -367,9 +367,8 @@ mod parse_tests {
         );
         assert!(reason(&db_escape).contains("not a plain file name"), "{}", reason(&db_escape));
         for path in ["/etc/passwd", "shared/../../x", "", "a//b"] {
-            let abs = manifest_with(&format!(
-                r#"{{"subtask":0,"key_groups":[0,4],"finished":false,"state":{{"path":"{path}","size":1,"sha256":"00"}}}}"#
-            ));
+            let abs =
+                manifest_with(&format!(r#"{{"subtask":0,"key_groups":[0,4],"finished":false,"state":{{"path":"{path}","size":1,"sha256":"00"}}}}"#));
             assert!(reason(&abs).contains("is not relative"), "{path}: {}", reason(&abs));
         }
     }

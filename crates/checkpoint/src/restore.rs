@@ -1,13 +1,13 @@
 //! Restoring one new operator subtask from snapshot bytes: the parts of old subtasks
 //! that hold its key groups, written into its keyed store (state ids remapped by name);
-//! its timers; and, for the runtime to put back, its watermark, window timers and the
-//! entries `migrate-state` must see.
+//! its timers; and, for the runtime to put back, its watermark, host timers, broadcast
+//! state and the entries `migrate-state` must see.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use bytes::Bytes;
-use rivulet_state::{BackendKind, KeyGroupRange, KeyedStateStore, StateEntry, StateKind, TimerService, layout};
+use rivulet_state::{BackendKind, BroadcastState, KeyGroupRange, KeyedStateStore, StateEntry, StateKind, TimerService, layout};
 
 use crate::CheckpointError;
 use crate::snapshot::{OperatorState, WindowTimer};
@@ -20,6 +20,9 @@ pub struct OperatorRestore {
     pub parts: Vec<(OperatorState, Vec<(String, Bytes)>)>,
     /// The same subtask had finished (same parallelism only).
     pub finished: bool,
+    /// The operator's broadcast state (stored once, by the old subtask 0), for every
+    /// new subtask.
+    pub broadcast: Option<BroadcastState>,
 }
 
 /// Whether `parts` can be used as the new subtask's RocksDB directly (same key groups).
@@ -42,10 +45,12 @@ pub fn write_db_files(dir: &Path, db: &[(String, Bytes)]) -> Result<(), Checkpoi
 pub struct RestoredState {
     /// The operator's watermark (the least of the parts'; `i64::MIN` without parts).
     pub watermark: i64,
-    /// The window operator's timers of the subtask's key groups.
+    /// The host timers (windows, join buffers, held records) of the subtask's key groups.
     pub window_timers: Vec<WindowTimer>,
-    /// The window operator's record counter to continue from.
+    /// The host operators' record counter to continue from.
     pub window_seq: u64,
+    /// The operator's broadcast state.
+    pub broadcast: BroadcastState,
     /// Entries of states whose version differs from the operator's, decoded, per old
     /// version: for the guest's `migrate-state`.
     pub migrate: Vec<(u32, Vec<StateEntry>)>,
@@ -124,6 +129,9 @@ pub fn restore_into(
     }
     if restore.parts.is_empty() {
         out.watermark = i64::MIN;
+    }
+    if let Some(b) = &restore.broadcast {
+        out.broadcast = b.clone();
     }
     Ok(out)
 }

@@ -7,7 +7,13 @@
 //! entry   := klen:u32 key vlen:u32 value          (raw backend key and value)
 //! timer   := domain:u8 (0 event, 1 processing) ts:i64 klen:u32 key
 //! window-timer := ts:i64 kind:u8 start:i64 end:i64 klen:u32 key
+//! broadcast := n:u32 (nlen:u32 name klen:u32 key vlen:u32 value)*   (version 2 only)
 //! ```
+//! Version 2 adds the operator's broadcast state after the key groups (written by
+//! subtask 0 of an operator with broadcast inputs); files without one are written as
+//! version 1, byte for byte as before. Host timers (`window-timer`) are of kinds 0/1
+//! (window fire/cleanup), 2/3 (interval-join buffer cleanup, left/right) and 4 (a keyed
+//! record held for a broadcast input).
 //! Integers little-endian. Raw keys and values follow `rivulet_state::layout`, with the
 //! header mapping state ids to names and kinds. See `docs/checkpoints.md`.
 
@@ -20,7 +26,9 @@ use rivulet_state::{StateKind, TimeDomain};
 use crate::CheckpointError;
 
 const MAGIC: &[u8; 8] = b"RVSTATE\0";
-const FORMAT_VERSION: u32 = 1;
+/// The newest format version written (and the oldest still read).
+const FORMAT_VERSION: u32 = 2;
+const FIRST_FORMAT_VERSION: u32 = 1;
 
 /// A declared state as stored in a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +116,8 @@ pub struct OperatorState {
     pub header: StateHeader,
     /// Key group → contents.
     pub groups: BTreeMap<u16, GroupState>,
+    /// The operator's broadcast state (map name, key, value), if this file holds it.
+    pub broadcast: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
 impl OperatorState {
@@ -116,7 +126,8 @@ impl OperatorState {
         let header = serde_json::to_vec(&self.header).unwrap_or_default();
         let mut out = Vec::with_capacity(64 + header.len());
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let version = if self.broadcast.is_empty() { FIRST_FORMAT_VERSION } else { FORMAT_VERSION };
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
         out.extend_from_slice(&header);
         out.extend_from_slice(&(self.groups.len() as u32).to_le_bytes());
@@ -142,6 +153,14 @@ impl OperatorState {
                 put_bytes(&mut out, &w.key);
             }
         }
+        if !self.broadcast.is_empty() {
+            out.extend_from_slice(&(self.broadcast.len() as u32).to_le_bytes());
+            for (name, k, v) in &self.broadcast {
+                put_bytes(&mut out, name.as_bytes());
+                put_bytes(&mut out, k);
+                put_bytes(&mut out, v);
+            }
+        }
         out
     }
 
@@ -153,7 +172,7 @@ impl OperatorState {
             return Err(corrupt("not a Rivulet state file (bad magic)"));
         }
         let version = r.u32().map_err(|_| corrupt("truncated header"))?;
-        if version != FORMAT_VERSION {
+        if !(FIRST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(CheckpointError::UnsupportedVersion { path: path.to_owned(), found: version, supported: FORMAT_VERSION });
         }
         let hlen = r.u32().map_err(|_| corrupt("truncated header"))? as usize;
@@ -190,10 +209,21 @@ impl OperatorState {
             }
             groups.insert(g, st);
         }
+        let mut broadcast = Vec::new();
+        if version >= 2 {
+            let t = |_| corrupt("truncated broadcast-state section");
+            let n = r.u32().map_err(t)?;
+            for _ in 0..n {
+                let name = String::from_utf8(r.bytes().map_err(t)?).map_err(|_| corrupt("a broadcast state name is not UTF-8"))?;
+                let k = r.bytes().map_err(t)?;
+                let v = r.bytes().map_err(t)?;
+                broadcast.push((name, k, v));
+            }
+        }
         if r.pos != bytes.len() {
             return Err(corrupt("trailing bytes after the last key group"));
         }
-        Ok(OperatorState { header, groups })
+        Ok(OperatorState { header, groups, broadcast })
     }
 }
 
@@ -259,12 +289,21 @@ mod tests {
                 entries_in_db: false,
             },
             groups,
+            broadcast: Vec::new(),
         };
         let bytes = st.encode();
+        assert_eq!(bytes[8..12], 1u32.to_le_bytes(), "without broadcast state: version 1, as before");
         let back = OperatorState::decode(&bytes, "p").expect("decodes");
         assert_eq!(back.groups, st.groups);
         assert_eq!(back.header.watermark, 7);
         assert!(OperatorState::decode(&bytes[..bytes.len() - 1], "p").is_err());
         assert!(OperatorState::decode(b"garbage!", "p").is_err());
+        let with_rules = OperatorState { broadcast: vec![("rules".into(), b"r1".to_vec(), b"{}".to_vec())], ..st };
+        let bytes = with_rules.encode();
+        assert_eq!(bytes[8..12], 2u32.to_le_bytes());
+        let back = OperatorState::decode(&bytes, "p").expect("decodes");
+        assert_eq!(back.broadcast, with_rules.broadcast);
+        assert_eq!(back.groups, with_rules.groups);
+        assert!(OperatorState::decode(&bytes[..bytes.len() - 2], "p").is_err());
     }
 }

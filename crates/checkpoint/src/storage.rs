@@ -145,7 +145,9 @@ impl CheckpointStorage {
         let opts = object_store::PutOptions::from(object_store::PutMode::Create);
         match self.store.put_opts(&self.full(rel), PutPayload::from(bytes.clone()), opts).await {
             Ok(_) => Ok(entry),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(CheckpointError::AlreadyWritten(format!("{}/{rel}", self.url.trim_end_matches('/')))),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(CheckpointError::AlreadyWritten(format!("{}/{rel}", self.url.trim_end_matches('/'))))
+            }
             Err(object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }) => {
                 static SAID: std::sync::Once = std::sync::Once::new();
                 SAID.call_once(|| tracing::warn!(url = %self.url, "the checkpoint store cannot write create-only; manifests are plain writes"));

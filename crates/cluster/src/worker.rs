@@ -298,7 +298,8 @@ async fn prepare(config: &WorkerConfig, run: RunId, mut deployment: Box<Deployme
             *plugin_path = named;
         }
     }
-    let listener = TcpListener::bind(SocketAddr::new(config.bind, 0)).await.map_err(|e| refuse(format!("binding an exchange port on {}: {e}", config.bind)))?;
+    let listener =
+        TcpListener::bind(SocketAddr::new(config.bind, 0)).await.map_err(|e| refuse(format!("binding an exchange port on {}: {e}", config.bind)))?;
     let port = listener.local_addr().map_err(|e| refuse(e.to_string()))?.port();
     let metrics = deployment.graph.nodes.iter().map(|n| Arc::new(NodeMetrics::new(&n.id))).collect();
     let share = Share {

@@ -19,6 +19,8 @@ pub enum Partitioning {
     Hash(KeySelector),
     /// Round-robin over the downstream subtasks.
     Rebalance,
+    /// Every record to every downstream subtask (broadcast inputs).
+    Broadcast,
 }
 
 /// The partitioning of an edge without its key, as shown to users.
@@ -31,6 +33,8 @@ pub enum PartitionKind {
     Hash,
     /// Round-robin.
     Rebalance,
+    /// Every record to every subtask.
+    Broadcast,
 }
 
 impl Partitioning {
@@ -40,6 +44,7 @@ impl Partitioning {
             Partitioning::Forward => PartitionKind::Forward,
             Partitioning::Hash(_) => PartitionKind::Hash,
             Partitioning::Rebalance => PartitionKind::Rebalance,
+            Partitioning::Broadcast => PartitionKind::Broadcast,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rivulet_dataflow::{NodeRole, Partitioning};
 
 use crate::error::SpecError;
-use crate::spec::{JobSpec, KeyBy, OperatorSpec, SinkSpec, SourceSpec, WindowKind, WindowSpec, resolve_path};
+use crate::spec::{JobSpec, KeyBy, NamedInput, OperatorInputs, OperatorSpec, SinkSpec, SourceSpec, WindowKind, WindowSpec, resolve_path};
 
 /// What a node is.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -55,6 +55,9 @@ pub struct Edge {
     pub tag: Option<String>,
     /// Downstream node index.
     pub to: usize,
+    /// Which input of `to` it feeds (the index of a named input; 0 otherwise).
+    #[serde(default)]
+    pub input: u32,
     /// Partitioning.
     pub partitioning: Partitioning,
 }
@@ -173,9 +176,10 @@ fn nodes(spec: &JobSpec, base_dir: &Path, default_par: u32) -> Result<Vec<Node>,
             return Err(SpecError::invalid(format!("{at}.plugin"), "must name a .wasm component"));
         }
         check_key_by(&at, o.key_by.as_ref())?;
+        check_inputs(&at, o)?;
         if let Some(w) = &o.window {
-            if o.key_by.is_none() {
-                return Err(SpecError::invalid(format!("{at}.window"), "windows need a keyed input: add `key_by`"));
+            if o.inputs.resolved(o.key_by.as_ref()).iter().any(|i| i.key_by.is_none()) {
+                return Err(SpecError::invalid(format!("{at}.window"), "windows need keyed inputs (and no broadcast input): add `key_by`"));
             }
             check_window(&format!("{at}.window"), w)?;
         }
@@ -217,47 +221,104 @@ fn check_window(at: &str, w: &WindowSpec) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// The edges, from each consumer's `inputs`: hash-partitioned into keyed operators,
-/// forward between equal parallelisms, rebalanced otherwise.
+/// Named inputs, joins and broadcast settings that fit together.
+fn check_inputs(at: &str, o: &OperatorSpec) -> Result<(), SpecError> {
+    let inputs = o.inputs.resolved(o.key_by.as_ref());
+    if inputs.len() > 255 {
+        return Err(SpecError::invalid(format!("{at}.inputs"), "at most 255 named inputs"));
+    }
+    for i in &inputs {
+        check_key_by(&format!("{at}.inputs.{}", i.name), i.key_by.as_ref())?;
+        if i.name.is_empty() {
+            return Err(SpecError::invalid(format!("{at}.inputs"), "an input name must not be empty"));
+        }
+        if i.broadcast && matches!(&o.inputs, OperatorInputs::Named(n) if n.iter().any(|n| n.name == i.name && n.key_by.is_some())) {
+            return Err(SpecError::invalid(format!("{at}.inputs.{}", i.name), "a broadcast input reaches every subtask and has no `key_by`"));
+        }
+    }
+    let broadcast = inputs.iter().filter(|i| i.broadcast).count();
+    if broadcast > 0 && broadcast == inputs.len() {
+        return Err(SpecError::invalid(format!("{at}.inputs"), "an operator needs at least one input that is not broadcast"));
+    }
+    if o.broadcast_order.is_some() && broadcast == 0 {
+        return Err(SpecError::invalid(format!("{at}.broadcast_order"), "only operators with a broadcast input have a broadcast order"));
+    }
+    if let Some(j) = &o.interval_join {
+        let at = format!("{at}.interval_join");
+        if inputs.len() != 2 || broadcast > 0 {
+            return Err(SpecError::invalid(at, "an interval join needs exactly two named inputs (left first, then right), neither broadcast"));
+        }
+        if inputs.iter().any(|i| i.key_by.is_none()) {
+            return Err(SpecError::invalid(at, "an interval join pairs records of the same key: add `key_by`"));
+        }
+        if o.window.is_some() {
+            return Err(SpecError::invalid(at, "an operator has either a `window` or an `interval_join`"));
+        }
+        if j.lower_ms > j.upper_ms {
+            return Err(SpecError::invalid(at, format!("lower_ms ({}) must not exceed upper_ms ({})", j.lower_ms, j.upper_ms)));
+        }
+    }
+    if o.window.is_some() && broadcast > 0 {
+        return Err(SpecError::invalid(format!("{at}.window"), "a windowed operator cannot have broadcast inputs"));
+    }
+    Ok(())
+}
+
+/// The edges, from each consumer's `inputs`: hash-partitioned into keyed inputs,
+/// broadcast into broadcast inputs, forward between equal parallelisms, rebalanced
+/// otherwise.
 fn edges(nodes: &[Node]) -> Result<Vec<Edge>, SpecError> {
     let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
     let mut edges = Vec::new();
     for (to, node) in nodes.iter().enumerate() {
-        let (inputs, key_by, at) = match &node.kind {
+        let (inputs, at) = match &node.kind {
             NodeKind::Source(_) => continue,
-            NodeKind::Operator { spec, .. } => (spec.inputs.as_slice(), spec.key_by.as_ref(), format!("operator '{}'.inputs", node.id)),
-            NodeKind::Sink(s) => (s.inputs(), None, format!("sink '{}'.inputs", node.id)),
+            NodeKind::Operator { spec, .. } => (spec.inputs.resolved(spec.key_by.as_ref()), format!("operator '{}'.inputs", node.id)),
+            NodeKind::Sink(s) => {
+                let from = s.inputs().to_vec();
+                (
+                    vec![NamedInput { name: crate::spec::MAIN_INPUT.to_owned(), from, key_by: None, broadcast: false }],
+                    format!("sink '{}'.inputs", node.id),
+                )
+            }
         };
-        if inputs.is_empty() {
+        if inputs.is_empty() || inputs.iter().any(|i| i.from.is_empty()) {
             return Err(SpecError::invalid(at, "needs at least one input"));
         }
-        for input in inputs {
-            let (name, tag) = match input.split_once('.') {
-                Some((n, t)) => (n, Some(t.to_owned())),
-                None => (input.as_str(), None),
-            };
-            let Some(&from) = index.get(name) else {
-                let known: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
-                return Err(SpecError::invalid(&at, format!("unknown input '{name}' (known: {})", known.join(", "))));
-            };
-            let upstream = &nodes[from];
-            if let NodeKind::Sink(_) = upstream.kind {
-                return Err(SpecError::invalid(&at, format!("'{name}' is a sink and has no output")));
+        for (index_of_input, named) in inputs.iter().enumerate() {
+            let key_by = named.key_by.as_ref();
+            for input in &named.from {
+                let (name, tag) = match input.split_once('.') {
+                    Some((n, t)) => (n, Some(t.to_owned())),
+                    None => (input.as_str(), None),
+                };
+                let Some(&from) = index.get(name) else {
+                    let known: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+                    return Err(SpecError::invalid(&at, format!("unknown input '{name}' (known: {})", known.join(", "))));
+                };
+                let upstream = &nodes[from];
+                if let NodeKind::Sink(_) = upstream.kind {
+                    return Err(SpecError::invalid(&at, format!("'{name}' is a sink and has no output")));
+                }
+                if let (Some(t), NodeKind::Source(s)) = (&tag, &upstream.kind)
+                    && !s.side_outputs().contains(&t.as_str())
+                {
+                    return Err(SpecError::invalid(
+                        &at,
+                        format!("'{input}': only operators have side outputs (and Kafka sources their `dead-letter`)"),
+                    ));
+                }
+                if tag.as_deref() == Some("") {
+                    return Err(SpecError::invalid(&at, format!("'{input}': empty side-output tag")));
+                }
+                let partitioning = match key_by {
+                    _ if named.broadcast => Partitioning::Broadcast,
+                    Some(k) => Partitioning::Hash(k.selector()),
+                    None if upstream.parallelism == node.parallelism => Partitioning::Forward,
+                    None => Partitioning::Rebalance,
+                };
+                edges.push(Edge { from, tag, to, input: index_of_input as u32, partitioning });
             }
-            if let (Some(t), NodeKind::Source(s)) = (&tag, &upstream.kind)
-                && !s.side_outputs().contains(&t.as_str())
-            {
-                return Err(SpecError::invalid(&at, format!("'{input}': only operators have side outputs (and Kafka sources their `dead-letter`)")));
-            }
-            if tag.as_deref() == Some("") {
-                return Err(SpecError::invalid(&at, format!("'{input}': empty side-output tag")));
-            }
-            let partitioning = match key_by {
-                Some(k) => Partitioning::Hash(k.selector()),
-                None if upstream.parallelism == node.parallelism => Partitioning::Forward,
-                None => Partitioning::Rebalance,
-            };
-            edges.push(Edge { from, tag, to, partitioning });
         }
     }
     Ok(edges)

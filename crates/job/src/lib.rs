@@ -13,9 +13,10 @@ pub use error::SpecError;
 pub use graph::{Edge, JobGraph, Node, NodeKind};
 pub use params::Params;
 pub use spec::{
-    BadRecords, CheckpointSpec, CsvOptions, EventTimeSpec, FileFormat, FileSinkSpec, FileSourceSpec, GeneratorKind, GeneratorSpec, JobSpec,
-    KafkaDelivery, KafkaFormat, KafkaSinkSpec, KafkaSourceSpec, KafkaStart, KeyBy, LimitsSpec, MAX_SPEC_BYTES, ObjectFormat, ObjectSinkSpec,
-    ObjectSourceSpec, OperatorSpec, PostgresSinkSpec, RestartSpec, SinkSpec, SourceSpec, StdoutSinkSpec, WindowKind, WindowSpec, resolve_path,
+    BadRecords, BroadcastOrder, CheckpointSpec, CsvOptions, EventTimeSpec, FileFormat, FileSinkSpec, FileSourceSpec, GeneratorKind, GeneratorSpec,
+    IntervalJoinSpec, JobSpec, KafkaDelivery, KafkaFormat, KafkaSinkSpec, KafkaSourceSpec, KafkaStart, KeyBy, LimitsSpec, MAIN_INPUT, MAX_SPEC_BYTES,
+    NamedInput, ObjectFormat, ObjectSinkSpec, ObjectSourceSpec, OperatorInputs, OperatorSpec, PostgresSinkSpec, RestartSpec, SinkSpec, SourceSpec,
+    StdoutSinkSpec, WindowKind, WindowSpec, resolve_path,
 };
 
 /// `name` with every character but ASCII letters, digits, `-` and `_` replaced by `_`:

@@ -298,14 +298,15 @@ async fn accept(
             Ok(Err(e)) => return Err(NetworkError::Accept(e)),
             Err(_) => return Err(NetworkError::Missing(expected.iter().copied().filter(|id| !got.contains_key(id)).collect())),
         };
-        let mut stream = match tokio::time::timeout(config.connect_timeout.min(left.max(Duration::from_millis(1))), config.transport.server(tcp)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::warn!(%from, error = %e, "refused a connection (TLS)");
-                continue;
-            }
-            Err(_) => continue,
-        };
+        let mut stream =
+            match tokio::time::timeout(config.connect_timeout.min(left.max(Duration::from_millis(1))), config.transport.server(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::warn!(%from, error = %e, "refused a connection (TLS)");
+                    continue;
+                }
+                Err(_) => continue,
+            };
         match handshake(&mut stream, token, me, attempt, None, config.connect_timeout.min(left.max(Duration::from_millis(1)))).await {
             Ok(peer) if expected.contains(&peer.id) && !got.contains_key(&peer.id) => {
                 got.insert(peer.id, stream);
@@ -382,7 +383,9 @@ async fn read_loop(shared: Arc<Shared>, peer: WorkerId, mut input: FramedRead<Re
                 let credits = shared.links.get(&peer).and_then(|l| l.credits.lock().unwrap_or_else(|p| p.into_inner()).get(&(to, channel)).cloned());
                 match credits {
                     Some(c) => c.add_permits(grant as usize),
-                    None => return shared.fail(format!("worker {peer} granted credit on a channel this worker never sent on"), LinkFailure::Protocol),
+                    None => {
+                        return shared.fail(format!("worker {peer} granted credit on a channel this worker never sent on"), LinkFailure::Protocol);
+                    }
                 }
             }
         }

@@ -65,13 +65,11 @@ impl ClusterTls {
             return Err(TlsError::Pem { what: "CA", reason: "no CERTIFICATE block".into() });
         }
         let roots = Arc::new(roots);
-        let verifier = rustls::server::WebPkiClientVerifier::builder(roots.clone()).build().map_err(|e| TlsError::Pem { what: "CA", reason: e.to_string() })?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder(roots.clone()).build().map_err(|e| TlsError::Pem { what: "CA", reason: e.to_string() })?;
         let server = rustls::ServerConfig::builder().with_client_cert_verifier(verifier).with_single_cert(chain.clone(), key.clone_key())?;
         let client = rustls::ClientConfig::builder().with_root_certificates(roots).with_client_auth_cert(chain, key)?;
-        Ok(ClusterTls {
-            client: tokio_rustls::TlsConnector::from(Arc::new(client)),
-            server: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
-        })
+        Ok(ClusterTls { client: tokio_rustls::TlsConnector::from(Arc::new(client)), server: tokio_rustls::TlsAcceptor::from(Arc::new(server)) })
     }
 }
 

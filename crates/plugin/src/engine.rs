@@ -14,7 +14,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 
-use crate::bindings::{self, HostState, RivuletOperatorPre};
+use crate::bindings::{Contract, HostState, OperatorPre, v2, v3};
 use crate::error::PluginError;
 use crate::guest_io::GuestIo;
 
@@ -53,7 +53,9 @@ pub struct Plugin {
     pub imports: Vec<String>,
     /// Exports the component declares.
     pub exports: Vec<String>,
-    pub(crate) pre: RivuletOperatorPre<HostState>,
+    /// The version of the `rivulet:operator` contract it targets.
+    pub contract: Contract,
+    pub(crate) pre: OperatorPre,
 }
 
 impl fmt::Debug for Plugin {
@@ -88,7 +90,10 @@ impl PluginEngine {
 
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
-        bindings::RivuletOperator::add_to_linker::<HostState, HasSelf<GuestIo>>(&mut linker, |s| &mut s.io)
+        // Both contracts: their interfaces are distinct imports (`…@0.2.0`, `…@0.3.0`).
+        v3::RivuletOperator::add_to_linker::<HostState, HasSelf<GuestIo>>(&mut linker, |s| &mut s.io)
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
+        v2::RivuletOperator::add_to_linker::<HostState, HasSelf<GuestIo>>(&mut linker, |s| &mut s.io)
             .map_err(|e| PluginError::Engine(e.to_string()))?;
 
         // The epoch ticker: lets deadlines and cooperative yields work. It holds only a
@@ -143,13 +148,22 @@ impl PluginEngine {
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::WorldMismatch { name: name.to_owned(), reason: describe_link_error(&e) })?;
-        let pre =
-            RivuletOperatorPre::new(instance_pre).map_err(|e| PluginError::WorldMismatch { name: name.to_owned(), reason: format!("{e:#}") })?;
-        let plugin = Arc::new(Plugin { name: name.to_owned(), digest: digest.clone(), size: bytes.len() as u64, imports, exports, pre });
+        let mismatch = |reason: String| PluginError::WorldMismatch { name: name.to_owned(), reason };
+        // Imports first: a component asking for what the host does not provide is told so.
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| mismatch(describe_link_error(&e)))?;
+        let contract = Contract::of_exports(exports.iter().map(String::as_str)).ok_or_else(|| {
+            mismatch(format!(
+                "it exports no `rivulet:operator/operator` interface of a version this host runs ({}); its exports: {}",
+                Contract::ALL.map(|c| c.version()).join(", "),
+                if exports.is_empty() { "none".to_owned() } else { exports.join(", ") }
+            ))
+        })?;
+        let pre = match contract {
+            Contract::V0_2 => v2::RivuletOperatorPre::new(instance_pre).map(OperatorPre::V2),
+            Contract::V0_3 => v3::RivuletOperatorPre::new(instance_pre).map(OperatorPre::V3),
+        }
+        .map_err(|e| mismatch(format!("{contract}: {e:#}")))?;
+        let plugin = Arc::new(Plugin { name: name.to_owned(), digest: digest.clone(), size: bytes.len() as u64, imports, exports, contract, pre });
         self.loaded.lock().map_err(|_| PluginError::Engine("cache lock poisoned".into()))?.insert(digest, plugin.clone());
         Ok(plugin)
     }
@@ -234,7 +248,7 @@ fn describe_link_error(e: &wasmtime::Error) -> String {
     // wasmtime says e.g. "component imports instance `x:y/z`, but a matching
     // implementation was not found in the linker"; make the fix obvious.
     if text.contains("not found in the linker") || text.contains("matching implementation") {
-        format!("{text} (Rivulet provides only the rivulet:operator@0.2.0 interfaces and sandboxed WASI 0.2)")
+        format!("{text} (Rivulet provides only the rivulet:operator@0.3.0 and @0.2.0 interfaces and sandboxed WASI 0.2)")
     } else {
         text
     }

@@ -4,13 +4,17 @@
 
 use std::sync::Arc;
 
-use rivulet_state::{CurrentKey, KeyedStateStore, StateKind, TimerService, key_group};
+use rivulet_state::{BroadcastState, CurrentKey, KeyedStateStore, StateKind, TimerService, key_group};
 use wasmtime::component::Resource;
 
 use crate::guest_log::GuestLog;
 
 /// A state handle handed to the guest: its representation is the state's index.
 pub struct StateHandle;
+
+/// A broadcast-map handle handed to the guest: its representation indexes the names of
+/// the maps the guest declared.
+pub struct BroadcastHandle;
 
 /// The operator's I/O while a call runs.
 pub(crate) struct GuestIo {
@@ -31,12 +35,26 @@ pub(crate) struct GuestIo {
     pub(crate) main_out: Vec<u8>,
     pub(crate) side_out: Vec<(String, Vec<u8>)>,
     pub(crate) log: Option<Arc<GuestLog>>,
+    /// The operator's input names, by input index.
+    pub(crate) input_names: Vec<String>,
+    /// The broadcast maps (the same on every subtask).
+    pub(crate) broadcast: BroadcastState,
+    /// Names of the broadcast maps the guest declared, by handle.
+    pub(crate) broadcast_names: Vec<String>,
+    /// Whether the current call may change broadcast state (`process-broadcast`).
+    pub(crate) broadcast_writable: bool,
 }
 
 impl GuestIo {
     /// The current key, or the trap a guest gets for using keyed state without one.
     pub(crate) fn key(&self) -> wasmtime::Result<&CurrentKey> {
         if self.current.key.is_none() {
+            if self.broadcast_writable {
+                wasmtime::bail!(
+                    "a broadcast record has no key: keyed state and timers cannot be used in `process-broadcast` (operator '{}')",
+                    self.uid
+                );
+            }
             wasmtime::bail!("keyed state and timers need a keyed input (set `key_by` on operator '{}')", self.uid);
         }
         Ok(&self.current)

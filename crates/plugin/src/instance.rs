@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rivulet_dataflow::{Batch, now_ms};
-use rivulet_state::{KeyedStateStore, StateEntry, TimeDomain, TimerService};
+use rivulet_state::{BroadcastState, KeyedStateStore, StateEntry, TimeDomain, TimerService};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::bindings::{HostState, RivuletOperator, Window, WitStateEntry, WitTimeDomain};
+use crate::bindings::{Contract, HostState, OperatorExports, OperatorPre, v2, v3};
 use crate::engine::{Limits, Plugin, PluginEngine};
 use crate::error::{FailureKind, GuestFailure};
 use crate::guest_io::GuestIo;
@@ -55,6 +55,8 @@ pub struct InstanceSetup {
     pub config: String,
     /// Where the guest's log lines are also kept (the job's buffer in server mode).
     pub log: Option<Arc<GuestLog>>,
+    /// The operator's input names, by input index.
+    pub input_names: Vec<String>,
 }
 
 /// What a call emitted, each output counted once.
@@ -81,7 +83,7 @@ impl Output {
 /// A live operator instance.
 pub struct OperatorInstance {
     store: Store<HostState>,
-    bindings: RivuletOperator,
+    bindings: OperatorExports,
     plugin: Arc<Plugin>,
     uid: String,
     config: String,
@@ -111,6 +113,10 @@ impl OperatorInstance {
             main_out: Vec::new(),
             side_out: Vec::new(),
             log: setup.log.clone(),
+            input_names: setup.input_names,
+            broadcast: BroadcastState::default(),
+            broadcast_names: Vec::new(),
+            broadcast_writable: false,
         };
         let data = HostState {
             wasi,
@@ -137,7 +143,11 @@ impl OperatorInstance {
             });
         }
         store.set_epoch_deadline(1);
-        let bindings = match plugin.pre.instantiate_async(&mut store).await {
+        let instantiated = match &plugin.pre {
+            OperatorPre::V2(pre) => pre.instantiate_async(&mut store).await.map(OperatorExports::V2),
+            OperatorPre::V3(pre) => pre.instantiate_async(&mut store).await.map(OperatorExports::V3),
+        };
+        let bindings = match instantiated {
             Ok(b) => b,
             Err(e) => return Err(GuestFailure::new(&setup.uid, &plugin.label(), FailureKind::Instantiate, format!("{e:#}"))),
         };
@@ -197,11 +207,24 @@ impl OperatorInstance {
         }
     }
 
+    /// A failure for a call the component's contract does not have.
+    fn unsupported(&self, call: &str) -> GuestFailure {
+        GuestFailure::new(
+            &self.uid,
+            &self.plugin.label(),
+            FailureKind::GuestError,
+            format!("{call}: the component targets {}, which has no such call; rebuild it with an SDK for {}", self.plugin.contract, Contract::V0_3),
+        )
+    }
+
     /// Call the guest's `open` with the operator's config.
     pub async fn open(&mut self) -> Result<(), GuestFailure> {
         self.begin();
         let config = self.config.clone();
-        let r = self.bindings.rivulet_operator_operator().call_open(&mut self.store, &config).await;
+        let r = match &self.bindings {
+            OperatorExports::V2(b) => b.rivulet_operator_operator().call_open(&mut self.store, &config).await,
+            OperatorExports::V3(b) => b.rivulet_operator_operator().call_open(&mut self.store, &config).await,
+        };
         self.fail("open", r)
     }
 
@@ -210,28 +233,78 @@ impl OperatorInstance {
         self.store.data().limiter.current
     }
 
-    /// Process one batch. Record keys are indexed (lazily) so `set-current-record` works.
-    pub async fn process(&mut self, batch: &Batch) -> Result<Output, GuestFailure> {
-        {
-            // Keys are indexed on the first `set-current-record`: a stateless operator
-            // never pays for it.
-            let io = &mut self.store.data_mut().io;
-            io.batch_keys.clear();
-            io.batch = batch.bytes().clone();
-            io.set_current_key(None);
-        }
+    /// Make `batch` the one whose records `set-current-record` selects.
+    fn select_batch(&mut self, batch: &Batch) {
+        // Keys are indexed on the first `set-current-record`: a stateless operator
+        // never pays for it.
+        let io = &mut self.store.data_mut().io;
+        io.batch_keys.clear();
+        io.batch = batch.bytes().clone();
+        io.set_current_key(None);
+    }
+
+    /// Process one batch of input `input`. Record keys are indexed (lazily) so
+    /// `set-current-record` works.
+    pub async fn process(&mut self, input: u32, batch: &Batch) -> Result<Output, GuestFailure> {
+        self.select_batch(batch);
         self.begin();
-        let r = self.bindings.rivulet_operator_operator().call_process(&mut self.store, batch.bytes()).await;
+        let r = match &self.bindings {
+            OperatorExports::V2(b) => b.rivulet_operator_operator().call_process(&mut self.store, batch.bytes()).await,
+            OperatorExports::V3(b) => b.rivulet_operator_operator().call_process(&mut self.store, input, batch.bytes()).await,
+        };
         self.fail("process", r)?;
         Ok(self.take_output())
     }
 
-    /// Process one fired window of `key`.
-    pub async fn process_window(&mut self, key: Vec<u8>, start: i64, end: i64, records: &Batch) -> Result<Output, GuestFailure> {
+    /// Process one batch of broadcast input `input`: broadcast state is writable, there
+    /// is no current key.
+    pub async fn process_broadcast(&mut self, input: u32, batch: &Batch) -> Result<Output, GuestFailure> {
+        if !matches!(self.bindings, OperatorExports::V3(_)) {
+            return Err(self.unsupported("process-broadcast"));
+        }
+        self.select_batch(batch);
+        self.store.data_mut().io.broadcast_writable = true;
+        self.begin();
+        let OperatorExports::V3(b) = &self.bindings else { return Err(self.unsupported("process-broadcast")) };
+        let r = b.rivulet_operator_operator().call_process_broadcast(&mut self.store, input, batch.bytes()).await;
+        self.store.data_mut().io.broadcast_writable = false;
+        self.fail("process-broadcast", r)?;
+        Ok(self.take_output())
+    }
+
+    /// Process one fired window of `key`, with its records per input.
+    pub async fn process_window(&mut self, key: Vec<u8>, start: i64, end: i64, inputs: &[Batch]) -> Result<Output, GuestFailure> {
         self.store.data_mut().io.set_current_key(Some(key));
         self.begin();
-        let r = self.bindings.rivulet_operator_operator().call_process_window(&mut self.store, Window { start, end }, records.bytes()).await;
+        let r = match &self.bindings {
+            OperatorExports::V2(b) => {
+                let [records] = inputs else { return Err(self.unsupported("process-window with several inputs")) };
+                b.rivulet_operator_operator()
+                    .call_process_window(&mut self.store, v2::rivulet::operator::types::Window { start, end }, records.bytes())
+                    .await
+            }
+            OperatorExports::V3(b) => {
+                let batches: Vec<Vec<u8>> = inputs.iter().map(|b| b.as_slice().to_vec()).collect();
+                b.rivulet_operator_operator()
+                    .call_process_window(&mut self.store, v3::rivulet::operator::types::Window { start, end }, &batches)
+                    .await
+            }
+        };
         self.fail("process-window", r)?;
+        Ok(self.take_output())
+    }
+
+    /// Hand pairs of an interval join to the guest: record `i` of `left` meets record
+    /// `i` of `right`; `set-current-record(i)` selects the pair's key (the left record's).
+    pub async fn process_join(&mut self, left: &Batch, right: &Batch) -> Result<Output, GuestFailure> {
+        if !matches!(self.bindings, OperatorExports::V3(_)) {
+            return Err(self.unsupported("process-join"));
+        }
+        self.select_batch(left);
+        self.begin();
+        let OperatorExports::V3(b) = &self.bindings else { return Err(self.unsupported("process-join")) };
+        let r = b.rivulet_operator_operator().call_process_join(&mut self.store, left.bytes(), right.bytes()).await;
+        self.fail("process-join", r)?;
         Ok(self.take_output())
     }
 
@@ -239,7 +312,10 @@ impl OperatorInstance {
     pub async fn on_timer(&mut self, key: Vec<u8>, timestamp: i64, domain: TimeDomain) -> Result<Output, GuestFailure> {
         self.store.data_mut().io.set_current_key(Some(key));
         self.begin();
-        let r = self.bindings.rivulet_operator_operator().call_on_timer(&mut self.store, timestamp, WitTimeDomain::from(domain)).await;
+        let r = match &self.bindings {
+            OperatorExports::V2(b) => b.rivulet_operator_operator().call_on_timer(&mut self.store, timestamp, domain.into()).await,
+            OperatorExports::V3(b) => b.rivulet_operator_operator().call_on_timer(&mut self.store, timestamp, domain.into()).await,
+        };
         self.fail("on-timer", r)?;
         Ok(self.take_output())
     }
@@ -248,7 +324,10 @@ impl OperatorInstance {
     pub async fn on_watermark(&mut self, watermark: i64) -> Result<Output, GuestFailure> {
         self.store.data_mut().io.set_current_key(None);
         self.begin();
-        let r = self.bindings.rivulet_operator_operator().call_on_watermark(&mut self.store, watermark).await;
+        let r = match &self.bindings {
+            OperatorExports::V2(b) => b.rivulet_operator_operator().call_on_watermark(&mut self.store, watermark).await,
+            OperatorExports::V3(b) => b.rivulet_operator_operator().call_on_watermark(&mut self.store, watermark).await,
+        };
         self.fail("on-watermark", r)?;
         Ok(self.take_output())
     }
@@ -257,7 +336,10 @@ impl OperatorInstance {
     pub async fn close(&mut self) -> Result<Output, GuestFailure> {
         self.store.data_mut().io.set_current_key(None);
         self.begin();
-        let r = self.bindings.rivulet_operator_operator().call_close(&mut self.store).await;
+        let r = match &self.bindings {
+            OperatorExports::V2(b) => b.rivulet_operator_operator().call_close(&mut self.store).await,
+            OperatorExports::V3(b) => b.rivulet_operator_operator().call_close(&mut self.store).await,
+        };
         self.fail("close", r)?;
         Ok(self.take_output())
     }
@@ -265,7 +347,10 @@ impl OperatorInstance {
     /// The operator's state version.
     pub async fn state_version(&mut self) -> Result<u32, GuestFailure> {
         self.begin();
-        let r = self.bindings.rivulet_operator_operator().call_state_version(&mut self.store).await;
+        let r = match &self.bindings {
+            OperatorExports::V2(b) => b.rivulet_operator_operator().call_state_version(&mut self.store).await,
+            OperatorExports::V3(b) => b.rivulet_operator_operator().call_state_version(&mut self.store).await,
+        };
         r.map_err(|e| GuestFailure::new(&self.uid, &self.plugin.label(), FailureKind::Trap, format!("state-version trapped: {}", root_message(&e))))
     }
 
@@ -273,10 +358,24 @@ impl OperatorInstance {
     pub async fn migrate_state(&mut self, from_version: u32, entries: Vec<StateEntry>) -> Result<Vec<StateEntry>, GuestFailure> {
         self.store.data_mut().io.set_current_key(None);
         self.begin();
-        let entries: Vec<WitStateEntry> = entries.into_iter().map(WitStateEntry::from).collect();
-        let r = self.bindings.rivulet_operator_operator().call_migrate_state(&mut self.store, from_version, &entries).await;
+        let r: wasmtime::Result<Result<Vec<StateEntry>, String>> = match &self.bindings {
+            OperatorExports::V2(b) => {
+                let entries: Vec<v2::rivulet::operator::types::StateEntry> = entries.into_iter().map(Into::into).collect();
+                b.rivulet_operator_operator()
+                    .call_migrate_state(&mut self.store, from_version, &entries)
+                    .await
+                    .map(|r| r.map(|v| v.into_iter().map(StateEntry::from).collect()))
+            }
+            OperatorExports::V3(b) => {
+                let entries: Vec<v3::rivulet::operator::types::StateEntry> = entries.into_iter().map(Into::into).collect();
+                b.rivulet_operator_operator()
+                    .call_migrate_state(&mut self.store, from_version, &entries)
+                    .await
+                    .map(|r| r.map(|v| v.into_iter().map(StateEntry::from).collect()))
+            }
+        };
         match r {
-            Ok(Ok(v)) => Ok(v.into_iter().map(StateEntry::from).collect()),
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(msg)) => Err(GuestFailure::new(
                 &self.uid,
                 &self.plugin.label(),
@@ -285,6 +384,11 @@ impl OperatorInstance {
             )),
             Err(e) => self.fail("migrate-state", Err(e)).map(|()| Vec::new()),
         }
+    }
+
+    /// The broadcast state (the same on every subtask of the operator).
+    pub fn broadcast(&mut self) -> &mut BroadcastState {
+        &mut self.store.data_mut().io.broadcast
     }
 
     /// The plugin this instance runs.

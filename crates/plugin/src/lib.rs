@@ -19,10 +19,12 @@ mod imports;
 mod instance;
 mod sandbox;
 
+pub use bindings::Contract;
 pub use engine::{Limits, Plugin, PluginEngine};
 pub use error::{FailureKind, GuestFailure, PluginError};
 pub use guest_log::{GUEST_LOG_LINES, GuestLog, GuestLogLevel, GuestLogLine};
 pub use instance::{InstanceSetup, OperatorInstance, Output};
 
-/// The world every operator component must implement.
-pub const WORLD: &str = "rivulet:operator/rivulet-operator@0.2.0";
+/// The world new operator components implement (the host also runs components built
+/// against the older contracts in [`Contract::ALL`]).
+pub const WORLD: &str = "rivulet:operator/rivulet-operator@0.3.0";

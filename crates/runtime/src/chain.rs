@@ -1,5 +1,6 @@
 //! A chain of Wasm operators running as one task: input handling, watermarks, timers,
-//! windows, and routing of what the guests emit.
+//! the host operators in front of each guest (windows, joins, broadcast inputs), and
+//! routing of what the guests emit.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use rivulet_plugin::{OperatorInstance, Output};
 use rivulet_state::TimeDomain;
 
 use crate::error::JobError;
+use crate::host_ops::HostOperators;
 use crate::window::WindowOperator;
 
 /// One operator of a chain.
@@ -23,8 +25,8 @@ pub struct ChainedOperator {
     pub uid: String,
     /// The guest instance.
     pub instance: OperatorInstance,
-    /// Host-side windowing, for windowed operators.
-    pub window: Option<WindowOperator>,
+    /// What the host does in front of the guest: windows, joins, broadcast inputs.
+    pub host: HostOperators,
     /// Output edges leaving the chain from this operator.
     pub outputs: Vec<OutputEdge>,
     /// Counters.
@@ -42,7 +44,7 @@ impl ChainedOperator {
     /// Wrap an opened instance.
     pub fn new(
         instance: OperatorInstance,
-        window: Option<WindowOperator>,
+        host: HostOperators,
         outputs: Vec<OutputEdge>,
         metrics: Arc<NodeMetrics>,
         meta: SubtaskMeta,
@@ -50,7 +52,7 @@ impl ChainedOperator {
         uploaded: UploadedFiles,
         watermark: i64,
     ) -> Self {
-        ChainedOperator { uid: meta.uid.clone(), instance, window, outputs, metrics, meta, staging, uploaded, watermark }
+        ChainedOperator { uid: meta.uid.clone(), instance, host, outputs, metrics, meta, staging, uploaded, watermark }
     }
 
     /// The watermark it was restored with (`i64::MIN` when fresh).
@@ -77,6 +79,8 @@ pub struct ChainTask {
     pub ops: Vec<ChainedOperator>,
     /// The task's input, with barrier alignment.
     pub input: InputGate,
+    /// For each channel of the input, which input of the head operator it feeds.
+    pub channel_inputs: Vec<u32>,
     /// Its input watermarks.
     pub inputs: InputWatermarks,
     /// Checkpointing, if the job checkpoints.
@@ -128,7 +132,8 @@ impl ChainTask {
                 Message::Batch(batch) => {
                     self.ops[0].metrics.records_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     self.ops[0].metrics.batches_in.fetch_add(1, Ordering::Relaxed);
-                    self.process(0, batch).await?;
+                    let input = self.channel_inputs.get(env.channel).copied().unwrap_or(0);
+                    self.process(0, batch, input).await?;
                 }
                 Message::Watermark(wm) => {
                     let change = self.inputs.watermark(env.channel, wm);
@@ -157,12 +162,14 @@ impl ChainTask {
             for op in &mut self.ops {
                 let native =
                     (b.kind == SnapshotKind::Checkpoint && ctx.incremental).then(|| op.staging.join(format!("chk-{}-{}", b.id, unique_suffix())));
-                let window = op.window.as_ref().map(WindowOperator::snapshot_timers);
+                // Broadcast state is the same on every subtask: subtask 0 stores it.
+                let broadcast = (op.meta.subtask == 0 && op.host.broadcast.is_some()).then(|| op.instance.broadcast().clone());
+                let host = op.host.snapshot(broadcast.as_ref());
                 let watermark = op.watermark;
                 let (store, timers) = op.instance.state_and_timers();
                 let task = format!("{}[{}]", op.uid, op.meta.subtask);
                 let meta = &op.meta;
-                match blocking(|| capture(meta, store, timers, window, watermark, native.as_deref())) {
+                match blocking(|| capture(meta, store, timers, host, watermark, native.as_deref())) {
                     Ok(captured) => {
                         let ctx = ctx.clone();
                         let meta = op.meta.clone();
@@ -207,25 +214,12 @@ impl ChainTask {
         }
     }
 
-    /// Feed `batch` to operator `k` and everything its output reaches in the chain.
-    async fn process(&mut self, k: usize, batch: Batch) -> Result<(), JobError> {
+    /// Feed `batch` of input `input` to operator `k` and everything its output reaches in
+    /// the chain.
+    async fn process(&mut self, k: usize, batch: Batch, input: u32) -> Result<(), JobError> {
         let op = &mut self.ops[k];
         let started = std::time::Instant::now();
-        let output = if let Some(window) = op.window.as_mut() {
-            let (late, firings) = window.process(op.instance.state(), &batch, op.watermark).map_err(state_err(&op.uid))?;
-            let mut output = Output::default();
-            if !late.is_empty() {
-                op.metrics.late_records.fetch_add(late.len() as u64, Ordering::Relaxed);
-                output.side.push((window.late_tag.clone(), late));
-            }
-            for f in firings {
-                let o = op.instance.process_window(f.key, f.span.start, f.span.end, &f.records).await?;
-                merge(&mut output, o);
-            }
-            output
-        } else {
-            op.instance.process(&batch).await?
-        };
+        let output = op.host.process(&op.uid, &mut op.instance, &op.metrics, batch, input, op.watermark).await?;
         op.metrics.guest_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         op.metrics.memory_bytes.fetch_max(op.instance.memory_bytes() as u64, Ordering::Relaxed);
         self.emit(k, output).await
@@ -253,9 +247,10 @@ impl ChainTask {
                 let next = &mut self.ops[k + 1];
                 next.metrics.records_in.fetch_add(main.len() as u64, Ordering::Relaxed);
                 k += 1;
-                // Windowed operators need a keyed input, so they always head a chain.
+                // Operators with host operators in front need keyed (or several) inputs,
+                // so they always head a chain.
                 let started = std::time::Instant::now();
-                output = self.ops[k].instance.process(&main).await?;
+                output = self.ops[k].instance.process(0, &main).await?;
                 let op = &self.ops[k];
                 op.metrics.guest_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 op.metrics.memory_bytes.fetch_max(op.instance.memory_bytes() as u64, Ordering::Relaxed);
@@ -280,10 +275,13 @@ impl ChainTask {
                 op.instance.set_watermark(wm);
                 op.metrics.watermark.store(wm, Ordering::Relaxed);
             }
+            let op = &mut self.ops[k];
+            let released = op.host.advance(&op.uid, &mut op.instance, wm).await?;
+            self.emit(k, released).await?;
             loop {
                 let op = &mut self.ops[k];
                 let guest_next = op.instance.timers().peek_event().filter(|t| *t <= wm);
-                let window_next = op.window.as_ref().and_then(WindowOperator::next_timer).filter(|t| *t <= wm);
+                let window_next = op.host.window.as_ref().and_then(WindowOperator::next_timer).filter(|t| *t <= wm);
                 let output = match (guest_next, window_next) {
                     (None, None) => break,
                     (Some(g), w) if w.is_none_or(|w| g <= w) => {
@@ -293,11 +291,11 @@ impl ChainTask {
                         op.instance.on_timer(key, ts, TimeDomain::EventTime).await?
                     }
                     _ => {
-                        let Some(window) = op.window.as_mut() else {
+                        let Some(window) = op.host.window.as_mut() else {
                             break;
                         };
                         match window.pop_due(op.instance.state(), wm).map_err(state_err(&op.uid))? {
-                            Some(Some(f)) => op.instance.process_window(f.key, f.span.start, f.span.end, &f.records).await?,
+                            Some(Some(f)) => op.instance.process_window(f.key, f.span.start, f.span.end, &f.inputs).await?,
                             Some(None) => continue,
                             None => break,
                         }
@@ -352,30 +350,6 @@ impl ChainTask {
         }
         Ok(())
     }
-}
-
-fn merge(into: &mut Output, from: Output) {
-    into.main = concat(&into.main, &from.main);
-    for (tag, b) in from.side {
-        match into.side.iter_mut().find(|(t, _)| *t == tag) {
-            Some((_, buf)) => *buf = concat(buf, &b),
-            None => into.side.push((tag, b)),
-        }
-    }
-}
-
-/// Two batches as one.
-fn concat(a: &Batch, b: &Batch) -> Batch {
-    if a.is_empty() {
-        return b.clone();
-    }
-    if b.is_empty() {
-        return a.clone();
-    }
-    let mut bytes = Vec::with_capacity(a.as_slice().len() + b.as_slice().len());
-    bytes.extend_from_slice(a.as_slice());
-    bytes.extend_from_slice(b.as_slice());
-    Batch::new(bytes, a.len() + b.len())
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ async fn operator(engine: &Arc<PluginEngine>, uid: &str, file: &str, config: &st
         limits: Limits::default(),
         config: config.into(),
         log: None,
+        input_names: vec!["main".into()],
     };
     let mut instance = OperatorInstance::new(engine, plugin.clone(), setup).await.expect("instance");
     instance.open().await.expect("open");
@@ -52,7 +53,7 @@ async fn operator(engine: &Arc<PluginEngine>, uid: &str, file: &str, config: &st
         instance: format!("test-{uid}"),
     };
     let dir = std::env::temp_dir().join(format!("rivulet-chain-test-{}-{uid}", std::process::id()));
-    ChainedOperator::new(instance, None, outputs, Arc::new(NodeMetrics::new(uid)), meta, dir, UploadedFiles::default(), i64::MIN)
+    ChainedOperator::new(instance, Default::default(), outputs, Arc::new(NodeMetrics::new(uid)), meta, dir, UploadedFiles::default(), i64::MIN)
 }
 
 struct Wiring {
@@ -111,6 +112,7 @@ async fn records_cross_a_chain_of_two_guests_counted_once_at_each() {
     let task = ChainTask {
         ops: vec![count, pass],
         input: w.gate,
+        channel_inputs: vec![0],
         inputs: InputWatermarks::new(1),
         checkpointing: None,
         restored_finished: false,
@@ -151,8 +153,15 @@ async fn the_watermark_fires_event_timers_before_it_goes_on() {
         Some((&w.exchange, SubtaskId { node: 9, subtask: 0 })),
     )
     .await;
-    let task =
-        ChainTask { ops: vec![op], input: w.gate, inputs: InputWatermarks::new(1), checkpointing: None, restored_finished: false, last_barrier: 0 };
+    let task = ChainTask {
+        ops: vec![op],
+        input: w.gate,
+        channel_inputs: vec![0],
+        inputs: InputWatermarks::new(1),
+        checkpointing: None,
+        restored_finished: false,
+        last_barrier: 0,
+    };
     let running = tokio::spawn(task.run());
     w.input.send(keyed(&[("a", 5)])).await.expect("send");
     w.input.send(Message::Watermark(2000)).await.expect("send");
@@ -183,6 +192,7 @@ async fn a_barrier_snapshots_each_operator_then_goes_on_and_the_end_is_reported_
     let task = ChainTask {
         ops: vec![count, pass],
         input: w.gate,
+        channel_inputs: vec![0],
         inputs: InputWatermarks::new(1),
         checkpointing: Some(checkpointing),
         restored_finished: false,

@@ -152,9 +152,11 @@ impl Launch<'_> {
         if let Some(head) = ops.first() {
             inputs.restore(head.restored_watermark());
         }
+        let channel_inputs = members.first().map(|&head| self.plan.channel_inputs(SubtaskId { node: head, subtask })).unwrap_or_default();
         Ok(ChainTask {
             ops,
             input: InputGate::new(queue, channels),
+            channel_inputs,
             inputs,
             checkpointing: self.checkpointing.clone(),
             restored_finished: self.point.is_some() && all_finished,

@@ -5,7 +5,9 @@
 //!
 //! - [`plan`]: the pure physical plan (chaining, channel wiring);
 //! - `launch`: channels and tasks of one run; `operator_setup`: one operator subtask,
-//!   restored and opened; `chain`: the task running a chain; `window`: host-side windows;
+//!   restored and opened; `chain`: the task running a chain; `host_ops`: what the host
+//!   does in front of a guest — [`window`]s, the [`interval_join`], the ordering of
+//!   [`broadcast`] inputs;
 //! - `supervise`: the loop that watches a run, triggers snapshots, answers savepoint
 //!   requests; `run`: one run; `restart`: runs after failures;
 //! - `restore`: where a run starts from, and the dry run of a restore;
@@ -14,10 +16,13 @@
 //!
 //! [`JobGraph`]: rivulet_job::JobGraph
 
+pub mod broadcast;
 mod chain;
 mod control;
 mod error;
+mod host_ops;
 mod hosts;
+pub mod interval_join;
 mod launch;
 mod operator_setup;
 mod options;

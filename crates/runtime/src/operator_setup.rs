@@ -9,13 +9,13 @@ use std::time::Duration;
 use rivulet_checkpoint::{RestorePoint, SubtaskMeta, UploadedFiles, native_fast_path, restore_into, unique_suffix, write_db_files};
 use rivulet_dataflow::{KeyGroupRange, NodeMetrics, OutputEdge, now_ms};
 use rivulet_job::{JobGraph, OperatorSpec};
-use rivulet_plugin::{FailureKind, GuestFailure, InstanceSetup, Limits, OperatorInstance, Plugin, PluginEngine};
+use rivulet_plugin::{Contract, FailureKind, GuestFailure, InstanceSetup, Limits, OperatorInstance, Plugin, PluginEngine};
 use rivulet_state::{BackendKind, KeyedStateStore, MemoryBackend, TimerService};
 
 use crate::chain::ChainedOperator;
 use crate::error::JobError;
+use crate::host_ops::HostOperators;
 use crate::options::RunOptions;
-use crate::window::WindowOperator;
 
 /// What creating operator subtasks of one run needs.
 pub(crate) struct OperatorSetup<'a> {
@@ -68,6 +68,7 @@ impl OperatorSetup<'_> {
             limits,
             config: s.spec.config.to_string(),
             log: if log { self.opts.control.as_ref().map(|c| c.guest_log.clone()) } else { None },
+            input_names: s.spec.inputs.names(),
         }
     }
 
@@ -81,6 +82,7 @@ impl OperatorSetup<'_> {
         open: bool,
     ) -> Result<(ChainedOperator, bool), JobError> {
         let uid = &s.spec.uid;
+        check_contract(s.spec, &s.plugin)?;
         let state_err = |e| JobError::State { operator: uid.clone(), error: e };
         let range = KeyGroupRange::for_subtask(s.subtask, s.parallelism, self.graph.max_parallelism);
         let restore = match self.point {
@@ -109,22 +111,21 @@ impl OperatorSetup<'_> {
         let backend = self.opts.state_backend.open(&db_dir).map_err(state_err)?;
         let mut store = KeyedStateStore::new(backend, self.graph.max_parallelism);
         let mut timers = TimerService::default();
-        let mut window = s.spec.window.as_ref().map(WindowOperator::new);
-        let (mut watermark, mut migrate, mut finished) = (i64::MIN, Vec::new(), false);
+        let mut host = HostOperators::new(s.spec);
+        let (mut watermark, mut migrate, mut finished, mut broadcast) = (i64::MIN, Vec::new(), false, Default::default());
         if let Some(r) = &restore {
             finished = r.finished;
-            let restored = restore_into(r, range, &mut store, fast, &mut timers, state_version, self.run_dir)?;
-            if let Some(w) = window.as_mut() {
-                restored.window_timers.iter().for_each(|t| w.restore_timer(t));
-                w.restore_seq(restored.window_seq);
-            }
+            let mut restored = restore_into(r, range, &mut store, fast, &mut timers, state_version, self.run_dir)?;
+            host.restore(&mut restored);
             watermark = restored.watermark;
             migrate = restored.migrate;
+            broadcast = restored.broadcast;
         }
         let mut instance = OperatorInstance::new(self.engine, s.plugin.clone(), self.instance_setup(&s, store, limits, true)).await?;
         let state_version = if restore.is_some() { state_version } else { instance.state_version().await? };
         migrate_state(&mut instance, uid, &s.plugin, migrate, state_version).await?;
         *instance.timers() = timers;
+        *instance.broadcast() = broadcast;
         if watermark != i64::MIN {
             instance.set_watermark(watermark);
         }
@@ -144,7 +145,7 @@ impl OperatorSetup<'_> {
         };
         let uploaded = if fast { self.reused_files(uid, range) } else { UploadedFiles::default() };
         let staging = self.run_dir.join("staging").join(uid).join(s.subtask.to_string());
-        let op = ChainedOperator::new(instance, window, outputs, metrics, meta, staging, uploaded, watermark);
+        let op = ChainedOperator::new(instance, host, outputs, metrics, meta, staging, uploaded, watermark);
         Ok((op, finished))
     }
 
@@ -160,6 +161,30 @@ impl OperatorSetup<'_> {
             }
         }
         uploaded
+    }
+}
+
+/// Refuse a component whose contract lacks what the operator's spec asks of it.
+fn check_contract(spec: &OperatorSpec, plugin: &Plugin) -> Result<(), JobError> {
+    if plugin.contract >= Contract::V0_3 {
+        return Ok(());
+    }
+    let needs = if spec.inputs.len() > 1 {
+        Some("named inputs")
+    } else if spec.interval_join.is_some() {
+        Some("an interval join")
+    } else {
+        None
+    };
+    match needs {
+        Some(what) => Err(GuestFailure::new(
+            &spec.uid,
+            &plugin.label(),
+            FailureKind::Instantiate,
+            format!("the spec gives it {what}, which needs {} or later; the component targets {}", Contract::V0_3, plugin.contract),
+        )
+        .into()),
+        None => Ok(()),
     }
 }
 

@@ -87,6 +87,8 @@ pub struct PhysicalPlan {
     chained_into: Vec<Option<usize>>,
     input_channels: BTreeMap<SubtaskId, usize>,
     channel: BTreeMap<(usize, u32, u32), usize>,
+    /// Per receiver, the input (of the receiving operator) each of its channels feeds.
+    channel_input: BTreeMap<SubtaskId, Vec<u32>>,
 }
 
 impl PhysicalPlan {
@@ -95,6 +97,7 @@ impl PhysicalPlan {
         let chained_into = chaining(graph);
         let mut input_channels: BTreeMap<SubtaskId, usize> = BTreeMap::new();
         let mut channel = BTreeMap::new();
+        let mut channel_input: BTreeMap<SubtaskId, Vec<u32>> = BTreeMap::new();
         for (to, node) in graph.nodes.iter().enumerate() {
             if node.kind.role() == NodeRole::Source || chained_into[to].is_some() {
                 continue;
@@ -108,9 +111,11 @@ impl PhysicalPlan {
                         if e.partitioning == Partitioning::Forward && s != t {
                             continue;
                         }
-                        let count = input_channels.entry(SubtaskId { node: to, subtask: t }).or_insert(0);
+                        let receiver = SubtaskId { node: to, subtask: t };
+                        let count = input_channels.entry(receiver).or_insert(0);
                         channel.insert((ei, s, t), *count);
                         *count += 1;
+                        channel_input.entry(receiver).or_default().push(e.input);
                     }
                 }
             }
@@ -130,7 +135,12 @@ impl PhysicalPlan {
                 NodeRole::Sink => tasks.extend((0..node.parallelism).map(|subtask| Task::Sink { node: i, subtask })),
             }
         }
-        PhysicalPlan { tasks, chained_into, input_channels, channel }
+        PhysicalPlan { tasks, chained_into, input_channels, channel, channel_input }
+    }
+
+    /// For each channel into `id`, which input of the receiving operator it feeds.
+    pub fn channel_inputs(&self, id: SubtaskId) -> Vec<u32> {
+        self.channel_input.get(&id).cloned().unwrap_or_default()
     }
 
     /// The operator `node` runs in the task of (is chained into), if any.
@@ -262,6 +272,25 @@ mod tests {
         assert_eq!(p.input_channels(SubtaskId { node: o, subtask: 0 }), 2);
         assert_eq!(p.outputs(&g, c, 1)[0].targets, vec![(SubtaskId { node: o, subtask: 0 }, 1)]);
         assert_eq!(p.snapshot_parts(&g).len(), 2 + 3 * 2 + 1);
+    }
+
+    #[test]
+    fn named_inputs_number_their_channels_and_broadcast_inputs_reach_every_subtask() {
+        let (g, p) = plan(
+            "name: j\nsources:\n  - {id: tx, type: generator, count: 1, parallelism: 2}\n  - {id: rules, type: generator, count: 1}\n\
+             operators:\n  - {uid: r, plugin: r.wasm, key_by: {field: key}, parallelism: 3,\n     inputs: {transactions: [tx], rules: {from: [rules], broadcast: true}}}\n\
+             sinks:\n  - {id: o, type: stdout, inputs: [r]}\n",
+        );
+        let r = idx(&g, "r");
+        assert_eq!(p.chained_into(r), None);
+        for t in 0..3 {
+            let id = SubtaskId { node: r, subtask: t };
+            // Two channels from tx (hash), one from rules (broadcast), in edge order.
+            assert_eq!(p.channel_inputs(id), vec![0, 0, 1]);
+        }
+        let rules_out = p.outputs(&g, idx(&g, "rules"), 0);
+        assert_eq!(rules_out[0].targets.len(), 3, "the broadcast edge reaches every subtask");
+        assert_eq!(g.edges[rules_out[0].edge].partitioning, Partitioning::Broadcast);
     }
 
     #[test]

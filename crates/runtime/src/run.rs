@@ -79,7 +79,11 @@ pub fn committers(graph: &JobGraph, opts: &RunOptions) -> Committers {
 }
 
 /// What every task of a run that checkpoints holds (`None` without checkpoints).
-pub(crate) fn task_checkpointing(opts: &RunOptions, reports: Option<mpsc::UnboundedSender<TaskReport>>, ledger: &Arc<Ledger>) -> Option<TaskCheckpointing> {
+pub(crate) fn task_checkpointing(
+    opts: &RunOptions,
+    reports: Option<mpsc::UnboundedSender<TaskReport>>,
+    ledger: &Arc<Ledger>,
+) -> Option<TaskCheckpointing> {
     opts.checkpoint.as_ref().zip(reports).map(|(c, reports)| TaskCheckpointing {
         storage: c.storage.clone(),
         reports,

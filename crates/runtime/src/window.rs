@@ -46,8 +46,8 @@ pub struct Firing {
     pub key: Vec<u8>,
     /// The window.
     pub span: Span,
-    /// The window's records, in arrival order.
-    pub records: Batch,
+    /// The window's records per input (by input index), each in arrival order.
+    pub inputs: Vec<Batch>,
 }
 
 /// The window assigner, trigger and store of one operator subtask.
@@ -59,6 +59,7 @@ pub struct WindowOperator {
     lateness: i64,
     /// The side-output tag for late records.
     pub late_tag: String,
+    inputs: usize,
     state_id: Option<u16>,
     timers: BTreeSet<(i64, TimerKind, Vec<u8>, Span)>,
     seq: u64,
@@ -79,8 +80,8 @@ fn span_of(ukey: &[u8]) -> Option<Span> {
 }
 
 impl WindowOperator {
-    /// A window operator for `spec` (validated by the job graph).
-    pub fn new(spec: &WindowSpec) -> Self {
+    /// A window operator for `spec` (validated by the job graph) over `inputs` inputs.
+    pub fn new(spec: &WindowSpec, inputs: usize) -> Self {
         WindowOperator {
             kind: spec.kind,
             size: spec.size_ms.unwrap_or(1).max(1),
@@ -88,6 +89,7 @@ impl WindowOperator {
             gap: spec.gap_ms.unwrap_or(1).max(1),
             lateness: spec.allowed_lateness_ms.max(0),
             late_tag: spec.late_output.clone().unwrap_or_else(|| "late".to_owned()),
+            inputs: inputs.max(1),
             state_id: None,
             timers: BTreeSet::new(),
             seq: 0,
@@ -131,11 +133,16 @@ impl WindowOperator {
         CurrentKey { key: Some(key.to_vec()), group: key_group(key, store.max_parallelism()) }
     }
 
-    fn add(&mut self, store: &mut KeyedStateStore, ck: &CurrentKey, span: Span, value: &[u8], ts: i64) -> Result<(), StateError> {
+    /// Store a record of `input` in `span`: user key = span ‖ sequence number ‖ input
+    /// (one byte; absent in snapshots taken before operators had several inputs).
+    fn add(&mut self, store: &mut KeyedStateStore, ck: &CurrentKey, span: Span, input: u8, value: &[u8], ts: i64) -> Result<(), StateError> {
         let id = self.state(store)?;
         let mut ukey = ukey_prefix(span).to_vec();
         self.seq += 1;
         ukey.extend_from_slice(&self.seq.to_be_bytes());
+        if input > 0 {
+            ukey.push(input);
+        }
         let mut rec = Vec::with_capacity(value.len() + 16);
         encode_record(&mut rec, ck.key.as_deref(), value, ts);
         store.map_put(id, ck, &ukey, &rec, 0)
@@ -186,9 +193,10 @@ impl WindowOperator {
         self.seq = self.seq.max(seq);
     }
 
-    /// Assign a batch of keyed records. Returns the records too late for every window,
-    /// and the windows to re-fire now (late records within the allowed lateness).
-    pub fn process(&mut self, store: &mut KeyedStateStore, batch: &Batch, watermark: i64) -> Result<(Batch, Vec<Firing>), StateError> {
+    /// Assign a batch of keyed records of input `input`. Returns the records too late for
+    /// every window, and the windows to re-fire now (late records within the allowed
+    /// lateness).
+    pub fn process(&mut self, store: &mut KeyedStateStore, batch: &Batch, input: u8, watermark: i64) -> Result<(Batch, Vec<Firing>), StateError> {
         let mut late = BatchBuilder::new();
         let mut refire: Vec<(Vec<u8>, Span)> = Vec::new();
         for r in batch.records() {
@@ -200,7 +208,7 @@ impl WindowOperator {
                 let new = self.assign(r.timestamp)[0];
                 // As in Flink, lateness is judged on the session the record would merge into.
                 if let Some(merged) = self.merge_sessions(store, &ck, new, watermark)? {
-                    self.add(store, &ck, merged, r.value, r.timestamp)?;
+                    self.add(store, &ck, merged, input, r.value, r.timestamp)?;
                     if merged.max_timestamp() <= watermark {
                         refire.push((key.to_vec(), merged));
                     }
@@ -211,7 +219,7 @@ impl WindowOperator {
                     if self.is_late(span, watermark) {
                         continue;
                     }
-                    self.add(store, &ck, span, r.value, r.timestamp)?;
+                    self.add(store, &ck, span, input, r.value, r.timestamp)?;
                     self.register(key, span, watermark);
                     if span.max_timestamp() <= watermark {
                         refire.push((key.to_vec(), span));
@@ -281,15 +289,18 @@ impl WindowOperator {
         let id = self.state(store)?;
         let ck = Self::current(key, store);
         let prefix = ukey_prefix(span);
-        let mut records = Vec::new();
-        let mut n = 0;
+        let mut records = vec![(Vec::new(), 0); self.inputs];
         for (k, v) in store.map_entries(id, &ck, 0)? {
             if k.starts_with(&prefix) {
-                records.extend_from_slice(&v);
-                n += 1;
+                let input = usize::from(k.get(24).copied().unwrap_or(0));
+                let Some((bytes, n)) = records.get_mut(input) else {
+                    return Err(StateError::Corrupt("a window record of an input the operator does not have"));
+                };
+                bytes.extend_from_slice(&v);
+                *n += 1;
             }
         }
-        Ok(Firing { key: key.to_vec(), span, records: Batch::new(records, n) })
+        Ok(Firing { key: key.to_vec(), span, inputs: records.into_iter().map(|(b, n)| Batch::new(b, n)).collect() })
     }
 
     fn purge(&mut self, store: &mut KeyedStateStore, key: &[u8], span: Span) -> Result<(), StateError> {
@@ -358,7 +369,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(f) = w.pop_due(s, wm).expect("pop") {
             if let Some(f) = f {
-                let n = f.records.len();
+                let n = f.inputs.iter().map(Batch::len).sum();
                 out.push((String::from_utf8_lossy(&f.key).into_owned(), f.span.start, f.span.end, n));
             }
         }
@@ -368,40 +379,56 @@ mod tests {
     #[test]
     fn sliding_windows_overlap() {
         let mut s = KeyedStateStore::new(Box::new(MemoryBackend::default()), 128);
-        let mut w = WindowOperator::new(&spec(WindowKind::Sliding, 10, 5, 0));
-        w.process(&mut s, &batch(&[("a", 7)]), i64::MIN).expect("process");
+        let mut w = WindowOperator::new(&spec(WindowKind::Sliding, 10, 5, 0), 1);
+        w.process(&mut s, &batch(&[("a", 7)]), 0, i64::MIN).expect("process");
         assert_eq!(fire_all(&mut w, &mut s, i64::MAX), vec![("a".into(), 0, 10, 1), ("a".into(), 5, 15, 1)]);
     }
 
     #[test]
     fn sessions_merge_and_late_records_go_aside() {
         let mut s = KeyedStateStore::new(Box::new(MemoryBackend::default()), 128);
-        let mut w = WindowOperator::new(&spec(WindowKind::Session, 10, 10, 0));
-        w.process(&mut s, &batch(&[("a", 0), ("a", 25), ("a", 8), ("b", 3)]), i64::MIN).expect("process");
+        let mut w = WindowOperator::new(&spec(WindowKind::Session, 10, 10, 0), 1);
+        w.process(&mut s, &batch(&[("a", 0), ("a", 25), ("a", 8), ("b", 3)]), 0, i64::MIN).expect("process");
         // [0,10) and [8,18) merge into [0,18); [25,35) stays apart.
         assert_eq!(fire_all(&mut w, &mut s, 20), vec![("b".into(), 3, 13, 1), ("a".into(), 0, 18, 2)]);
-        let (late, refire) = w.process(&mut s, &batch(&[("a", 1)]), 20).expect("process");
+        let (late, refire) = w.process(&mut s, &batch(&[("a", 1)]), 0, 20).expect("process");
         assert_eq!(late.len(), 1);
         assert!(refire.is_empty());
         // Late on its own ([15,25) ended by watermark 30) but it joins the live session
         // [25,35): judged on the merged session, it is kept.
-        let (late, _) = w.process(&mut s, &batch(&[("a", 15)]), 30).expect("process");
+        let (late, _) = w.process(&mut s, &batch(&[("a", 15)]), 0, 30).expect("process");
         assert!(late.is_empty());
         assert_eq!(fire_all(&mut w, &mut s, i64::MAX), vec![("a".into(), 15, 35, 2)]);
     }
 
     #[test]
+    fn a_window_of_two_inputs_fires_with_each_inputs_records() {
+        let mut s = KeyedStateStore::new(Box::new(MemoryBackend::default()), 128);
+        let mut w = WindowOperator::new(&spec(WindowKind::Tumbling, 10, 10, 0), 2);
+        w.process(&mut s, &batch(&[("a", 1), ("a", 2)]), 0, i64::MIN).expect("left");
+        w.process(&mut s, &batch(&[("a", 3), ("b", 4)]), 1, i64::MIN).expect("right");
+        let mut fired = Vec::new();
+        while let Some(f) = w.pop_due(&mut s, 10).expect("pop") {
+            if let Some(f) = f {
+                fired.push((String::from_utf8_lossy(&f.key).into_owned(), f.inputs.iter().map(Batch::len).collect::<Vec<_>>()));
+            }
+        }
+        fired.sort();
+        assert_eq!(fired, vec![("a".into(), vec![2, 1]), ("b".into(), vec![0, 1])]);
+    }
+
+    #[test]
     fn allowed_lateness_refires_then_purges() {
         let mut s = KeyedStateStore::new(Box::new(MemoryBackend::default()), 128);
-        let mut w = WindowOperator::new(&spec(WindowKind::Tumbling, 10, 10, 5));
-        w.process(&mut s, &batch(&[("a", 1)]), i64::MIN).expect("process");
+        let mut w = WindowOperator::new(&spec(WindowKind::Tumbling, 10, 10, 5), 1);
+        w.process(&mut s, &batch(&[("a", 1)]), 0, i64::MIN).expect("process");
         assert_eq!(fire_all(&mut w, &mut s, 10), vec![("a".into(), 0, 10, 1)]);
-        let (late, refire) = w.process(&mut s, &batch(&[("a", 2)]), 10).expect("process");
+        let (late, refire) = w.process(&mut s, &batch(&[("a", 2)]), 0, 10).expect("process");
         assert!(late.is_empty());
         assert_eq!(refire.len(), 1);
-        assert_eq!(refire[0].records.len(), 2);
+        assert_eq!(refire[0].inputs[0].len(), 2);
         assert!(fire_all(&mut w, &mut s, 14).is_empty(), "a re-fired window does not fire again by timer");
-        let (late, _) = w.process(&mut s, &batch(&[("a", 3)]), 14).expect("process");
+        let (late, _) = w.process(&mut s, &batch(&[("a", 3)]), 0, 14).expect("process");
         assert_eq!(late.len(), 1, "past the allowed lateness");
     }
 }

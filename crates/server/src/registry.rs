@@ -64,7 +64,11 @@ const SMALL_COMPONENT_BYTES: usize = 4 << 20;
 /// Check a name or version: 1–64 characters of `[A-Za-z0-9._-]`.
 pub fn check_ident(what: &str, s: &str) -> Result<(), ServerError> {
     let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')) && !s.starts_with('.');
-    if ok { Ok(()) } else { Err(ServerError::BadRequest(format!("{what} '{s}' must be 1–64 characters of letters, digits, '.', '-', '_', not starting with '.'"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ServerError::BadRequest(format!("{what} '{s}' must be 1–64 characters of letters, digits, '.', '-', '_', not starting with '.'")))
+    }
 }
 
 impl PluginRegistry {
@@ -173,12 +177,7 @@ impl PluginRegistry {
             Ok(Ok(Err(e))) => return Err(ServerError::Unprocessable(e.to_string())),
             Ok(Ok(Ok(v))) => v,
         };
-        let wit_version = plugin
-            .exports
-            .iter()
-            .chain(plugin.imports.iter())
-            .find_map(|e| e.strip_prefix("rivulet:operator/").and_then(|r| r.split_once('@')).map(|(_, v)| v.to_owned()))
-            .unwrap_or_default();
+        let wit_version = plugin.contract.version().to_owned();
         let meta = PluginMeta {
             name: name.to_owned(),
             version: version.to_owned(),

@@ -37,8 +37,13 @@ async fn server() -> Server {
     }
     // Outputs go below the test's directory: an allowed root.
     let access = crate::AccessPolicy::new(dir.path(), &[dir.path().to_path_buf()], Vec::new()).expect("access");
-    let defaults =
-        JobDefaults { checkpoint_interval: Duration::from_millis(100), state_backend: BackendKind::Memory, access, guest_memory_mb: 1 << 20, hosts: None };
+    let defaults = JobDefaults {
+        checkpoint_interval: Duration::from_millis(100),
+        state_backend: BackendKind::Memory,
+        access,
+        guest_memory_mb: 1 << 20,
+        hosts: None,
+    };
     let jobs = JobManager::open(dir.path(), registry, defaults).await.expect("jobs");
     Server { dir, jobs }
 }

@@ -1,7 +1,8 @@
 //! Keyed state: the [`StateBackend`] trait and its two implementations, the
 //! [`KeyedStateStore`] that lays keys out so each key group is one contiguous range, the
 //! decoded form of entries ([`StateEntry`], for migrations and inspection), and the
-//! [`TimerService`] of an operator subtask.
+//! [`TimerService`] of an operator subtask, and the [`BroadcastState`] every subtask of
+//! an operator shares a copy of.
 //!
 //! Key layout ([`layout`]): `key_group (u16 BE) ‖ state id (u16 BE) ‖ key length (u32 BE)
 //! ‖ key ‖ [0x01 ‖ user key]`. A key group's state is one prefix scan, which is what
@@ -9,6 +10,7 @@
 //! `i64::MAX` for "never") for TTL.
 
 mod backend;
+mod broadcast;
 mod entry;
 mod keyed;
 pub mod layout;
@@ -18,6 +20,7 @@ mod rocks;
 mod timers;
 
 pub use backend::{BackendKind, StateBackend, StateError};
+pub use broadcast::BroadcastState;
 pub use entry::{EntryError, StateEntry, StateValue};
 pub use keyed::{CurrentKey, DeclareError, KeyedStateStore, StateDescriptor, StateKind};
 pub use memory::MemoryBackend;

@@ -192,7 +192,6 @@ fn kill_9_of_the_coordinator_ends_its_workers_and_the_job_resumes_exactly() {
     }
 }
 
-
 /// The `seq_check` job on three worker processes (not quiet: snapshot failures and the
 /// summary are printed), with `extra` flags.
 fn seq_on_workers(dir: &Path, count: u64, extra: &[&str]) -> std::process::Child {
@@ -280,11 +279,8 @@ fn a_worker_stalled_during_checkpoints_aborts_them_and_a_later_one_completes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{}: {err}", out.status);
     assert!(!err.contains("failure on attempt"), "a stall shorter than the heartbeat timeout restarted the job: {err}");
-    let failed: Vec<u64> = err
-        .lines()
-        .filter(|l| l.contains("timed out"))
-        .filter_map(|l| l.split("snapshot ").nth(1)?.split(' ').next()?.parse().ok())
-        .collect();
+    let failed: Vec<u64> =
+        err.lines().filter(|l| l.contains("timed out")).filter_map(|l| l.split("snapshot ").nth(1)?.split(' ').next()?.parse().ok()).collect();
     let first_failed = *failed.iter().min().unwrap_or_else(|| panic!("no checkpoint timed out during the stall: {err}"));
     let completed: Vec<u64> = std::fs::read_dir(dir.path().join("ck").join("seqcheck"))
         .expect("checkpoints")

@@ -117,7 +117,9 @@ fn files_and_objects_judge_bad_json_lines_alike_failing_or_dead_lettering_them()
         ("{id: s, type: file, path: long.jsonl, format: jsonl}".to_owned(), "long.jsonl:2"),
         (format!("{{id: s, type: objects, url: '{long_objects}'}}"), "part-1.jsonl:2"),
     ] {
-        let spec = format!("name: long\nmax_record_bytes: 65536\nsources:\n  - {source}\nsinks:\n  - {{id: out, type: file, path: out-long, inputs: [s]}}\n");
+        let spec = format!(
+            "name: long\nmax_record_bytes: 65536\nsources:\n  - {source}\nsinks:\n  - {{id: out, type: file, path: out-long, inputs: [s]}}\n"
+        );
         let e = run_spec(&spec, dir.path(), &[], Some(1), BACKENDS[0]).expect_err("a long line fails the job").to_string();
         assert!(e.contains(place) && e.contains("longer than max_record_bytes (65536 bytes)"), "{place}: {e}");
     }

@@ -121,7 +121,8 @@ fn the_manifests_are_accepted_by_a_real_api_server() {
     // token from the Secret; the coordinator runs under its service account.
     let (status, workers) = api.call("GET", "/apis/apps/v1/namespaces/rivulet/deployments/rivulet-worker", None);
     assert_eq!(status, 200, "{workers}");
-    let args: Vec<&str> = workers["spec"]["template"]["spec"]["containers"][0]["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+    let args: Vec<&str> =
+        workers["spec"]["template"]["spec"]["containers"][0]["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
     assert_eq!(args.first(), Some(&"worker"), "{args:?}");
     assert!(args.contains(&"--coordinator=rivulet-cluster:7070"), "{args:?}");
     let (status, svc) = api.call("GET", "/api/v1/namespaces/rivulet/services/rivulet-cluster", None);
@@ -304,12 +305,32 @@ fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
     let coordinator = |name: &str, port: &str| {
         let listen = format!("127.0.0.1:{port}");
         let args = [
-            "--scheduler", "kubernetes", "--cluster-listen", &listen, "--kube-coordinator-address", &listen,
-            "--cluster-token-file", token_file.to_str().expect("path"), "--kube-worker-image", "rivulet:test",
-            "--kube-owner", "deployment/rivulet-coordinator", "--kube-lease", "rivulet-coordinator", "--kube-lease-duration", "3",
-            "--slots-per-worker", "2", "--state-backend", "rocksdb",
+            "--scheduler",
+            "kubernetes",
+            "--cluster-listen",
+            &listen,
+            "--kube-coordinator-address",
+            &listen,
+            "--cluster-token-file",
+            token_file.to_str().expect("path"),
+            "--kube-worker-image",
+            "rivulet:test",
+            "--kube-owner",
+            "deployment/rivulet-coordinator",
+            "--kube-lease",
+            "rivulet-coordinator",
+            "--kube-lease-duration",
+            "3",
+            "--slots-per-worker",
+            "2",
+            "--state-backend",
+            "rocksdb",
         ];
-        let envs = [("KUBECONFIG", kubeconfig.to_str().expect("path")), ("POD_NAME", name), ("RIVULET_LOG", "warn,rivulet_cluster=info,rivulet_kubernetes=info")];
+        let envs = [
+            ("KUBECONFIG", kubeconfig.to_str().expect("path")),
+            ("POD_NAME", name),
+            ("RIVULET_LOG", "warn,rivulet_cluster=info,rivulet_kubernetes=info"),
+        ];
         Server::launch(&data, Some(TOKEN), &args, &envs)
     };
     let mut a = coordinator("coordinator-a", &cluster_port);
@@ -342,7 +363,11 @@ fn the_kubernetes_scheduler_runs_jobs_on_pods_and_the_lease_fails_over() {
         assert!(name.starts_with("rivulet-worker-") && name.contains(&id.to_lowercase()), "{name}");
         assert_eq!(pod["metadata"]["annotations"]["rivulet.dev/job-id"], id.as_str(), "{pod:#}");
         let owner = &pod["metadata"]["ownerReferences"][0];
-        assert_eq!((owner["kind"].as_str(), owner["name"].as_str(), owner["uid"].as_str()), (Some("Deployment"), Some("rivulet-coordinator"), Some(owner_uid.as_str())), "{pod:#}");
+        assert_eq!(
+            (owner["kind"].as_str(), owner["name"].as_str(), owner["uid"].as_str()),
+            (Some("Deployment"), Some("rivulet-coordinator"), Some(owner_uid.as_str())),
+            "{pod:#}"
+        );
         let c = &pod["spec"]["containers"][0];
         assert_eq!(c["image"], "rivulet:test", "{pod:#}");
         let args: Vec<&str> = c["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();

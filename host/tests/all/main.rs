@@ -5,11 +5,13 @@
 
 mod architecture;
 mod bad_guests;
+mod cep;
 mod cli;
 mod cluster;
 mod examples;
 mod fault;
 mod features;
+mod joins;
 mod kafka;
 mod kubernetes;
 mod languages;

@@ -2,7 +2,7 @@
 
 Write a class deriving from :class:`Operator`, then export it at the bottom of your
 ``app.py`` with ``Operator = export(MyOperator)``; build the component with
-``scripts/build-operator.sh DIR`` (componentize-py against ``wit/operator.wit``).
+``scripts/build-operator.sh DIR`` (componentize-py against ``wit/0.2.0/operator.wit``, the 0.2.0 contract).
 
 The SDK mirrors the Rust one: records arrive one by one (the host sends batches), keyed
 state (:class:`ValueState`, :class:`ListState`, :class:`MapState`) is scoped to the
@@ -78,7 +78,7 @@ class Record:
 
 
 def decode_batch(batch: bytes) -> Iterator[Record]:
-    """The records of an encoded batch (``wit/operator.wit``, ``types.encoded-batch``)."""
+    """The records of an encoded batch (``wit/0.2.0/operator.wit``, ``types.encoded-batch``)."""
     pos, end = 0, len(batch)
     mv = memoryview(batch)
     while pos < end:

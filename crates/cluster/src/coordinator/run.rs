@@ -105,7 +105,8 @@ async fn start_run(inner: Arc<Inner>, run: RemoteRun<'_>) -> Result<StartedTasks
             let Some(entry) = registry.get_mut(w) else { continue };
             let (tx, rx) = mpsc::unbounded_channel();
             let subtasks: BTreeSet<u32> = run.plan.tasks.iter().zip(&hosts).filter(|(_, h)| *h == w).map(|(t, _)| t.subtask()).collect();
-            let share = RunShare { events: tx, tasks: hosts.iter().filter(|h| *h == w).count(), slots: (subtasks.len() as u32).min(entry.slots.max(1)) };
+            let share =
+                RunShare { events: tx, tasks: hosts.iter().filter(|h| *h == w).count(), slots: (subtasks.len() as u32).min(entry.slots.max(1)) };
             entry.runs.insert(id, share);
             events.insert(*w, rx);
         }
@@ -188,8 +189,7 @@ async fn start_run(inner: Arc<Inner>, run: RemoteRun<'_>) -> Result<StartedTasks
     // Barriers to every worker with a source subtask; completed snapshots to all.
     let mut barriers = Vec::new();
     let mut forwarders = Vec::new();
-    let sources: BTreeSet<WorkerId> =
-        run.plan.tasks.iter().zip(&hosts).filter(|(t, _)| matches!(t, Task::Source { .. })).map(|(_, h)| *h).collect();
+    let sources: BTreeSet<WorkerId> = run.plan.tasks.iter().zip(&hosts).filter(|(t, _)| matches!(t, Task::Source { .. })).map(|(_, h)| *h).collect();
     for w in sources {
         let (tx, mut rx) = mpsc::unbounded_channel();
         barriers.push(tx);

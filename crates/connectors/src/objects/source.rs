@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::parquet::parquet_to_jsonl;
 use crate::BoxFuture;
+use crate::context::ConnectorContext;
 use crate::error::ConnectorError;
 use crate::json_line::event_time_of;
-use crate::context::ConnectorContext;
 use crate::source::{SourceConnector, SourceContext, SourceTask, own_position};
 use bytes::Bytes;
 use futures::stream::BoxStream;

@@ -38,8 +38,8 @@ impl OutputEdge {
         OutputEdge { tag, partitioning, targets, bufs, max_parallelism, next: 0, consumer }
     }
 
-    /// Route a batch: shared whole with one target (forward, rebalance), or split by key
-    /// group (hash).
+    /// Route a batch: shared whole with one target (forward, rebalance) or with every
+    /// target (broadcast), or split by key group (hash).
     pub async fn send_batch(&mut self, batch: &Batch) -> Result<(), ExchangeError> {
         if batch.is_empty() || self.targets.is_empty() {
             return Ok(());
@@ -50,6 +50,11 @@ impl OutputEdge {
                 let t = self.next % self.targets.len();
                 self.next = self.next.wrapping_add(1);
                 self.targets[t].send(Message::Batch(batch.clone())).await?;
+            }
+            Partitioning::Broadcast => {
+                for t in &self.targets {
+                    t.send(Message::Batch(batch.clone())).await?;
+                }
             }
             Partitioning::Hash(selector) => {
                 let n = self.targets.len() as u32;

@@ -1,8 +1,10 @@
 //! The job spec as written by users (YAML or JSON).
 
+mod inputs;
 mod sink;
 mod source;
 
+pub use inputs::{BroadcastOrder, IntervalJoinSpec, MAIN_INPUT, NamedInput, OperatorInputs};
 pub use sink::{FileSinkSpec, KafkaDelivery, KafkaSinkSpec, ObjectSinkSpec, PostgresSinkSpec, SinkSpec, StdoutSinkSpec};
 pub use source::{
     BadRecords, CsvOptions, FileFormat, FileSourceSpec, GeneratorKind, GeneratorSpec, KafkaFormat, KafkaSourceSpec, KafkaStart, ObjectFormat,
@@ -195,9 +197,10 @@ pub struct OperatorSpec {
     pub uid: String,
     /// Path of the component (relative to the spec's directory).
     pub plugin: String,
-    /// Upstream ids (`id`, or `uid.tag` for a side output).
-    pub inputs: Vec<String>,
-    /// Partition the input by key.
+    /// Upstream ids (`id`, or `uid.tag` for a side output) of its one input, or its
+    /// named inputs.
+    pub inputs: OperatorInputs,
+    /// Partition the (non-broadcast) inputs by key.
     #[serde(default)]
     pub key_by: Option<KeyBy>,
     /// Parallel instances (defaults to the job's parallelism).
@@ -209,6 +212,12 @@ pub struct OperatorSpec {
     /// Event-time window applied by the host.
     #[serde(default)]
     pub window: Option<WindowSpec>,
+    /// Interval join of its two inputs, applied by the host.
+    #[serde(default)]
+    pub interval_join: Option<IntervalJoinSpec>,
+    /// When keyed records see the changes of broadcast inputs (default `event_time`).
+    #[serde(default)]
+    pub broadcast_order: Option<BroadcastOrder>,
     /// Resource limits.
     #[serde(default)]
     pub limits: Option<LimitsSpec>,

@@ -1,0 +1,140 @@
+//! Keyed state handles: one value, a list or a map per key, stored by the host and
+//! JSON-encoded (built only for guests).
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::__private::rivulet::operator as wit;
+use crate::guest::{decode, encode, sync_current_record};
+
+/// Optional time-to-live for state entries (processing time since the last write).
+#[derive(Debug, Clone, Copy)]
+pub struct Ttl(pub std::time::Duration);
+
+fn ttl_ms(ttl: Option<Ttl>) -> Option<u64> {
+    ttl.map(|t| t.0.as_millis().min(u64::MAX as u128) as u64)
+}
+
+/// One value of type `T` per key, stored by the host (JSON-encoded).
+pub struct ValueState<T> {
+    handle: wit::keyed_state::ValueState,
+    _t: PhantomData<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ValueState<T> {
+    /// Declare the value state `name`.
+    pub fn new(name: &str) -> Self {
+        Self::with_ttl(name, None)
+    }
+    /// Declare the value state `name` with an optional TTL.
+    pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
+        ValueState { handle: wit::keyed_state::ValueState::new(name, ttl_ms(ttl)), _t: PhantomData }
+    }
+    /// The current key's value.
+    pub fn get(&self) -> Option<T> {
+        sync_current_record();
+        self.handle.get().map(|b| decode(&b, "value state"))
+    }
+    /// Set the current key's value.
+    pub fn set(&self, value: &T) {
+        sync_current_record();
+        self.handle.set(&encode(value));
+    }
+    /// Clear the current key's value.
+    pub fn clear(&self) {
+        sync_current_record();
+        self.handle.clear();
+    }
+}
+
+/// A list of `T` per key, stored by the host (JSON-encoded elements).
+pub struct ListState<T> {
+    handle: wit::keyed_state::ListState,
+    _t: PhantomData<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ListState<T> {
+    /// Declare the list state `name`.
+    pub fn new(name: &str) -> Self {
+        Self::with_ttl(name, None)
+    }
+    /// Declare the list state `name` with an optional TTL.
+    pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
+        ListState { handle: wit::keyed_state::ListState::new(name, ttl_ms(ttl)), _t: PhantomData }
+    }
+    /// The current key's elements, in insertion order.
+    pub fn get(&self) -> Vec<T> {
+        sync_current_record();
+        self.handle.get().iter().map(|b| decode(b, "list state element")).collect()
+    }
+    /// Append an element to the current key's list.
+    pub fn add(&self, value: &T) {
+        sync_current_record();
+        self.handle.add(&encode(value));
+    }
+    /// Replace the current key's list.
+    pub fn update(&self, values: &[T]) {
+        let encoded: Vec<Vec<u8>> = values.iter().map(|v| encode(v)).collect();
+        sync_current_record();
+        self.handle.update(&encoded);
+    }
+    /// Clear the current key's list.
+    pub fn clear(&self) {
+        sync_current_record();
+        self.handle.clear();
+    }
+}
+
+/// A map from `K` to `V` per key, stored by the host (JSON-encoded keys and values).
+pub struct MapState<K, V> {
+    handle: wit::keyed_state::MapState,
+    _t: PhantomData<(K, V)>,
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<K, V> {
+    /// Declare the map state `name`.
+    pub fn new(name: &str) -> Self {
+        Self::with_ttl(name, None)
+    }
+    /// Declare the map state `name` with an optional TTL.
+    pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
+        MapState { handle: wit::keyed_state::MapState::new(name, ttl_ms(ttl)), _t: PhantomData }
+    }
+    /// The value under `key` in the current key's map.
+    pub fn get(&self, key: &K) -> Option<V> {
+        sync_current_record();
+        self.handle.get(&encode(key)).map(|b| decode(&b, "map state value"))
+    }
+    /// Insert or replace `key`.
+    pub fn put(&self, key: &K, value: &V) {
+        sync_current_record();
+        self.handle.put(&encode(key), &encode(value));
+    }
+    /// Remove `key`.
+    pub fn remove(&self, key: &K) {
+        sync_current_record();
+        self.handle.remove(&encode(key));
+    }
+    /// Whether the map holds `key`.
+    pub fn contains(&self, key: &K) -> bool {
+        sync_current_record();
+        self.handle.contains(&encode(key))
+    }
+    /// All keys of the current key's map.
+    pub fn keys(&self) -> Vec<K> {
+        sync_current_record();
+        self.handle.keys().iter().map(|b| decode(b, "map state key")).collect()
+    }
+    /// All entries of the current key's map.
+    pub fn entries(&self) -> Vec<(K, V)> {
+        sync_current_record();
+        self.handle.entries().iter().map(|(k, v)| (decode(k, "map state key"), decode(v, "map state value"))).collect()
+    }
+    /// Clear the current key's map.
+    pub fn clear(&self) {
+        sync_current_record();
+        self.handle.clear();
+    }
+}
