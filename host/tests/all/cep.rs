@@ -124,3 +124,30 @@ fn cep_login_is_exact_under_kill_9() {
         assert!(got == case.expected, "{what}: output differs from the contract");
     }
 }
+
+#[test]
+fn cep_partial_matches_survive_rescaling_1_to_4_to_2() {
+    let case = login_case(12_000, 31);
+    let out = case.dir.path().join("out");
+    let mut savepoint: Option<String> = None;
+    for (p, stop) in [(1, Some("4000")), (4, Some("4000")), (2, None)] {
+        let mut c = rivulet();
+        c.args(["run", "plugins-examples/cep-login/job.yaml", "--quiet", "--state-backend", "rocksdb", "--parallelism", &p.to_string()]);
+        c.arg("--param").arg(format!("input={}", case.input.display()));
+        c.arg("--param").arg(format!("output={}", out.display()));
+        c.arg("--param").arg(format!("timed_out={}", case.dir.path().join("timed-out").display()));
+        c.arg("--checkpoint-dir").arg(case.dir.path().join("ck")).arg("--data-dir").arg(case.dir.path().join("data"));
+        if let Some(sp) = &savepoint {
+            c.args(["--restore", sp]);
+        }
+        if let Some(n) = stop {
+            c.args(["--stop-with-savepoint-after-records", n]);
+        }
+        let run = c.output().expect("run");
+        assert!(run.status.success(), "p={p}: {}", String::from_utf8_lossy(&run.stderr));
+        if stop.is_some() {
+            savepoint = Some(String::from_utf8_lossy(&run.stdout).trim().to_owned());
+        }
+    }
+    assert_eq!(sorted_lines(&out), case.expected, "cep login across 1→4→2");
+}

@@ -377,3 +377,68 @@ fn a_component_built_against_0_2_0_runs_unchanged() {
     let e = run_spec(&joined, dir.path(), &[], Some(1), BACKENDS[0]).expect_err("0.2.0 with named inputs");
     assert!(e.to_string().contains("rivulet:operator@0.3.0") && e.to_string().contains("named inputs"), "{e}");
 }
+
+/// Run `job` at parallelism 1, 4 and 2 in turn, each of the first two stopped with a
+/// savepoint after `stops` records and the next started from it; returns the first
+/// savepoint's `savepoint inspect --entries` text.
+fn through_savepoints(job: &str, params: &[(&str, &Path)], out: &Path, dir: &Path, backend: &str, stops: [&str; 2]) -> String {
+    let mut savepoint: Option<String> = None;
+    let mut first_inspect = String::new();
+    for (p, stop) in [(1, Some(stops[0])), (4, Some(stops[1])), (2, None)] {
+        let mut c = rivulet();
+        c.args(["run", job, "--quiet", "--state-backend", backend, "--parallelism", &p.to_string()]);
+        for (k, v) in params {
+            c.arg("--param").arg(format!("{k}={}", v.display()));
+        }
+        c.arg("--param").arg(format!("output={}", out.display())).arg("--checkpoint-dir").arg(dir.join("ck")).arg("--data-dir").arg(dir.join("data"));
+        if let Some(sp) = &savepoint {
+            c.args(["--restore", sp]);
+        }
+        if let Some(n) = stop {
+            c.args(["--stop-with-savepoint-after-records", n]);
+        }
+        let run = c.output().expect("run");
+        assert!(run.status.success(), "{job} {backend} p={p}: {}", String::from_utf8_lossy(&run.stderr));
+        if stop.is_some() {
+            let sp = String::from_utf8_lossy(&run.stdout).trim().to_owned();
+            if savepoint.is_none() {
+                let inspect = rivulet().args(["savepoint", "inspect", &sp, "--entries"]).output().expect("inspect");
+                assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+                first_inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
+            }
+            savepoint = Some(sp);
+        }
+    }
+    first_inspect
+}
+
+#[test]
+fn rescale_1_to_4_to_2_keeps_join_buffers_broadcast_state_and_partial_matches() {
+    for backend in ["memory", "rocksdb"] {
+        let case = join_case(3_000, 17);
+        let out = case.dir.path().join("out");
+        let inspect = through_savepoints(
+            "plugins-examples/interval-join/job.yaml",
+            &[("orders", &case.orders), ("payments", &case.payments)],
+            &out,
+            case.dir.path(),
+            backend,
+            ["2000", "2500"],
+        );
+        assert!(inspect.contains("state __rivulet.join-left (map)") && inspect.contains("join-buffer cleanups"), "{inspect}");
+        assert_eq!(sorted_lines(&out), case.expected, "interval join {backend} across 1→4→2");
+
+        let case = rules_case(8_000, 23);
+        let out = case.dir.path().join("out");
+        let inspect = through_savepoints(
+            "plugins-examples/dynamic-rules/job.yaml",
+            &[("rules", &case.rules), ("transactions", &case.transactions)],
+            &out,
+            case.dir.path(),
+            backend,
+            ["3000", "2000"],
+        );
+        assert!(inspect.contains("broadcast state rules:") && inspect.contains("[broadcast rules] \"r"), "{inspect}");
+        assert_eq!(sorted_lines(&out), case.expected, "dynamic rules {backend} across 1→4→2");
+    }
+}
