@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR
 RIVULET_DEV := $(CARGO_TARGET_DIR)/debug/rivulet
 RIVULET_RELEASE := $(CARGO_TARGET_DIR)/release/rivulet
 
-.PHONY: setup setup-operators setup-tests build release plugins demo-plugins ui ui-api ui-screenshots operator demo test test-ui schemathesis fuzz bench clean
+.PHONY: setup setup-operators setup-tests build release plugins demo-plugins ui ui-api ui-screenshots operator demo test test-sdk test-ui schemathesis fuzz bench clean
 
 ## What building the host and Rust operators needs (Debian packages, the wasm target).
 setup:
@@ -72,9 +72,15 @@ test: setup-tests plugins ui
 	@bash scripts/setup-browser.sh
 	@bash scripts/kafka.sh install
 	cargo test --workspace --no-fail-fast
+	@$(MAKE) test-sdk
 	@$(MAKE) test-ui
 	@$(MAKE) schemathesis
 	@$(MAKE) fuzz
+
+## The Python and JavaScript SDKs' own tests (their CEP matching, natively).
+test-sdk:
+	python3 sdk/python/tests/test_cep.py
+	node --test sdk/js/test/
 
 ## Schemathesis (PyPI) against a real server and its OpenAPI document: ST_EXAMPLES per
 ## operation (default 25), every check, no finding allowed.

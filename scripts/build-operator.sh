@@ -29,12 +29,12 @@ if [ -f "$dir/app.py" ]; then
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
   PYTHONPATH="$cpy" python3 -c 'import sys, componentize_py; sys.argv[0] = "componentize-py"; componentize_py.script()' \
-    -d "$root/wit/0.2.0" -w rivulet-operator componentize app -p "$dir" -p "$root/sdk/python" -o "$tmp/out.wasm" >/dev/null
+    -d "$root/wit" -w rivulet-operator componentize app -p "$dir" -p "$root/sdk/python" -o "$tmp/out.wasm" >/dev/null
   mv "$tmp/out.wasm" "$out"
 elif [ -f "$dir/app.js" ] || [ -f "$dir/app.ts" ]; then
   entry="$dir/app.js"
   [ -f "$entry" ] || entry="$dir/app.ts"
-  fresh "$dir" "$root/sdk/js/index.js" "$root/wit" && exit 0
+  fresh "$dir" "$root/sdk/js/index.js" "$root/sdk/js/cep.js" "$root/sdk/js/cep-nfa.js" "$root/wit" && exit 0
   bin="$root/sdk/js/node_modules/.bin"
   [ -x "$bin/componentize-js" ] || { echo "build-operator: componentize-js is missing: run scripts/setup.sh operators" >&2; exit 1; }
   echo "build-operator: $dir (JavaScript)" >&2
@@ -45,7 +45,7 @@ elif [ -f "$dir/app.js" ] || [ -f "$dir/app.ts" ]; then
   trap 'rm -rf "$tmp"' EXIT
   "$bin/esbuild" "$entry" --bundle --format=esm --platform=neutral --log-level=warning \
     --alias:rivulet-sdk="$root/sdk/js/index.js" '--external:rivulet:*' --outfile="$tmp/bundle.js"
-  (cd "$root" && "$bin/componentize-js" "${tmp#"$root"/}/bundle.js" --wit wit/0.2.0/operator.wit --world-name rivulet-operator \
+  (cd "$root" && "$bin/componentize-js" "${tmp#"$root"/}/bundle.js" --wit wit/operator.wit --world-name rivulet-operator \
     -d http fetch-event -o "${tmp#"$root"/}/out.wasm" >/dev/null)
   mv "$tmp/out.wasm" "$out"
 elif [ -f "$dir/Cargo.toml" ]; then

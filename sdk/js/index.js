@@ -2,17 +2,23 @@
 //
 // Write a class extending `Operator`, then `export const operator = exportOperator(MyOperator);`
 // in your `app.js`; build the component with `scripts/build-operator.sh DIR`
-// (esbuild bundles this SDK in, componentize-js builds against `wit/0.2.0/operator.wit`, the 0.2.0 contract).
+// (esbuild bundles this SDK in, componentize-js builds against `wit/operator.wit`, rivulet:operator@0.3.0).
 //
 // Mirrors the Rust SDK: records one by one (the host sends batches), keyed state
 // (ValueState, ListState, MapState) scoped to the current record's key with an explicit
 // codec (JSON by default, or BYTES), timers in event and processing time, side outputs,
 // logs. An exception fails the job with its message and JS stack, naming operator and plugin.
+// Operators with several inputs override processInput, join (interval join), coGroup
+// (window join) or processBroadcast with BroadcastMapState; Pattern and Cep find
+// patterns in each key's events (cep.js).
 
-import { emit as witEmit, emitTo as witEmitTo } from "rivulet:operator/collector@0.2.0";
-import * as witContext from "rivulet:operator/context@0.2.0";
-import { ValueState as WitValueState, ListState as WitListState, MapState as WitMapState } from "rivulet:operator/keyed-state@0.2.0";
-import * as witTimers from "rivulet:operator/timers@0.2.0";
+import { emit as witEmit, emitTo as witEmitTo } from "rivulet:operator/collector@0.3.0";
+import * as witContext from "rivulet:operator/context@0.3.0";
+import { ValueState as WitValueState, ListState as WitListState, MapState as WitMapState } from "rivulet:operator/keyed-state@0.3.0";
+import { BroadcastMap as WitBroadcastMap } from "rivulet:operator/broadcast-state@0.3.0";
+import * as witTimers from "rivulet:operator/timers@0.3.0";
+
+export { Pattern, Cep, NO_SKIP, SKIP_TO_NEXT, SKIP_PAST_LAST_EVENT, skipToFirst, skipToLast } from "./cep.js";
 
 export const EVENT_TIME = "event-time";
 export const PROCESSING_TIME = "processing-time";
@@ -47,7 +53,7 @@ export class Record {
   }
 }
 
-/** The records of an encoded batch (`types.encoded-batch` in wit/0.2.0/operator.wit). */
+/** The records of an encoded batch (`types.encoded-batch` in wit/operator.wit). */
 export function* decodeBatch(batch) {
   const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
   let pos = 0;
@@ -147,7 +153,9 @@ export class Context {
   }
   /** The current event-time watermark. */
   currentWatermark() {
-    return Number(witTimers.currentWatermark());
+    // An s64 may come back as its unsigned value (i64::MIN as 2^63): read it signed.
+    const raw = witTimers.currentWatermark();
+    return Number(typeof raw === "bigint" ? BigInt.asIntN(64, raw) : raw);
   }
   /** The host's processing time, ms since the epoch. */
   currentProcessingTime() {
@@ -283,7 +291,61 @@ export class MapState {
   }
 }
 
-/** A stream operator. Override `process`; the rest is optional. */
+let inputNames = null;
+
+/** Which input a record came from: `{index, name}` (`main` for a spec's list of inputs). */
+function input(index) {
+  if (inputNames === null) inputNames = witContext.inputNames();
+  return { index, name: index < inputNames.length ? inputNames[index] : `input-${index}` };
+}
+
+/** The index of the input called `name`, or null. */
+export function inputIndex(name) {
+  if (inputNames === null) inputNames = witContext.inputNames();
+  const i = inputNames.indexOf(name);
+  return i < 0 ? null : i;
+}
+
+/** The records of one fired window of the current key, per input. */
+export class CoGroup {
+  constructor(inputs) {
+    this.inputs = inputs;
+  }
+  input(index) {
+    return this.inputs[index] ?? [];
+  }
+  named(name) {
+    const i = inputIndex(name);
+    return i === null ? [] : this.input(i);
+  }
+}
+
+/** A map every parallel instance holds the same copy of; written only in processBroadcast. */
+export class BroadcastMapState {
+  constructor(name, { keyCodec = JSON_CODEC, valueCodec = JSON_CODEC } = {}) {
+    this.h = new WitBroadcastMap(name);
+    this.k = keyCodec;
+    this.v = valueCodec;
+  }
+  get(key, fallback = undefined) {
+    const raw = this.h.get(this.k.encode(key));
+    return raw === undefined || raw === null ? fallback : this.v.decode(raw);
+  }
+  put(key, value) {
+    this.h.put(this.k.encode(key), this.v.encode(value));
+  }
+  remove(key) {
+    this.h.remove(this.k.encode(key));
+  }
+  entries() {
+    return this.h.entries().map(([k, v]) => [this.k.decode(k), this.v.decode(v)]);
+  }
+  clear() {
+    this.h.clear();
+  }
+}
+
+/** A stream operator. Override `process` (or processInput, join, coGroup, processBroadcast); the rest is optional. */
 export class Operator {
   /** The version of this operator's state format. */
   static STATE_VERSION = 1;
@@ -291,8 +353,21 @@ export class Operator {
   process(ctx, record) {
     throw new Error("process is not implemented");
   }
+  processInput(ctx, input, record) {
+    this.process(ctx, record);
+  }
+  processBroadcast(ctx, input, record) {
+    throw new Error(`this operator does not implement processBroadcast (input ${input.name})`);
+  }
   processWindow(ctx, window, records) {
     throw new Error("this operator does not implement processWindow");
+  }
+  coGroup(ctx, window, inputs) {
+    if (inputs.inputs.length !== 1) throw new Error("this operator has several inputs and a window but does not implement coGroup");
+    this.processWindow(ctx, window, inputs.inputs[0]);
+  }
+  join(ctx, left, right) {
+    throw new Error("this operator does not implement join");
   }
   onTimer(ctx, timestamp, domain) {}
   onWatermark(ctx, watermark) {}
@@ -343,23 +418,41 @@ export function exportOperator(Cls) {
         throw failure("open", e);
       }
     },
-    process(batch) {
+    process(index, batch) {
       call("process", () => {
+        const which = input(index);
         let i = 0;
         for (const record of decodeBatch(batch)) {
           pendingRecord = i++;
-          op.process(ctx, record);
+          op.processInput(ctx, which, record);
         }
       });
     },
-    processWindow(window, batch) {
-      call("processWindow", () => op.processWindow(ctx, { start: Number(window.start), end: Number(window.end) }, [...decodeBatch(batch)]));
+    processBroadcast(index, batch) {
+      call("processBroadcast", () => {
+        const which = input(index);
+        for (const record of decodeBatch(batch)) op.processBroadcast(ctx, which, record);
+      });
+    },
+    processWindow(window, inputs) {
+      const groups = new CoGroup(inputs.map((b) => [...decodeBatch(b)]));
+      call("processWindow", () => op.coGroup(ctx, { start: Number(window.start), end: Number(window.end) }, groups));
+    },
+    processJoin(left, right) {
+      call("processJoin", () => {
+        const l = [...decodeBatch(left)];
+        const r = [...decodeBatch(right)];
+        for (let i = 0; i < l.length && i < r.length; i++) {
+          pendingRecord = i;
+          op.join(ctx, l[i], r[i]);
+        }
+      });
     },
     onTimer(timestamp, domain) {
-      call("onTimer", () => op.onTimer(ctx, Number(timestamp), domain));
+      call("onTimer", () => op.onTimer(ctx, Number(BigInt.asIntN(64, BigInt(timestamp))), domain));
     },
     onWatermark(watermark) {
-      call("onWatermark", () => op.onWatermark(ctx, Number(watermark)));
+      call("onWatermark", () => op.onWatermark(ctx, Number(BigInt.asIntN(64, BigInt(watermark)))));
     },
     close() {
       call("close", () => op.close(ctx));

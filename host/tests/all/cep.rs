@@ -93,6 +93,29 @@ fn cep_login_finds_three_failures_then_a_success_within_60_s() {
 }
 
 #[test]
+fn the_python_and_javascript_cep_libraries_find_the_same_attacks() {
+    let case = login_case(4_000, 27);
+    assert!(case.expected.len() > 20, "{}", case.expected.len());
+    for example in ["python-cep-login", "js-cep-login"] {
+        for p in [1, 4] {
+            let out = case.dir.path().join(format!("{example}-{p}"));
+            let timed_out = case.dir.path().join(format!("{example}-timed-out-{p}"));
+            let params = [
+                ("input", case.input.to_str().expect("utf8")),
+                ("output", out.to_str().expect("utf8")),
+                ("timed_out", timed_out.to_str().expect("utf8")),
+            ];
+            run_example(example, &params, p, BACKENDS[p as usize % 2]);
+            let mut got: Vec<String> = read_jsonl(&out).iter().map(Value::to_string).collect();
+            got.sort();
+            let missing: Vec<&String> = case.expected.iter().filter(|e| !got.contains(e)).take(3).collect();
+            let extra: Vec<&String> = got.iter().filter(|g| !case.expected.contains(g)).take(3).collect();
+            assert!(got == case.expected, "{example} p={p}: {} rows, {} expected; missing {missing:?}, extra {extra:?}", got.len(), case.expected.len());
+        }
+    }
+}
+
+#[test]
 fn cep_login_is_exact_under_kill_9() {
     let case = login_case(150_000, seed());
     for (backend, p) in [("rocksdb", "4"), ("memory", "1")] {

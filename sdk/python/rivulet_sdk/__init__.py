@@ -2,14 +2,17 @@
 
 Write a class deriving from :class:`Operator`, then export it at the bottom of your
 ``app.py`` with ``Operator = export(MyOperator)``; build the component with
-``scripts/build-operator.sh DIR`` (componentize-py against ``wit/0.2.0/operator.wit``, the 0.2.0 contract).
+``scripts/build-operator.sh DIR`` (componentize-py against ``wit/operator.wit``, ``rivulet:operator@0.3.0``).
 
 The SDK mirrors the Rust one: records arrive one by one (the host sends batches), keyed
 state (:class:`ValueState`, :class:`ListState`, :class:`MapState`) is scoped to the
 current record's key and encoded with an explicit codec (:data:`JSON` by default, or
 :data:`BYTES`; never pickle), timers in event and processing time, side outputs, logs.
 An exception in your code fails the job with its message and Python traceback, naming
-the operator and plugin.
+the operator and plugin. Operators with several inputs override :meth:`Operator.process_input`,
+:meth:`Operator.join` (interval join), :meth:`Operator.co_group` (window join) or
+:meth:`Operator.process_broadcast` with :class:`BroadcastMapState`; ``rivulet_sdk.cep``
+finds patterns in each key's events.
 """
 
 import json as _json
@@ -18,6 +21,7 @@ import traceback as _traceback
 from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 from componentize_py_types import Err
+from wit_world.imports import broadcast_state as _broadcast
 from wit_world.imports import collector as _collector
 from wit_world.imports import context as _context
 from wit_world.imports import keyed_state as _state
@@ -25,8 +29,8 @@ from wit_world.imports import timers as _timers
 from wit_world.imports import types as _types
 
 __all__ = [
-    "Operator", "Record", "Context", "Window", "ValueState", "ListState", "MapState",
-    "StateEntry", "Codec", "JSON", "BYTES", "EVENT_TIME", "PROCESSING_TIME", "export",
+    "Operator", "Record", "Context", "Window", "Input", "CoGroup", "ValueState", "ListState", "MapState",
+    "BroadcastMapState", "StateEntry", "Codec", "JSON", "BYTES", "EVENT_TIME", "PROCESSING_TIME", "export",
 ]
 
 EVENT_TIME = "event-time"
@@ -78,7 +82,7 @@ class Record:
 
 
 def decode_batch(batch: bytes) -> Iterator[Record]:
-    """The records of an encoded batch (``wit/0.2.0/operator.wit``, ``types.encoded-batch``)."""
+    """The records of an encoded batch (``wit/operator.wit``, ``types.encoded-batch``)."""
     pos, end = 0, len(batch)
     mv = memoryview(batch)
     while pos < end:
@@ -118,6 +122,51 @@ class Window:
     def __init__(self, start: int, end: int):
         self.start = start
         self.end = end
+
+
+class Input:
+    """Which input a record came from: its index and its name in the job spec (``main``
+    for an operator whose spec lists its inputs without names)."""
+
+    __slots__ = ("index", "name")
+
+    def __init__(self, index: int, name: str):
+        self.index = index
+        self.name = name
+
+
+_input_names: List[Optional[List[str]]] = [None]
+
+
+def _input(index: int) -> Input:
+    if _input_names[0] is None:
+        _input_names[0] = list(_context.input_names())
+    names = _input_names[0]
+    return Input(index, names[index] if index < len(names) else f"input-{index}")
+
+
+def input_index(name: str) -> Optional[int]:
+    """The index of the input called ``name``, if the operator has one."""
+    if _input_names[0] is None:
+        _input_names[0] = list(_context.input_names())
+    names = _input_names[0]
+    return names.index(name) if name in names else None
+
+
+class CoGroup:
+    """The records of one fired window of the current key, per input."""
+
+    def __init__(self, inputs: List[List[Record]]):
+        self.inputs = inputs
+
+    def input(self, index: int) -> List[Record]:
+        """The window's records of input ``index``."""
+        return self.inputs[index] if index < len(self.inputs) else []
+
+    def named(self, name: str) -> List[Record]:
+        """The window's records of the input called ``name``."""
+        i = input_index(name)
+        return [] if i is None else self.input(i)
 
 
 _pending_record: List[Optional[int]] = [None]
@@ -329,6 +378,37 @@ class MapState:
         self._h.clear()
 
 
+class BroadcastMapState:
+    """A map every parallel instance holds the same copy of (broadcast state); written
+    only in :meth:`Operator.process_broadcast` (a write anywhere else traps)."""
+
+    def __init__(self, name: str, key_codec: Codec = JSON, value_codec: Codec = JSON):
+        self._h = _broadcast.BroadcastMap(name)
+        self._k = key_codec
+        self._v = value_codec
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value under ``key``, or ``default``."""
+        raw = self._h.get(self._k.encode(key))
+        return default if raw is None else self._v.decode(raw)
+
+    def put(self, key: Any, value: Any) -> None:
+        """Insert or replace ``key`` (only in ``process_broadcast``)."""
+        self._h.put(self._k.encode(key), self._v.encode(value))
+
+    def remove(self, key: Any) -> None:
+        """Remove ``key`` (only in ``process_broadcast``)."""
+        self._h.remove(self._k.encode(key))
+
+    def entries(self) -> List[Tuple[Any, Any]]:
+        """Every entry, in the byte order of the encoded keys."""
+        return [(self._k.decode(k), self._v.decode(v)) for k, v in self._h.entries()]
+
+    def clear(self) -> None:
+        """Remove every entry (only in ``process_broadcast``)."""
+        self._h.clear()
+
+
 class StateEntry:
     """One entry of old state handed to :meth:`Operator.migrate_state`.
 
@@ -344,7 +424,9 @@ class StateEntry:
 
 
 class Operator:
-    """A stream operator. Override :meth:`process`; everything else is optional."""
+    """A stream operator. Override :meth:`process` (or the handler for what the job spec
+    gives the operator: :meth:`process_input`, :meth:`join`, :meth:`co_group`,
+    :meth:`process_broadcast`); everything else is optional."""
 
     #: The version of this operator's state format.
     STATE_VERSION = 1
@@ -356,9 +438,27 @@ class Operator:
         """Handle one record; state and timers are scoped to its key."""
         raise NotImplementedError("process")
 
+    def process_input(self, ctx: Context, input: Input, record: Record) -> None:
+        """Handle one record of a (non-broadcast) input; by default :meth:`process`."""
+        self.process(ctx, record)
+
+    def process_broadcast(self, ctx: Context, input: Input, record: Record) -> None:
+        """Handle one record of a broadcast input (may change broadcast state; no current key)."""
+        raise NotImplementedError(f"this operator does not implement process_broadcast (input {input.name!r})")
+
     def process_window(self, ctx: Context, window: Window, records: List[Record]) -> None:
         """Handle the records of one fired window of the current key (windowed operators)."""
         raise NotImplementedError("this operator does not implement process_window")
+
+    def co_group(self, ctx: Context, window: Window, inputs: CoGroup) -> None:
+        """One fired window of the current key with its records per input; by default, for one input, :meth:`process_window`."""
+        if len(inputs.inputs) != 1:
+            raise NotImplementedError("this operator has several inputs and a window but does not implement co_group")
+        self.process_window(ctx, window, inputs.inputs[0])
+
+    def join(self, ctx: Context, left: Record, right: Record) -> None:
+        """One pair of the host's interval join (same key; state scoped to it)."""
+        raise NotImplementedError("this operator does not implement join")
 
     def on_timer(self, ctx: Context, timestamp: int, domain: str) -> None:
         """A timer of the current key fired (``domain`` is EVENT_TIME or PROCESSING_TIME)."""
@@ -414,16 +514,34 @@ def export(cls: type) -> type:
             _Export._op, _Export._ctx = op, ctx
             ctx._flush()
 
-        def process(self, batch: bytes) -> None:
+        def process(self, input: int, batch: bytes) -> None:
             def run() -> None:
                 op, ctx = _Export._op, _Export._ctx
+                which = _input(input)
                 for i, record in enumerate(decode_batch(batch)):
                     _pending_record[0] = i
-                    op.process(ctx, record)
+                    op.process_input(ctx, which, record)
             self._call("process", run)
 
-        def process_window(self, window: _types.Window, batch: bytes) -> None:
-            self._call("process_window", lambda: _Export._op.process_window(_Export._ctx, Window(window.start, window.end), list(decode_batch(batch))))
+        def process_broadcast(self, input: int, batch: bytes) -> None:
+            def run() -> None:
+                op, ctx = _Export._op, _Export._ctx
+                which = _input(input)
+                for record in decode_batch(batch):
+                    op.process_broadcast(ctx, which, record)
+            self._call("process_broadcast", run)
+
+        def process_window(self, window: _types.Window, inputs: List[bytes]) -> None:
+            groups = CoGroup([list(decode_batch(b)) for b in inputs])
+            self._call("process_window", lambda: _Export._op.co_group(_Export._ctx, Window(window.start, window.end), groups))
+
+        def process_join(self, left: bytes, right: bytes) -> None:
+            def run() -> None:
+                op, ctx = _Export._op, _Export._ctx
+                for i, (l, r) in enumerate(zip(decode_batch(left), decode_batch(right))):
+                    _pending_record[0] = i
+                    op.join(ctx, l, r)
+            self._call("process_join", run)
 
         def on_timer(self, timestamp: int, domain: _types.TimeDomain) -> None:
             d = EVENT_TIME if domain == _types.TimeDomain.EVENT_TIME else PROCESSING_TIME
