@@ -110,7 +110,12 @@ fn the_python_and_javascript_cep_libraries_find_the_same_attacks() {
             got.sort();
             let missing: Vec<&String> = case.expected.iter().filter(|e| !got.contains(e)).take(3).collect();
             let extra: Vec<&String> = got.iter().filter(|g| !case.expected.contains(g)).take(3).collect();
-            assert!(got == case.expected, "{example} p={p}: {} rows, {} expected; missing {missing:?}, extra {extra:?}", got.len(), case.expected.len());
+            assert!(
+                got == case.expected,
+                "{example} p={p}: {} rows, {} expected; missing {missing:?}, extra {extra:?}",
+                got.len(),
+                case.expected.len()
+            );
         }
     }
 }

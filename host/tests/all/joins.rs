@@ -442,3 +442,18 @@ fn rescale_1_to_4_to_2_keeps_join_buffers_broadcast_state_and_partial_matches() 
         assert_eq!(sorted_lines(&out), case.expected, "dynamic rules {backend} across 1→4→2");
     }
 }
+
+#[test]
+fn broadcast_state_is_read_only_outside_process_broadcast() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "name: bw\nsources:\n  - {{id: keyed, type: generator, count: 5, keys: 2}}\n  - {{id: rules, type: generator, count: 2}}\n\
+         operators:\n  - {{uid: ops, plugin: {}, config: {{mode: broadcast-write}}, key_by: {{field: key}}, broadcast_order: arrival,\n     inputs: {{events: [keyed], rules: {{from: [rules], broadcast: true}}}}}}\n\
+         sinks:\n  - {{id: out, type: stdout, inputs: [ops]}}\n",
+        fixture("fixture_test_ops").display()
+    );
+    let e = run_spec(&yaml, dir.path(), &[], Some(2), BACKENDS[0]).expect_err("a write from a keyed record");
+    let text = e.to_string();
+    assert!(text.contains("broadcast state 'rules' is read-only here") && text.contains("process-broadcast"), "{text}");
+    assert!(text.contains("operator 'ops'"), "names the operator: {text}");
+}

@@ -927,3 +927,61 @@ fn uploads_share_a_server_wide_buffer_and_one_that_does_not_fit_is_told_to_retry
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A hot swap of an interval-joining operator while both inputs flow: the join buffers
+/// go through the savepoint, so pairs whose two records straddle the swap are still
+/// found, once; a rescale 2 → 3 later redistributes them by key group.
+#[test]
+fn a_hot_swap_and_a_rescale_of_an_interval_join_carry_its_buffers_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let srv = Server::start(&dir.path().join("data"), None, &["--state-backend", "rocksdb"]);
+    let ops = std::fs::read(fixture("fixture_test_ops")).expect("fixture");
+    assert_eq!(srv.upload("pairs", "1", ops.clone()).0, 201);
+    assert_eq!(srv.upload("pairs", "2", ops).0, 201);
+    let out = dir.path().join("out");
+    // Left and right: record i has key i mod 5 and time 10·i. A left record at t meets
+    // right records of its key in [t - 100, t + 100]: right ids i-10, i-5, i, i+5, i+10.
+    let (n, rate) = (16_000u64, 1_000u64);
+    let source = |id: &str| {
+        json!({"id": id, "type": "generator", "count": n, "keys": 5, "rate": rate, "interval_ms": 10,
+        "event_time": {"field": "timestamp", "max_out_of_orderness_ms": 0}})
+    };
+    let spec = json!({
+        "name": "pairs",
+        "sources": [source("left"), source("right")],
+        "operators": [{"uid": "pairs", "plugin": "pairs@1", "config": {"mode": "join"}, "key_by": {"field": "key"},
+            "inputs": {"left": ["left"], "right": ["right"]}, "interval_join": {"lower_ms": -100, "upper_ms": 100}}],
+        "sinks": [{"id": "out", "type": "file", "path": out.display().to_string(), "inputs": ["pairs"]}],
+    });
+    let (s, job) = srv.post("/v1/jobs", json!({"spec": spec, "parallelism": 2}));
+    assert_eq!(s, 201, "{job}");
+    let id = job["id"].as_str().expect("id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while srv.sink_in(&id) < 2_000 {
+        assert!(Instant::now() < deadline, "no output");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (s, swap) = srv.post(&format!("/v1/jobs/{id}/upgrade"), json!({"plugins": {"pairs": "pairs@2"}}));
+    assert_eq!(s, 200, "{swap}\n{}", srv.log_text());
+    assert_eq!(swap["result"], "swapped", "{swap}");
+    let (s, rescaled) = srv.post(&format!("/v1/jobs/{id}/rescale"), json!({"parallelism": 3}));
+    assert_eq!(s, 200, "{rescaled}");
+    assert_eq!(rescaled["result"], "swapped", "{rescaled}");
+    srv.wait_status(&id, "finished", Duration::from_secs(120));
+    let (_, history) = srv.get(&format!("/v1/jobs/{id}/history"));
+    let kinds: Vec<&str> = history.as_array().expect("history").iter().filter_map(|h| h["kind"].as_str()).collect();
+    assert_eq!(kinds, ["submitted", "swap", "rescale", "finished"], "{history:#}");
+    let mut got: Vec<(u64, u64)> = read_jsonl(&out).iter().map(|r| (r["l"].as_u64().expect("l"), r["r"].as_u64().expect("r"))).collect();
+    got.sort_unstable();
+    let mut want = Vec::new();
+    for l in 0..n {
+        for d in [-10i64, -5, 0, 5, 10] {
+            let r = l as i64 + d;
+            if (0..n as i64).contains(&r) {
+                want.push((l, r as u64));
+            }
+        }
+    }
+    assert_eq!(got.len(), want.len(), "pairs lost or duplicated across the swap and the rescale");
+    assert!(got == want, "the pairs differ from the interval join's contract");
+}
