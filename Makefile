@@ -108,6 +108,7 @@ bench: plugins ui
 	cargo bench -p rivulet --bench server
 	cargo bench -p rivulet --bench kafka
 	cargo bench -p rivulet --bench cluster
+	cargo bench -p rivulet --bench joins
 	cargo build --release -p rivulet
 	cd web-ui && RIVULET_BIN=$(RIVULET_RELEASE) node bench/load.mjs 15 5
 
