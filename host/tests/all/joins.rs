@@ -339,6 +339,19 @@ fn dynamic_rules_are_exact_under_kill_9() {
     }
 }
 
+/// Run a spec writing to `out` at parallelism 1 and 4 on both backends; `check` gets
+/// each configuration's name and output rows.
+fn at_each_configuration(yaml: &str, dir: &Path, out: &Path, check: impl Fn(&str, Vec<Value>)) {
+    for backend in BACKENDS {
+        for p in [1, 4] {
+            let _ = std::fs::remove_dir_all(out);
+            let what = format!("{backend:?} p={p}");
+            run_spec(yaml, dir, &[], Some(p), backend).unwrap_or_else(|e| panic!("{what}: {e}"));
+            check(&what, read_jsonl(out));
+        }
+    }
+}
+
 #[test]
 fn a_component_built_against_0_2_0_runs_unchanged() {
     let wasm = repo().join("tests/fixtures/wit-0.2.0/counter_v1.wasm");
@@ -353,22 +366,17 @@ fn a_component_built_against_0_2_0_runs_unchanged() {
         wasm.display(),
         out.display()
     );
-    for backend in BACKENDS {
-        for p in [1, 4] {
-            let _ = std::fs::remove_dir_all(&out);
-            run_spec(&yaml, dir.path(), &[], Some(p), backend).unwrap_or_else(|e| panic!("{backend:?} p={p}: {e}"));
-            let rows = read_jsonl(&out);
-            assert_eq!(rows.len(), 3000);
-            let mut max: BTreeMap<String, u64> = BTreeMap::new();
-            for r in rows {
-                let k = r["key"].as_str().expect("key").to_owned();
-                let c = r["count"].as_u64().expect("count");
-                let m = max.entry(k).or_default();
-                *m = (*m).max(c);
-            }
-            assert_eq!(max.values().sum::<u64>(), 3000, "{backend:?} p={p}: counts per key add up");
+    at_each_configuration(&yaml, dir.path(), &out, |what, rows| {
+        assert_eq!(rows.len(), 3000);
+        let mut max: BTreeMap<String, u64> = BTreeMap::new();
+        for r in rows {
+            let k = r["key"].as_str().expect("key").to_owned();
+            let c = r["count"].as_u64().expect("count");
+            let m = max.entry(k).or_default();
+            *m = (*m).max(c);
         }
-    }
+        assert_eq!(max.values().sum::<u64>(), 3000, "{what}: counts per key add up");
+    });
     // A 0.2.0 component cannot be given what only 0.3.0 has.
     let joined = format!(
         "name: compat2\nsources:\n  - {{id: a, type: generator, count: 10}}\n  - {{id: b, type: generator, count: 10}}\noperators:\n  - {{uid: counter, plugin: {}, inputs: {{left: [a], right: [b]}}, key_by: {{field: key}}}}\nsinks:\n  - {{id: out, type: stdout, inputs: [counter]}}\n",
@@ -456,4 +464,31 @@ fn broadcast_state_is_read_only_outside_process_broadcast() {
     let text = e.to_string();
     assert!(text.contains("broadcast state 'rules' is read-only here") && text.contains("process-broadcast"), "{text}");
     assert!(text.contains("operator 'ops'"), "names the operator: {text}");
+}
+
+#[test]
+fn two_keyed_inputs_share_the_state_of_their_key_and_are_told_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    // Sequence generators: record i has key k(i mod keys); 900 + 600 records over 3 and 2 keys.
+    let yaml = format!(
+        "name: co\nsources:\n  - {{id: a, type: generator, count: 900, keys: 3}}\n  - {{id: b, type: generator, count: 600, keys: 2}}\n\
+         operators:\n  - {{uid: ops, plugin: {}, config: {{mode: co-state}}, key_by: {{field: key}}, inputs: {{clicks: [a], views: [b]}}}}\n\
+         sinks:\n  - {{id: out, type: file, path: {}, inputs: [ops]}}\n",
+        fixture("fixture_test_ops").display(),
+        out.display()
+    );
+    at_each_configuration(&yaml, dir.path(), &out, |what, rows| {
+        let mut by_input: BTreeMap<String, usize> = BTreeMap::new();
+        let mut max: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &rows {
+            *by_input.entry(r["input"].as_str().expect("input").to_owned()).or_default() += 1;
+            let m = max.entry(r["key"].as_str().expect("key").to_owned()).or_default();
+            *m = (*m).max(r["count"].as_u64().expect("count"));
+        }
+        assert_eq!(by_input, BTreeMap::from([("clicks".to_owned(), 900), ("views".to_owned(), 600)]), "{what}");
+        // k0 and k1 get 300 records from a and 300 from b; k2 only a's 300.
+        let want = BTreeMap::from([("k0".to_owned(), 600), ("k1".to_owned(), 600), ("k2".to_owned(), 300)]);
+        assert_eq!(max, want, "{what}: one count per key across both inputs");
+    });
 }
