@@ -114,6 +114,18 @@ fn run_job(job: &str, params: &[(&str, &Path)], backend: &str, dir: &Path, extra
     c.env("RIVULET_LOG", "error").stdout(Stdio::null()).stderr(Stdio::null());
     let t = Instant::now();
     let child = c.spawn().expect("rivulet");
+    // Peak RSS from the child's own high-water mark (its rusage's ru_maxrss would count
+    // the pages of this process it was forked from).
+    let pid = child.id();
+    let peak = std::thread::spawn(move || {
+        let mut kb = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let Some(hwm) = status.lines().find_map(|l| l.strip_prefix("VmHWM:")) else { break };
+            kb = kb.max(hwm.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        kb
+    });
     let mut status = 0;
     // SAFETY: `status` and `u` are valid out-pointers for this child's pid.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -121,7 +133,8 @@ fn run_job(job: &str, params: &[(&str, &Path)], backend: &str, dir: &Path, extra
     let wall = t.elapsed().as_secs_f64();
     assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{job} failed ({status})");
     let tv = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    Sample { wall, cpu: tv(u.ru_utime) + tv(u.ru_stime), rss_mb: u.ru_maxrss as f64 / 1024.0 }
+    let rss_kb = peak.join().unwrap_or(0);
+    Sample { wall, cpu: tv(u.ru_utime) + tv(u.ru_stime), rss_mb: rss_kb as f64 / 1024.0 }
 }
 
 /// CPU-seconds of this thread.
