@@ -53,7 +53,8 @@ fn orders_and_payments(n: usize, dir: &Path) -> (PathBuf, PathBuf, usize) {
         t += rng.below(200) as i64;
         orders.push(json!({"order_id": format!("o{i}"), "amount": rng.below(100_000) as f64 / 100.0, "timestamp": t}));
         for _ in 0..rng.below(3) + 1 {
-            payments.push(json!({"order_id": format!("o{i}"), "paid": rng.below(100_000) as f64 / 100.0, "timestamp": t + rng.below(1_000_000) as i64}));
+            payments
+                .push(json!({"order_id": format!("o{i}"), "paid": rng.below(100_000) as f64 / 100.0, "timestamp": t + rng.below(1_000_000) as i64}));
         }
     }
     payments.sort_by_key(|p| p["timestamp"].as_i64());
@@ -160,7 +161,11 @@ fn native_interval_join(orders: &Path, payments: &Path, out: &Path) -> usize {
     while i < o.len() || j < p.len() {
         let take_left = j >= p.len() || (i < o.len() && o[i]["timestamp"].as_i64() <= p[j]["timestamp"].as_i64());
         let (rec, left) = if take_left { (&o[i], true) } else { (&p[j], false) };
-        if take_left { i += 1 } else { j += 1 }
+        if take_left {
+            i += 1
+        } else {
+            j += 1
+        }
         let ts = rec["timestamp"].as_i64().unwrap_or_default();
         let key = rec["order_id"].as_str().unwrap_or_default().to_owned();
         let entry = buffers.entry(key).or_default();
@@ -173,7 +178,11 @@ fn native_interval_join(orders: &Path, payments: &Path, out: &Path) -> usize {
                 pairs += 1;
             }
         }
-        if left { entry.0.push((ts, rec.clone())) } else { entry.1.push((ts, rec.clone())) }
+        if left {
+            entry.0.push((ts, rec.clone()))
+        } else {
+            entry.1.push((ts, rec.clone()))
+        }
         // Drop what the watermark makes unmatchable, every 1,000 records.
         watermark = watermark.max(ts - 5_001);
         if (i + j) % 1_000 == 0 {
@@ -271,8 +280,7 @@ fn part2() {
     println!("| backend | wall s | CPU s | events/s | events per CPU-s | peak RSS MB | matches |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for backend in ["memory", "rocksdb"] {
-        let tout = dir.path().join("timed-out");
-        let s = run_job("plugins-examples/cep-login/job.yaml", &[("input", &input), ("timed_out", &tout)], backend, dir.path(), &[]);
+        let s = run_job("plugins-examples/cep-login/job.yaml", &[("input", &input)], backend, dir.path(), &[]);
         let matches = std::fs::read_dir(dir.path().join("run/out"))
             .map(|rd| rd.flatten().map(|e| std::fs::read_to_string(e.path()).map_or(0, |t| t.lines().count())).sum::<usize>())
             .unwrap_or(0);
@@ -297,7 +305,10 @@ fn part3() {
     let ops = repo().join("tests/fixtures/wasm/fixture_test_ops.wasm");
     let (rate, seconds) = (2_000u64, 40u64);
     let source = |id: &str| {
-        format!("  - {{id: {id}, type: generator, count: {}, keys: 1000, rate: {rate}, interval_ms: 1, event_time: {{field: timestamp, max_out_of_orderness_ms: 0}}}}\n", rate * seconds)
+        format!(
+            "  - {{id: {id}, type: generator, count: {}, keys: 1000, rate: {rate}, interval_ms: 1, event_time: {{field: timestamp, max_out_of_orderness_ms: 0}}}}\n",
+            rate * seconds
+        )
     };
     let yaml = format!(
         "name: join-state\nsources:\n{}{}operators:\n  - {{uid: pairs, plugin: {}, config: {{mode: join}}, key_by: {{field: key}}, inputs: {{left: [left], right: [right]}}, interval_join: {{lower_ms: -2000, upper_ms: 2000}}}}\nsinks:\n  - {{id: out, type: file, path: out, inputs: [pairs]}}\n",
@@ -325,13 +336,18 @@ fn part3() {
     while child.try_wait().expect("poll").is_none() {
         for e in std::fs::read_dir(ck.join("join-state")).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("chk-") && !seen.contains_key(&name) && let Some(b) = state_bytes(&e.path().join("_manifest.json")) {
+            if name.starts_with("chk-")
+                && !seen.contains_key(&name)
+                && let Some(b) = state_bytes(&e.path().join("_manifest.json"))
+            {
                 seen.insert(name, (started.elapsed().as_secs_f64(), b));
             }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("\n### Interval join state over time (±2 s of event time, two generators at {rate} records/s each, checkpoints every 1 s, memory backend)\n");
+    println!(
+        "\n### Interval join state over time (±2 s of event time, two generators at {rate} records/s each, checkpoints every 1 s, memory backend)\n"
+    );
     println!("| checkpoint | at s | records in so far (both inputs) | state files, bytes |");
     println!("|---|---:|---:|---:|");
     for (i, (name, (at, bytes))) in seen.iter().enumerate() {

@@ -73,6 +73,10 @@ fn login_case(n: usize, seed: u64) -> LoginCase {
 fn cep_login_finds_three_failures_then_a_success_within_60_s() {
     let case = login_case(8_000, 21);
     assert!(case.expected.len() > 50, "{}", case.expected.len());
+    // The example's job with a sink for its `timed-out` side output.
+    let base = repo().join("plugins-examples/cep-login");
+    let yaml = std::fs::read_to_string(base.join("job.yaml")).expect("job.yaml")
+        + "  - id: timed-out\n    type: file\n    path: ${timed_out}\n    inputs: [cep-login.timed-out]\n";
     for backend in BACKENDS {
         for p in [1, 4] {
             let out = case.dir.path().join(format!("out-{backend:?}-{p}"));
@@ -82,7 +86,7 @@ fn cep_login_finds_three_failures_then_a_success_within_60_s() {
                 ("output", out.to_str().expect("utf8")),
                 ("timed_out", timed_out.to_str().expect("utf8")),
             ];
-            run_example("cep-login", &params, p, backend);
+            run_spec(&yaml, &base, &params, Some(p), backend).unwrap_or_else(|e| panic!("{backend:?} p={p}: {e}"));
             let mut got: Vec<String> = read_jsonl(&out).iter().map(Value::to_string).collect();
             got.sort();
             assert_eq!(got, case.expected, "{backend:?} p={p}");
@@ -99,12 +103,7 @@ fn the_python_and_javascript_cep_libraries_find_the_same_attacks() {
     for example in ["python-cep-login", "js-cep-login"] {
         for p in [1, 4] {
             let out = case.dir.path().join(format!("{example}-{p}"));
-            let timed_out = case.dir.path().join(format!("{example}-timed-out-{p}"));
-            let params = [
-                ("input", case.input.to_str().expect("utf8")),
-                ("output", out.to_str().expect("utf8")),
-                ("timed_out", timed_out.to_str().expect("utf8")),
-            ];
+            let params = [("input", case.input.to_str().expect("utf8")), ("output", out.to_str().expect("utf8"))];
             run_example(example, &params, p, BACKENDS[p as usize % 2]);
             let mut got: Vec<String> = read_jsonl(&out).iter().map(Value::to_string).collect();
             got.sort();
@@ -142,7 +141,6 @@ fn cep_login_is_exact_under_kill_9() {
             ]);
             c.arg("--param").arg(format!("input={}", case.input.display()));
             c.arg("--param").arg(format!("output={}", out.display()));
-            c.arg("--param").arg(format!("timed_out={}", run.join("timed-out").display()));
             c.arg("--checkpoint-dir").arg(run.join("ck")).arg("--data-dir").arg(run.join("data")).args(["--restore", "latest"]);
             c
         });
@@ -163,7 +161,6 @@ fn cep_partial_matches_survive_rescaling_1_to_4_to_2() {
         c.args(["run", "plugins-examples/cep-login/job.yaml", "--quiet", "--state-backend", "rocksdb", "--parallelism", &p.to_string()]);
         c.arg("--param").arg(format!("input={}", case.input.display()));
         c.arg("--param").arg(format!("output={}", out.display()));
-        c.arg("--param").arg(format!("timed_out={}", case.dir.path().join("timed-out").display()));
         c.arg("--checkpoint-dir").arg(case.dir.path().join("ck")).arg("--data-dir").arg(case.dir.path().join("data"));
         if let Some(sp) = &savepoint {
             c.args(["--restore", sp]);
