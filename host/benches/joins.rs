@@ -114,6 +114,7 @@ fn run_job(job: &str, params: &[(&str, &Path)], backend: &str, dir: &Path, extra
     c.arg("--checkpoint-dir").arg(dir.join("run/ck")).arg("--data-dir").arg(dir.join("run/data")).args(extra);
     c.env("RIVULET_LOG", "error").stdout(Stdio::null()).stderr(Stdio::null());
     let t = Instant::now();
+    #[allow(clippy::zombie_processes, reason = "reaped below with wait4, which also gives its rusage")]
     let child = c.spawn().expect("rivulet");
     // Peak RSS from the child's own high-water mark (its rusage's ru_maxrss would count
     // the pages of this process it was forked from).
@@ -153,9 +154,12 @@ fn lines(path: &Path) -> Vec<Value> {
 
 /// The interval join natively: both sides buffered per key by time, each arriving
 /// record paired with the other side's records in range, buffers dropped by watermark.
+/// Buffered records of one key: (time, record) of the left and of the right side.
+type Sides = (Vec<(i64, Value)>, Vec<(i64, Value)>);
+
 fn native_interval_join(orders: &Path, payments: &Path, out: &Path) -> usize {
     let (o, p) = (lines(orders), lines(payments));
-    let mut buffers: HashMap<String, (Vec<(i64, Value)>, Vec<(i64, Value)>)> = HashMap::new();
+    let mut buffers: HashMap<String, Sides> = HashMap::new();
     let mut w = std::io::BufWriter::new(std::fs::File::create(out).expect("out"));
     let (mut i, mut j, mut pairs, mut watermark) = (0, 0, 0, i64::MIN);
     while i < o.len() || j < p.len() {

@@ -162,7 +162,7 @@ impl BroadcastInputs {
             store.map_remove(id, &ck, &k)?;
             due.push((ts, 1, seq, input, value.get(1..).unwrap_or_default().to_vec()));
         }
-        due.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        due.sort_by_key(|d| (d.0, d.1, d.2));
         let mut steps: Vec<Step> = Vec::new();
         let mut run = (BatchBuilder::new(), 0u8, 0u8);
         for (_, kind, _, input, rec) in due {

@@ -418,6 +418,22 @@ mod tests {
     }
 
     #[test]
+    fn sessions_of_two_inputs_merge_keeping_each_records_input() {
+        let mut s = KeyedStateStore::new(Box::new(MemoryBackend::default()), 128);
+        let mut w = WindowOperator::new(&spec(WindowKind::Session, 10, 10, 0), 2);
+        w.process(&mut s, &batch(&[("a", 0), ("a", 25)]), 0, i64::MIN).expect("left");
+        // A right record at 8 bridges [0,10) and a session reaching [8,18); 30 joins [25,35).
+        w.process(&mut s, &batch(&[("a", 8), ("a", 30)]), 1, i64::MIN).expect("right");
+        let mut fired = Vec::new();
+        while let Some(f) = w.pop_due(&mut s, i64::MAX).expect("pop") {
+            if let Some(f) = f {
+                fired.push((f.span.start, f.span.end, f.inputs.iter().map(Batch::len).collect::<Vec<_>>()));
+            }
+        }
+        assert_eq!(fired, vec![(0, 18, vec![1, 1]), (25, 40, vec![1, 1])]);
+    }
+
+    #[test]
     fn allowed_lateness_refires_then_purges() {
         let mut s = KeyedStateStore::new(Box::new(MemoryBackend::default()), 128);
         let mut w = WindowOperator::new(&spec(WindowKind::Tumbling, 10, 10, 5), 1);
