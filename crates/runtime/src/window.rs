@@ -376,6 +376,17 @@ mod tests {
         out
     }
 
+    /// Every window due at `wm`: key, start, end and records per input.
+    fn per_input(w: &mut WindowOperator, s: &mut KeyedStateStore, wm: i64) -> Vec<(String, i64, i64, Vec<usize>)> {
+        let mut out = Vec::new();
+        while let Some(f) = w.pop_due(s, wm).expect("pop") {
+            if let Some(f) = f {
+                out.push((String::from_utf8_lossy(&f.key).into_owned(), f.span.start, f.span.end, f.inputs.iter().map(Batch::len).collect()));
+            }
+        }
+        out
+    }
+
     #[test]
     fn sliding_windows_overlap() {
         let mut s = KeyedStateStore::new(Box::new(MemoryBackend::default()), 128);
@@ -407,12 +418,7 @@ mod tests {
         let mut w = WindowOperator::new(&spec(WindowKind::Tumbling, 10, 10, 0), 2);
         w.process(&mut s, &batch(&[("a", 1), ("a", 2)]), 0, i64::MIN).expect("left");
         w.process(&mut s, &batch(&[("a", 3), ("b", 4)]), 1, i64::MIN).expect("right");
-        let mut fired = Vec::new();
-        while let Some(f) = w.pop_due(&mut s, 10).expect("pop") {
-            if let Some(f) = f {
-                fired.push((String::from_utf8_lossy(&f.key).into_owned(), f.inputs.iter().map(Batch::len).collect::<Vec<_>>()));
-            }
-        }
+        let mut fired: Vec<(String, Vec<usize>)> = per_input(&mut w, &mut s, 10).into_iter().map(|(k, _, _, n)| (k, n)).collect();
         fired.sort();
         assert_eq!(fired, vec![("a".into(), vec![2, 1]), ("b".into(), vec![0, 1])]);
     }
@@ -424,12 +430,7 @@ mod tests {
         w.process(&mut s, &batch(&[("a", 0), ("a", 25)]), 0, i64::MIN).expect("left");
         // A right record at 8 bridges [0,10) and a session reaching [8,18); 30 joins [25,35).
         w.process(&mut s, &batch(&[("a", 8), ("a", 30)]), 1, i64::MIN).expect("right");
-        let mut fired = Vec::new();
-        while let Some(f) = w.pop_due(&mut s, i64::MAX).expect("pop") {
-            if let Some(f) = f {
-                fired.push((f.span.start, f.span.end, f.inputs.iter().map(Batch::len).collect::<Vec<_>>()));
-            }
-        }
+        let fired: Vec<(i64, i64, Vec<usize>)> = per_input(&mut w, &mut s, i64::MAX).into_iter().map(|(_, a, b, n)| (a, b, n)).collect();
         assert_eq!(fired, vec![(0, 18, vec![1, 1]), (25, 40, vec![1, 1])]);
     }
 
