@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rivulet_checkpoint::snapshot::WindowTimer;
 use rivulet_dataflow::{Batch, BatchBuilder};
 use rivulet_job::BroadcastOrder;
+use rivulet_sdk::Record;
 use rivulet_state::{BroadcastState, CurrentKey, KeyedStateStore, StateError, StateKind, key_group};
 
 /// The reserved keyed state holding held keyed records.
@@ -95,22 +96,17 @@ impl BroadcastInputs {
             return Ok(batch);
         }
         let id = self.state(store)?;
-        let mut now = BatchBuilder::new();
-        for r in batch.records() {
-            let r = r.map_err(|_| StateError::Corrupt("malformed batch"))?;
-            if r.timestamp <= watermark {
-                now.push(r.key, r.value, r.timestamp);
-                continue;
-            }
+        let (held, seq) = (&mut self.held, &mut self.seq);
+        hold_later(&batch, watermark, |r| {
             let key = r.key.unwrap_or_default();
             let ck = CurrentKey { key: Some(key.to_vec()), group: key_group(key, store.max_parallelism()) };
-            self.seq += 1;
+            *seq += 1;
             let mut value = vec![input as u8];
             rivulet_sdk::encode_record(&mut value, r.key, r.value, r.timestamp);
-            store.map_put(id, &ck, &ukey(r.timestamp, self.seq), &value, 0)?;
-            self.held.insert((r.timestamp, self.seq, key.to_vec(), input as u8));
-        }
-        Ok(now.take())
+            store.map_put(id, &ck, &ukey(r.timestamp, *seq), &value, 0)?;
+            held.insert((r.timestamp, *seq, key.to_vec(), input as u8));
+            Ok(())
+        })
     }
 
     /// A batch of broadcast input `input` arrived: returns what goes to the guest now.
@@ -118,19 +114,14 @@ impl BroadcastInputs {
         if self.order == BroadcastOrder::Arrival {
             return Ok(batch);
         }
-        let mut now = BatchBuilder::new();
-        for r in batch.records() {
-            let r = r.map_err(|_| StateError::Corrupt("malformed batch"))?;
-            if r.timestamp <= watermark {
-                now.push(r.key, r.value, r.timestamp);
-                continue;
-            }
-            self.seq += 1;
+        let (held, seq) = (&mut self.held_broadcast, &mut self.seq);
+        hold_later(&batch, watermark, |r| {
+            *seq += 1;
             let mut rec = Vec::new();
             rivulet_sdk::encode_record(&mut rec, r.key, r.value, r.timestamp);
-            self.held_broadcast.insert((r.timestamp, self.seq), (input as u8, rec));
-        }
-        Ok(now.take())
+            held.insert((r.timestamp, *seq), (input as u8, rec));
+            Ok(())
+        })
     }
 
     /// Everything held at or before `watermark`, in time order (broadcast records first
@@ -226,6 +217,21 @@ impl BroadcastInputs {
     pub fn held(&self) -> usize {
         self.held.len() + self.held_broadcast.len()
     }
+}
+
+/// The records of `batch` at or before `watermark` (late: nothing is ahead of them), as
+/// a batch for the guest now; `hold` takes each later one.
+fn hold_later(batch: &Batch, watermark: i64, mut hold: impl FnMut(Record<'_>) -> Result<(), StateError>) -> Result<Batch, StateError> {
+    let mut now = BatchBuilder::new();
+    for r in batch.records() {
+        let r = r.map_err(|_| StateError::Corrupt("malformed batch"))?;
+        if r.timestamp <= watermark {
+            now.push(r.key, r.value, r.timestamp);
+        } else {
+            hold(r)?;
+        }
+    }
+    Ok(now.take())
 }
 
 fn step(kind: u8, input: u8, batch: Batch) -> Step {

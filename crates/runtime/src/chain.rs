@@ -164,7 +164,7 @@ impl ChainTask {
                     (b.kind == SnapshotKind::Checkpoint && ctx.incremental).then(|| op.staging.join(format!("chk-{}-{}", b.id, unique_suffix())));
                 // Broadcast state is the same on every subtask: subtask 0 stores it.
                 let broadcast = (op.meta.subtask == 0 && op.host.broadcast.is_some()).then(|| op.instance.broadcast().clone());
-                let host = op.host.snapshot(broadcast.as_ref());
+                let host = op.host.snapshot(broadcast);
                 let watermark = op.watermark;
                 let (store, timers) = op.instance.state_and_timers();
                 let task = format!("{}[{}]", op.uid, op.meta.subtask);

@@ -59,9 +59,9 @@ impl HostOperators {
         }
     }
 
-    /// Their part of a snapshot; `broadcast` is the guest's broadcast state when this
-    /// subtask stores it (subtask 0 of an operator with broadcast inputs).
-    pub fn snapshot(&self, broadcast: Option<&rivulet_state::BroadcastState>) -> HostParts {
+    /// Their part of a snapshot; `broadcast` is (a copy of) the guest's broadcast state
+    /// when this subtask stores it (subtask 0 of an operator with broadcast inputs).
+    pub fn snapshot(&self, broadcast: Option<rivulet_state::BroadcastState>) -> HostParts {
         let mut parts = HostParts::default();
         if let Some(w) = &self.window {
             let (timers, seq) = w.snapshot_timers();
@@ -75,8 +75,7 @@ impl HostOperators {
         if let Some(b) = &self.broadcast {
             parts.timers.extend(b.snapshot_timers());
             parts.seq = parts.seq.max(b.seq());
-            if let Some(state) = broadcast {
-                let mut stored = state.clone();
+            if let Some(mut stored) = broadcast {
                 b.snapshot_broadcast(&mut stored);
                 parts.broadcast = Some(stored);
             }

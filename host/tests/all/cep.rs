@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::fault::{hidden_files, rivulet, seed, sorted_lines};
+use crate::fault::{seed, sorted_lines};
+use crate::joins::{kill_run, through_savepoints};
 use crate::support::*;
 
 struct LoginCase {
@@ -126,25 +127,7 @@ fn cep_login_is_exact_under_kill_9() {
         let out = case.dir.path().join(format!("kill-{backend}"));
         let run = case.dir.path().join(format!("run-{backend}"));
         let what = format!("cep login {backend} p={p}");
-        kill_loop(&what, 4, 150, 250, 700, || {
-            let mut c = rivulet();
-            c.args([
-                "run",
-                "plugins-examples/cep-login/job.yaml",
-                "--quiet",
-                "--state-backend",
-                backend,
-                "--checkpoint-interval",
-                "200ms",
-                "--parallelism",
-                p,
-            ]);
-            c.arg("--param").arg(format!("input={}", case.input.display()));
-            c.arg("--param").arg(format!("output={}", out.display()));
-            c.arg("--checkpoint-dir").arg(run.join("ck")).arg("--data-dir").arg(run.join("data")).args(["--restore", "latest"]);
-            c
-        });
-        assert!(hidden_files(&out).is_empty(), "{what}: uncommitted files left");
+        kill_run(&what, "plugins-examples/cep-login/job.yaml", &[("input", &case.input)], &out, backend, p, &run);
         let got = sorted_lines(&out);
         assert_eq!(got.len(), case.expected.len(), "{what}: matches lost or duplicated");
         assert!(got == case.expected, "{what}: output differs from the contract");
@@ -155,24 +138,8 @@ fn cep_login_is_exact_under_kill_9() {
 fn cep_partial_matches_survive_rescaling_1_to_4_to_2() {
     let case = login_case(12_000, 31);
     let out = case.dir.path().join("out");
-    let mut savepoint: Option<String> = None;
-    for (p, stop) in [(1, Some("4000")), (4, Some("4000")), (2, None)] {
-        let mut c = rivulet();
-        c.args(["run", "plugins-examples/cep-login/job.yaml", "--quiet", "--state-backend", "rocksdb", "--parallelism", &p.to_string()]);
-        c.arg("--param").arg(format!("input={}", case.input.display()));
-        c.arg("--param").arg(format!("output={}", out.display()));
-        c.arg("--checkpoint-dir").arg(case.dir.path().join("ck")).arg("--data-dir").arg(case.dir.path().join("data"));
-        if let Some(sp) = &savepoint {
-            c.args(["--restore", sp]);
-        }
-        if let Some(n) = stop {
-            c.args(["--stop-with-savepoint-after-records", n]);
-        }
-        let run = c.output().expect("run");
-        assert!(run.status.success(), "p={p}: {}", String::from_utf8_lossy(&run.stderr));
-        if stop.is_some() {
-            savepoint = Some(String::from_utf8_lossy(&run.stdout).trim().to_owned());
-        }
-    }
+    let inspect =
+        through_savepoints("plugins-examples/cep-login/job.yaml", &[("input", &case.input)], &out, case.dir.path(), "rocksdb", ["4000", "4000"]);
+    assert!(inspect.contains("state cep.attacks.partials (value)"), "partial matches are in the savepoint: {inspect}");
     assert_eq!(sorted_lines(&out), case.expected, "cep login across 1→4→2");
 }

@@ -113,7 +113,7 @@ fn interval_join_pairs_every_order_with_its_payments_within_15_minutes() {
 }
 
 /// A two-input example under `kill -9` at random moments, checkpoints every 200 ms.
-fn kill_run(what: &str, job: &str, params: &[(&str, &Path)], out: &Path, backend: &str, parallelism: &str, dir: &Path) {
+pub(crate) fn kill_run(what: &str, job: &str, params: &[(&str, &Path)], out: &Path, backend: &str, parallelism: &str, dir: &Path) {
     kill_loop(what, 4, 150, 250, 700, || {
         let mut c = rivulet();
         c.args(["run", job, "--quiet", "--state-backend", backend, "--checkpoint-interval", "200ms", "--parallelism", parallelism]);
@@ -389,7 +389,7 @@ fn a_component_built_against_0_2_0_runs_unchanged() {
 /// Run `job` at parallelism 1, 4 and 2 in turn, each of the first two stopped with a
 /// savepoint after `stops` records and the next started from it; returns the first
 /// savepoint's `savepoint inspect --entries` text.
-fn through_savepoints(job: &str, params: &[(&str, &Path)], out: &Path, dir: &Path, backend: &str, stops: [&str; 2]) -> String {
+pub(crate) fn through_savepoints(job: &str, params: &[(&str, &Path)], out: &Path, dir: &Path, backend: &str, stops: [&str; 2]) -> String {
     let mut savepoint: Option<String> = None;
     let mut first_inspect = String::new();
     for (p, stop) in [(1, Some(stops[0])), (4, Some(stops[1])), (2, None)] {
