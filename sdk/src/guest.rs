@@ -358,12 +358,14 @@ pub mod __runtime {
 
     fn with<O: Operator>(slot: &'static Slot<O>, f: impl FnOnce(&mut O, &mut Context) -> Result<()>) -> std::result::Result<(), String> {
         PENDING_RECORD.with(|p| p.set(None));
+        crate::state_cache::enter_unkeyed();
         slot.with(|cell| {
             let mut guard = cell.borrow_mut();
             let Some((op, ctx)) = guard.as_mut() else {
                 return Err("operator called before open".to_owned());
             };
             let result = f(op, ctx);
+            crate::state_cache::write_back();
             ctx.flush();
             result.map_err(|e| e.0)
         })
@@ -390,6 +392,7 @@ pub mod __runtime {
             for (i, record) in RecordIter::new(&batch).enumerate() {
                 let record = record?;
                 PENDING_RECORD.with(|p| p.set(Some(i as u32)));
+                crate::state_cache::enter_record(i as u32, record.key);
                 op.process_input(ctx, &input, record)?;
             }
             PENDING_RECORD.with(|p| p.set(None));
@@ -413,6 +416,7 @@ pub mod __runtime {
             for b in &batches {
                 inputs.push(RecordIter::new(b).collect::<std::result::Result<Vec<_>, _>>()?);
             }
+            crate::state_cache::enter_call();
             op.co_group(ctx, Window { start, end }, CoGroup { inputs })
         })
     }
@@ -420,8 +424,10 @@ pub mod __runtime {
     pub fn process_join<O: Operator>(slot: &'static Slot<O>, left: Vec<u8>, right: Vec<u8>) -> std::result::Result<(), String> {
         with(slot, |op, ctx| {
             for (i, (l, r)) in RecordIter::new(&left).zip(RecordIter::new(&right)).enumerate() {
+                let (l, r) = (l?, r?);
                 PENDING_RECORD.with(|p| p.set(Some(i as u32)));
-                op.join(ctx, l?, r?)?;
+                crate::state_cache::enter_record(i as u32, l.key);
+                op.join(ctx, l, r)?;
             }
             PENDING_RECORD.with(|p| p.set(None));
             Ok(())
@@ -429,7 +435,10 @@ pub mod __runtime {
     }
 
     pub fn on_timer<O: Operator>(slot: &'static Slot<O>, timestamp: i64, domain: wit::types::TimeDomain) -> std::result::Result<(), String> {
-        with(slot, |op, ctx| op.on_timer(ctx, timestamp, domain.into()))
+        with(slot, |op, ctx| {
+            crate::state_cache::enter_call();
+            op.on_timer(ctx, timestamp, domain.into())
+        })
     }
 
     pub fn on_watermark<O: Operator>(slot: &'static Slot<O>, watermark: i64) -> std::result::Result<(), String> {

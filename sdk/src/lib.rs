@@ -29,6 +29,8 @@ mod inputs;
 #[cfg(feature = "guest")]
 mod state;
 #[cfg(feature = "guest")]
+mod state_cache;
+#[cfg(feature = "guest")]
 pub use guest::*;
 
 /// The error an operator returns; its message fails the job and is shown to the user.

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::__private::rivulet::operator as wit;
 use crate::guest::{decode, encode, sync_current_record};
+use crate::state_cache::{CachedMap, CachedValue};
 
 /// Optional time-to-live for state entries (processing time since the last write).
 #[derive(Debug, Clone, Copy)]
@@ -17,10 +18,17 @@ fn ttl_ms(ttl: Option<Ttl>) -> Option<u64> {
     ttl.map(|t| t.0.as_millis().min(u64::MAX as u128) as u64)
 }
 
-/// One value of type `T` per key, stored by the host (JSON-encoded).
+/// One value of type `T` per key, stored by the host (JSON-encoded), cached in the guest
+/// unless it has a TTL (see the crate's state cache: reads hit the host once per key,
+/// writes go back once per key at the end of each call).
 pub struct ValueState<T> {
-    handle: wit::keyed_state::ValueState,
+    handle: ValueHandle,
     _t: PhantomData<T>,
+}
+
+enum ValueHandle {
+    Cached(CachedValue),
+    Direct(wit::keyed_state::ValueState),
 }
 
 impl<T: Serialize + DeserializeOwned> ValueState<T> {
@@ -30,22 +38,40 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
     }
     /// Declare the value state `name` with an optional TTL.
     pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
-        ValueState { handle: wit::keyed_state::ValueState::new(name, ttl_ms(ttl)), _t: PhantomData }
+        let raw = wit::keyed_state::ValueState::new(name, ttl_ms(ttl));
+        let handle = if ttl.is_some() { ValueHandle::Direct(raw) } else { ValueHandle::Cached(CachedValue::new(raw)) };
+        ValueState { handle, _t: PhantomData }
     }
     /// The current key's value.
     pub fn get(&self) -> Option<T> {
-        sync_current_record();
-        self.handle.get().map(|b| decode(&b, "value state"))
+        let bytes = match &self.handle {
+            ValueHandle::Cached(c) => c.get(),
+            ValueHandle::Direct(h) => {
+                sync_current_record();
+                h.get()
+            }
+        };
+        bytes.map(|b| decode(&b, "value state"))
     }
     /// Set the current key's value.
     pub fn set(&self, value: &T) {
-        sync_current_record();
-        self.handle.set(&encode(value));
+        match &self.handle {
+            ValueHandle::Cached(c) => c.set(Some(encode(value))),
+            ValueHandle::Direct(h) => {
+                sync_current_record();
+                h.set(&encode(value));
+            }
+        }
     }
     /// Clear the current key's value.
     pub fn clear(&self) {
-        sync_current_record();
-        self.handle.clear();
+        match &self.handle {
+            ValueHandle::Cached(c) => c.set(None),
+            ValueHandle::Direct(h) => {
+                sync_current_record();
+                h.clear();
+            }
+        }
     }
 }
 
@@ -87,10 +113,29 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     }
 }
 
-/// A map from `K` to `V` per key, stored by the host (JSON-encoded keys and values).
+/// A map from `K` to `V` per key, stored by the host (JSON-encoded keys and values);
+/// single entries are cached in the guest unless it has a TTL (as [`ValueState`]).
 pub struct MapState<K, V> {
-    handle: wit::keyed_state::MapState,
+    handle: MapHandle,
     _t: PhantomData<(K, V)>,
+}
+
+enum MapHandle {
+    Cached(CachedMap),
+    Direct(wit::keyed_state::MapState),
+}
+
+impl MapHandle {
+    /// The host handle for an operation on the whole map (`forget`: it changes the map).
+    fn whole(&self, forget: bool) -> &wit::keyed_state::MapState {
+        match self {
+            MapHandle::Cached(c) => c.whole(forget),
+            MapHandle::Direct(h) => {
+                sync_current_record();
+                h
+            }
+        }
+    }
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<K, V> {
@@ -100,41 +145,61 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     }
     /// Declare the map state `name` with an optional TTL.
     pub fn with_ttl(name: &str, ttl: Option<Ttl>) -> Self {
-        MapState { handle: wit::keyed_state::MapState::new(name, ttl_ms(ttl)), _t: PhantomData }
+        let raw = wit::keyed_state::MapState::new(name, ttl_ms(ttl));
+        let handle = if ttl.is_some() { MapHandle::Direct(raw) } else { MapHandle::Cached(CachedMap::new(raw)) };
+        MapState { handle, _t: PhantomData }
     }
     /// The value under `key` in the current key's map.
     pub fn get(&self, key: &K) -> Option<V> {
-        sync_current_record();
-        self.handle.get(&encode(key)).map(|b| decode(&b, "map state value"))
+        let bytes = match &self.handle {
+            MapHandle::Cached(c) => c.get(&encode(key)),
+            MapHandle::Direct(h) => {
+                sync_current_record();
+                h.get(&encode(key))
+            }
+        };
+        bytes.map(|b| decode(&b, "map state value"))
     }
     /// Insert or replace `key`.
     pub fn put(&self, key: &K, value: &V) {
-        sync_current_record();
-        self.handle.put(&encode(key), &encode(value));
+        match &self.handle {
+            MapHandle::Cached(c) => c.set(&encode(key), Some(encode(value))),
+            MapHandle::Direct(h) => {
+                sync_current_record();
+                h.put(&encode(key), &encode(value));
+            }
+        }
     }
     /// Remove `key`.
     pub fn remove(&self, key: &K) {
-        sync_current_record();
-        self.handle.remove(&encode(key));
+        match &self.handle {
+            MapHandle::Cached(c) => c.set(&encode(key), None),
+            MapHandle::Direct(h) => {
+                sync_current_record();
+                h.remove(&encode(key));
+            }
+        }
     }
     /// Whether the map holds `key`.
     pub fn contains(&self, key: &K) -> bool {
-        sync_current_record();
-        self.handle.contains(&encode(key))
+        match &self.handle {
+            MapHandle::Cached(c) => c.get(&encode(key)).is_some(),
+            MapHandle::Direct(h) => {
+                sync_current_record();
+                h.contains(&encode(key))
+            }
+        }
     }
     /// All keys of the current key's map.
     pub fn keys(&self) -> Vec<K> {
-        sync_current_record();
-        self.handle.keys().iter().map(|b| decode(b, "map state key")).collect()
+        self.handle.whole(false).keys().iter().map(|b| decode(b, "map state key")).collect()
     }
     /// All entries of the current key's map.
     pub fn entries(&self) -> Vec<(K, V)> {
-        sync_current_record();
-        self.handle.entries().iter().map(|(k, v)| (decode(k, "map state key"), decode(v, "map state value"))).collect()
+        self.handle.whole(false).entries().iter().map(|(k, v)| (decode(k, "map state key"), decode(v, "map state value"))).collect()
     }
     /// Clear the current key's map.
     pub fn clear(&self) {
-        sync_current_record();
-        self.handle.clear();
+        self.handle.whole(true).clear();
     }
 }
