@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR
 RIVULET_DEV := $(CARGO_TARGET_DIR)/debug/rivulet
 RIVULET_RELEASE := $(CARGO_TARGET_DIR)/release/rivulet
 
-.PHONY: setup setup-operators setup-tests build release plugins demo-plugins ui ui-api ui-screenshots operator demo test test-sdk test-ui schemathesis fuzz bench clean
+.PHONY: setup setup-operators setup-tests build release plugins demo-plugins ui ui-api ui-screenshots operator demo test test-sdk test-ui schemathesis fuzz bench bench-nexmark clean
 
 ## What building the host and Rust operators needs (Debian packages, the wasm target).
 setup:
@@ -111,6 +111,16 @@ bench: plugins ui
 	cargo bench -p rivulet --bench joins
 	cargo build --release -p rivulet
 	cd web-ui && RIVULET_BIN=$(RIVULET_RELEASE) node bench/load.mjs 15 5
+
+## Nexmark side by side with Apache Flink SQL (PyPI apache-flink in ~/.cache on first
+## use; Java 17): one stream, each query in both engines, results compared, a table printed.
+##   make bench-nexmark NEXMARK_ARGS="--events 2000000 --parallelism 2"
+FLINK_VENV ?= $(HOME)/.cache/rivulet/flink-venv
+bench-nexmark: plugins ui
+	cargo build --release -p rivulet
+	@test -x $(FLINK_VENV)/bin/python || python3 -m venv $(FLINK_VENV)
+	@$(FLINK_VENV)/bin/python -c "import pyflink" 2>/dev/null || $(FLINK_VENV)/bin/pip install -q apache-flink==2.3.0
+	python3 benchmarks/nexmark/side_by_side.py --rivulet $(RIVULET_RELEASE) --flink-python $(FLINK_VENV)/bin/python $(NEXMARK_ARGS)
 
 clean:
 	cargo clean

@@ -61,6 +61,8 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Print the server's OpenAPI document (the web UI's API types are generated from it).
     Openapi,
+    /// Run a Nexmark benchmark query on the built-in generator and report its figures.
+    Nexmark(crate::nexmark::NexmarkArgs),
     /// Manage jobs on a server.
     Job {
         /// Server connection.
@@ -241,7 +243,7 @@ pub struct RunArgs {
 }
 
 /// Parse `200ms`, `5s`, `2m`, or a bare number of milliseconds.
-fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
         Some(i) => (&s[..i], &s[i..]),
@@ -499,6 +501,7 @@ pub fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Nexmark(args) => crate::nexmark::nexmark(args),
         Command::Validate(args) => validate(args),
         Command::Plugin { command: PluginCommand::Inspect { file } } => inspect(&file),
         Command::Savepoint { command: SavepointCommand::Inspect { path, entries } } => savepoint_inspect(&path, entries),

@@ -14,16 +14,19 @@
 //! outside the process ([`Access`]), and its lines in [`registry`].
 
 mod access;
+mod blackhole;
 mod context;
 mod error;
 mod file;
 mod generator;
 mod json_line;
 mod kafka;
+pub mod nexmark;
 mod objects;
 mod part_files;
 mod postgres;
 pub mod registry;
+mod sequence;
 mod sink;
 mod source;
 mod stdout;

@@ -10,7 +10,7 @@ use crate::access::{Access, Accessed};
 use crate::context::ConnectorContext;
 use crate::sink::SinkConnector;
 use crate::source::SourceConnector;
-use crate::{file, generator, kafka, objects, postgres, stdout};
+use crate::{blackhole, file, generator, kafka, nexmark, objects, postgres, stdout};
 
 /// The connector of a source spec.
 pub fn source_connector(spec: &SourceSpec, cx: &ConnectorContext) -> Box<dyn SourceConnector> {
@@ -19,6 +19,7 @@ pub fn source_connector(spec: &SourceSpec, cx: &ConnectorContext) -> Box<dyn Sou
         SourceSpec::Generator(s) => Box::new(generator::GeneratorConnector::new(s)),
         SourceSpec::Objects(s) => Box::new(objects::ObjectSourceConnector::new(s, cx)),
         SourceSpec::Kafka(s) => Box::new(kafka::KafkaSourceConnector::new(s, cx)),
+        SourceSpec::Nexmark(s) => Box::new(nexmark::NexmarkConnector::new(s)),
     }
 }
 
@@ -30,6 +31,7 @@ pub fn sink_connector(spec: &SinkSpec, cx: &ConnectorContext) -> Box<dyn SinkCon
         SinkSpec::Postgres(s) => Box::new(postgres::PostgresConnector::new(s)),
         SinkSpec::Objects(s) => Box::new(objects::ObjectSinkConnector::new(s, cx)),
         SinkSpec::Stdout(s) => Box::new(stdout::StdoutConnector::new(s)),
+        SinkSpec::Blackhole(s) => Box::new(blackhole::BlackholeConnector::new(s)),
     }
 }
 
@@ -39,7 +41,7 @@ pub fn accesses(spec: &JobSpec) -> Vec<Accessed> {
     for (i, s) in spec.sources.iter().enumerate() {
         let list: Vec<(&str, Access)> = match s {
             SourceSpec::File(s) => file::source_accesses(s),
-            SourceSpec::Generator(_) => Vec::new(),
+            SourceSpec::Generator(_) | SourceSpec::Nexmark(_) => Vec::new(),
             SourceSpec::Objects(s) => objects::source_accesses(s),
             SourceSpec::Kafka(s) => kafka::source_accesses(s),
         };
@@ -51,7 +53,7 @@ pub fn accesses(spec: &JobSpec) -> Vec<Accessed> {
             SinkSpec::Kafka(s) => kafka::sink_accesses(s),
             SinkSpec::Postgres(s) => postgres::sink_accesses(s),
             SinkSpec::Objects(s) => objects::sink_accesses(s),
-            SinkSpec::Stdout(_) => Vec::new(),
+            SinkSpec::Stdout(_) | SinkSpec::Blackhole(_) => Vec::new(),
         };
         out.extend(list.into_iter().map(|(field, access)| Accessed { at: format!("sinks[{i}] (id '{}').{field}", s.id()), access }));
     }

@@ -63,10 +63,22 @@ pub enum KeyError {
     NotScalar,
 }
 
-/// The key bytes of JSON field `field` of `value`: a string's text, or another scalar's JSON.
+/// Field `path` of a JSON document: the member of that name, or else, when the name has
+/// dots (`bid.auction`), the member path they separate.
+pub fn json_path<'a>(doc: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    doc.get(path).or_else(|| {
+        if !path.contains('.') {
+            return None;
+        }
+        path.split('.').try_fold(doc, |v, name| v.get(name))
+    })
+}
+
+/// The key bytes of JSON field `field` of `value` (a dotted path reaches into objects,
+/// see [`json_path`]): a string's text, or another scalar's JSON.
 pub fn field_key(value: &[u8], field: &str) -> Result<Vec<u8>, KeyError> {
     let doc: serde_json::Value = serde_json::from_slice(value).map_err(|e| KeyError::NotJson(e.to_string()))?;
-    match doc.get(field) {
+    match json_path(&doc, field) {
         Some(serde_json::Value::String(s)) => Ok(s.as_bytes().to_vec()),
         Some(serde_json::Value::Null) | None => Err(KeyError::Missing),
         Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => Ok(v.to_string().into_bytes()),
@@ -88,6 +100,9 @@ mod tests {
     fn field_keys() {
         assert_eq!(field_key(br#"{"a":"x","b":3}"#, "a").expect("a"), b"x");
         assert_eq!(field_key(br#"{"a":"x","b":3}"#, "b").expect("b"), b"3");
+        assert_eq!(field_key(br#"{"bid":{"auction":1007}}"#, "bid.auction").expect("path"), b"1007");
+        assert_eq!(field_key(br#"{"a.b":1,"a":{"b":2}}"#, "a.b").expect("exact"), b"1", "a member named with a dot wins");
+        assert!(matches!(field_key(br#"{"bid":{}}"#, "bid.auction"), Err(KeyError::Missing)));
         assert_eq!(field_key(br#"{"a":"x"}"#, "c"), Err(KeyError::Missing));
         assert!(matches!(field_key(b"not json", "a"), Err(KeyError::NotJson(_))));
     }

@@ -159,10 +159,21 @@ fn nodes(spec: &JobSpec, base_dir: &Path, default_par: u32) -> Result<Vec<Node>,
     for (i, s) in spec.sources.iter().enumerate() {
         let at = format!("sources[{i}] (id '{}')", s.id());
         let p = s.parallelism();
-        if let SourceSpec::Generator(g) = s
-            && g.rate.is_some_and(|r| !(r > 0.0))
+        let (rate, event_rate) = match s {
+            SourceSpec::Generator(g) => (g.rate, None),
+            SourceSpec::Nexmark(n) => (n.rate, n.event_rate),
+            _ => (None, None),
+        };
+        if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err(SpecError::invalid(format!("{at}.rate"), "must be a positive number of events per second"));
+        }
+        if event_rate.is_some_and(|r| !(r > 0.0 && r <= 1e6)) {
+            return Err(SpecError::invalid(format!("{at}.event_rate"), "must be a positive number of events per second, at most 1000000"));
+        }
+        if let SourceSpec::Nexmark(n) = s
+            && n.events.as_ref().is_some_and(Vec::is_empty)
         {
-            return Err(SpecError::invalid(at, "rate must be positive"));
+            return Err(SpecError::invalid(format!("{at}.events"), "must name at least one of person, auction, bid"));
         }
         add(at, Node { id: s.id().to_owned(), kind: NodeKind::Source(s.clone()), parallelism: p })?;
     }

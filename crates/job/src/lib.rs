@@ -13,9 +13,9 @@ pub use error::SpecError;
 pub use graph::{Edge, JobGraph, Node, NodeKind};
 pub use params::Params;
 pub use spec::{
-    BadRecords, BroadcastOrder, CheckpointSpec, CsvOptions, EventTimeSpec, FileFormat, FileSinkSpec, FileSourceSpec, GeneratorKind, GeneratorSpec,
+    BadRecords, BlackholeSinkSpec, BroadcastOrder, CheckpointSpec, CsvOptions, EventTimeSpec, FileFormat, FileSinkSpec, FileSourceSpec, GeneratorKind, GeneratorSpec,
     IntervalJoinSpec, JobSpec, KafkaDelivery, KafkaFormat, KafkaSinkSpec, KafkaSourceSpec, KafkaStart, KeyBy, LimitsSpec, MAIN_INPUT, MAX_SPEC_BYTES,
-    NamedInput, ObjectFormat, ObjectSinkSpec, ObjectSourceSpec, OperatorInputs, OperatorSpec, PostgresSinkSpec, RestartSpec, SinkSpec, SourceSpec,
+    NamedInput, NexmarkEvent, NexmarkSpec, ObjectFormat, ObjectSinkSpec, ObjectSourceSpec, OperatorInputs, OperatorSpec, PostgresSinkSpec, RestartSpec, SinkSpec, SourceSpec,
     StdoutSinkSpec, WindowKind, WindowSpec, resolve_path,
 };
 

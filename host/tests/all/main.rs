@@ -15,6 +15,7 @@ mod joins;
 mod kafka;
 mod kubernetes;
 mod languages;
+mod nexmark;
 mod objects;
 mod postgres;
 mod s3;

@@ -303,7 +303,7 @@ impl KafkaSource {
             KafkaTime::RecordTimestamp => record_ts,
             KafkaTime::Field(f) => {
                 let v: serde_json::Value = serde_json::from_slice(value?).ok()?;
-                v.get(f)?.as_i64()
+                rivulet_dataflow::partition::json_path(&v, f)?.as_i64()
             }
         }
     }

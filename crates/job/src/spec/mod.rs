@@ -5,9 +5,9 @@ mod sink;
 mod source;
 
 pub use inputs::{BroadcastOrder, IntervalJoinSpec, MAIN_INPUT, NamedInput, OperatorInputs};
-pub use sink::{FileSinkSpec, KafkaDelivery, KafkaSinkSpec, ObjectSinkSpec, PostgresSinkSpec, SinkSpec, StdoutSinkSpec};
+pub use sink::{BlackholeSinkSpec, FileSinkSpec, KafkaDelivery, KafkaSinkSpec, ObjectSinkSpec, PostgresSinkSpec, SinkSpec, StdoutSinkSpec};
 pub use source::{
-    BadRecords, CsvOptions, FileFormat, FileSourceSpec, GeneratorKind, GeneratorSpec, KafkaFormat, KafkaSourceSpec, KafkaStart, ObjectFormat,
+    BadRecords, CsvOptions, FileFormat, FileSourceSpec, GeneratorKind, GeneratorSpec, KafkaFormat, KafkaSourceSpec, KafkaStart, NexmarkEvent, NexmarkSpec, ObjectFormat,
     ObjectSourceSpec, SourceSpec,
 };
 
@@ -103,7 +103,8 @@ fn default_max_parallelism() -> u16 {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventTimeSpec {
-    /// JSON field holding the event time in ms (file sources). Generators use their own.
+    /// JSON field holding the event time in ms (file, objects and Kafka sources; a dotted
+    /// path like `bid.ts` reaches into objects). Generators use their own.
     #[serde(default)]
     pub field: Option<String>,
     /// Bounded out-of-orderness: watermark = max timestamp seen − this − 1.

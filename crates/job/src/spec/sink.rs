@@ -21,6 +21,8 @@ pub enum SinkSpec {
     Objects(ObjectSinkSpec),
     /// Lines on stdout.
     Stdout(StdoutSinkSpec),
+    /// Records counted and dropped (benchmarks).
+    Blackhole(BlackholeSinkSpec),
 }
 
 impl SinkSpec {
@@ -32,6 +34,7 @@ impl SinkSpec {
             SinkSpec::Postgres(s) => &s.id,
             SinkSpec::Objects(s) => &s.id,
             SinkSpec::Stdout(s) => &s.id,
+            SinkSpec::Blackhole(s) => &s.id,
         }
     }
 
@@ -43,6 +46,7 @@ impl SinkSpec {
             SinkSpec::Postgres(s) => &s.inputs,
             SinkSpec::Objects(s) => &s.inputs,
             SinkSpec::Stdout(s) => &s.inputs,
+            SinkSpec::Blackhole(s) => &s.inputs,
         }
     }
 }
@@ -156,6 +160,17 @@ pub struct ObjectSinkSpec {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkSpec {
+    /// Unique id.
+    pub id: String,
+    /// Upstream ids.
+    pub inputs: Vec<String>,
+}
+
+/// `type: blackhole` — records are counted (the sink's `records_in` metric) and dropped,
+/// for measuring a job without the cost of its output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlackholeSinkSpec {
     /// Unique id.
     pub id: String,
     /// Upstream ids.

@@ -19,6 +19,8 @@ pub enum SourceSpec {
     Objects(ObjectSourceSpec),
     /// A Kafka topic.
     Kafka(KafkaSourceSpec),
+    /// The Nexmark benchmark's auction events, generated.
+    Nexmark(NexmarkSpec),
 }
 
 impl SourceSpec {
@@ -29,6 +31,7 @@ impl SourceSpec {
             SourceSpec::Generator(s) => &s.id,
             SourceSpec::Objects(s) => &s.id,
             SourceSpec::Kafka(s) => &s.id,
+            SourceSpec::Nexmark(s) => &s.id,
         }
     }
 
@@ -38,6 +41,7 @@ impl SourceSpec {
             SourceSpec::File(_) | SourceSpec::Objects(_) => 1,
             SourceSpec::Generator(s) => s.parallelism.unwrap_or(1),
             SourceSpec::Kafka(s) => s.parallelism.unwrap_or(1),
+            SourceSpec::Nexmark(s) => s.parallelism.unwrap_or(1),
         }
     }
 
@@ -48,6 +52,7 @@ impl SourceSpec {
             SourceSpec::Generator(s) => s.event_time.as_ref(),
             SourceSpec::Objects(s) => s.event_time.as_ref(),
             SourceSpec::Kafka(s) => s.event_time.as_ref(),
+            SourceSpec::Nexmark(s) => s.event_time.as_ref(),
         }
     }
 
@@ -156,6 +161,53 @@ pub struct GeneratorSpec {
     #[serde(default)]
     pub parallelism: Option<u32>,
     /// Event time and watermarks.
+    #[serde(default)]
+    pub event_time: Option<EventTimeSpec>,
+}
+
+/// A kind of Nexmark event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NexmarkEvent {
+    /// A new person (`event_type` 0).
+    Person,
+    /// A new auction (`event_type` 1).
+    Auction,
+    /// A bid (`event_type` 2).
+    Bid,
+}
+
+/// `type: nexmark` — the Nexmark benchmark's stream of people, auctions and bids,
+/// generated deterministically from `seed` (the reference generator's model), as JSON
+/// in the shape Flink's Nexmark reads. Each subtask generates its share; event time
+/// comes from the generator.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NexmarkSpec {
+    /// Unique id.
+    pub id: String,
+    /// Events in total, of every kind (unbounded if absent).
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Events per second of wall-clock time in total (unlimited if absent).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Events per second of event time (default 10000, as the reference).
+    #[serde(default)]
+    pub event_rate: Option<f64>,
+    /// Seed of every random choice (default 0).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Event time of the first event in ms (default 2026-01-01T00:00:00Z).
+    #[serde(default)]
+    pub base_time_ms: Option<i64>,
+    /// The kinds this source emits (default all); the others are skipped, not generated.
+    #[serde(default)]
+    pub events: Option<Vec<NexmarkEvent>>,
+    /// Parallel instances (each generates a share of `count`).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// Watermarks (event time is the generator's).
     #[serde(default)]
     pub event_time: Option<EventTimeSpec>,
 }
