@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod exchange;
+mod json_field;
 pub mod key_group;
 pub mod message;
 pub mod metrics;

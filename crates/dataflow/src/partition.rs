@@ -63,28 +63,7 @@ pub enum KeyError {
     NotScalar,
 }
 
-/// Field `path` of a JSON document: the member of that name, or else, when the name has
-/// dots (`bid.auction`), the member path they separate.
-pub fn json_path<'a>(doc: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
-    doc.get(path).or_else(|| {
-        if !path.contains('.') {
-            return None;
-        }
-        path.split('.').try_fold(doc, |v, name| v.get(name))
-    })
-}
-
-/// The key bytes of JSON field `field` of `value` (a dotted path reaches into objects,
-/// see [`json_path`]): a string's text, or another scalar's JSON.
-pub fn field_key(value: &[u8], field: &str) -> Result<Vec<u8>, KeyError> {
-    let doc: serde_json::Value = serde_json::from_slice(value).map_err(|e| KeyError::NotJson(e.to_string()))?;
-    match json_path(&doc, field) {
-        Some(serde_json::Value::String(s)) => Ok(s.as_bytes().to_vec()),
-        Some(serde_json::Value::Null) | None => Err(KeyError::Missing),
-        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => Ok(v.to_string().into_bytes()),
-        Some(_) => Err(KeyError::NotScalar),
-    }
-}
+pub use crate::json_field::{field_key, json_path};
 
 /// The first 80 bytes of a value, for error messages.
 pub fn preview(value: &[u8]) -> String {
