@@ -114,7 +114,7 @@ bench: plugins ui
 
 ## Nexmark side by side with Apache Flink SQL (PyPI apache-flink in ~/.cache on first
 ## use; Java 17): one stream, each query in both engines, results compared, a table printed.
-##   make bench-nexmark NEXMARK_ARGS="--events 2000000 --parallelism 2"
+##   make bench-nexmark NEXMARK_ARGS="--events 1000000 --parallelism 2"
 FLINK_VENV ?= $(HOME)/.cache/rivulet/flink-venv
 bench-nexmark: plugins ui
 	cargo build --release -p rivulet

@@ -112,7 +112,9 @@ struct Entry {
 struct Cache<H> {
     handle: H,
     entries: RefCell<HashMap<Vec<u8>, Entry>>,
-    dirty: Cell<bool>,
+    /// The entries written since the last write-back (so it costs what was written,
+    /// not what is cached).
+    dirty: RefCell<Vec<Vec<u8>>>,
 }
 
 /// How a cached state reads and writes one entry at the host.
@@ -125,7 +127,7 @@ trait Store {
 
 impl<H: Store> Cache<H> {
     fn new(handle: H) -> Rc<Self> {
-        Rc::new(Cache { handle, entries: RefCell::new(HashMap::new()), dirty: Cell::new(false) })
+        Rc::new(Cache { handle, entries: RefCell::new(HashMap::new()), dirty: RefCell::new(Vec::new()) })
     }
 
     /// The entry for the current key (and map key `sub`), loaded on a miss.
@@ -141,23 +143,33 @@ impl<H: Store> Cache<H> {
     }
 
     fn put(&self, key: Vec<u8>, value: Option<Vec<u8>>, index: Option<u32>) {
-        self.entries.borrow_mut().insert(key, Entry { value, dirty: Some(index) });
-        self.dirty.set(true);
+        let mut entries = self.entries.borrow_mut();
+        match entries.get_mut(&key) {
+            Some(e) => {
+                if e.dirty.is_none() {
+                    self.dirty.borrow_mut().push(key);
+                }
+                *e = Entry { value, dirty: Some(index) };
+            }
+            None => {
+                self.dirty.borrow_mut().push(key.clone());
+                entries.insert(key, Entry { value, dirty: Some(index) });
+            }
+        }
     }
 }
 
 impl<H: Store> WriteBack for Cache<H> {
     fn write_back(&self) {
         let mut entries = self.entries.borrow_mut();
-        if self.dirty.replace(false) {
-            for (key, e) in entries.iter_mut() {
-                let Some(index) = e.dirty.take() else { continue };
-                if let Some(i) = index {
-                    wit::context::set_current_record(i);
-                }
-                let sub = &key[key.len() - self.handle.split(key)..];
-                self.handle.store(sub, e.value.as_deref());
+        for key in self.dirty.borrow_mut().drain(..) {
+            let Some(e) = entries.get_mut(&key) else { continue };
+            let Some(index) = e.dirty.take() else { continue };
+            if let Some(i) = index {
+                wit::context::set_current_record(i);
             }
+            let sub = &key[key.len() - self.handle.split(&key)..];
+            self.handle.store(sub, e.value.as_deref());
         }
         if entries.len() > MAX_ENTRIES {
             entries.clear();
