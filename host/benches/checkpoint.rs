@@ -1,4 +1,5 @@
-//! `cargo bench -p rivulet --bench checkpoint [-- --quick]`: what checkpoints cost.
+//! `cargo bench -p rivulet --bench checkpoint [-- --quick] [--only snapshots|dip|recovery]`:
+//! what checkpoints cost.
 //!
 //! 1. State snapshots of a RocksDB subtask holding N keys (100-byte values): a full
 //!    (canonical) snapshot vs incremental ones (only new SST files), each after 1% of
@@ -80,7 +81,7 @@ fn state_snapshots(rt: &tokio::runtime::Runtime, keys: u64, rounds: usize, tmp: 
         let native = incremental.then_some(staging.as_path());
         let captured = capture(&meta, store, &timers, Default::default(), 0, native).expect("capture");
         let sync = t.elapsed();
-        let state = rt.block_on(upload(&ctx, Barrier { id: id_, kind, stop: false }, &meta, captured, &uploaded)).expect("upload");
+        let state = rt.block_on(upload(&ctx, Barrier { id: id_, kind, stop: false, format: rivulet_checkpoint::SnapshotFormat::Canonical }, &meta, captured, &uploaded)).expect("upload");
         *last_state.borrow_mut() = Some((id_, state));
         ledger.complete(id_);
         (sync, t.elapsed(), dir_size(&ck_dir) - before)
@@ -277,24 +278,34 @@ fn recovery(repo: &Path, keys: u64, tmp: &Path) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only snapshots|dip|recovery` runs one part.
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo").to_path_buf();
     let tmp = tempfile::tempdir_in(std::env::var("RIVULET_BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string())).expect("tmp");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("rt");
 
-    println!("| RocksDB state snapshot | sync part (ms) | total (ms) | uploaded | |");
-    println!("|---|---|---|---|---|");
-    let sizes: &[u64] = if quick { &[100_000] } else { &[1_000_000, 10_000_000] };
-    for &keys in sizes {
-        state_snapshots(&rt, keys, if quick { 3 } else { 10 }, tmp.path());
+    if part("snapshots") {
+        println!("| RocksDB state snapshot | sync part (ms) | total (ms) | uploaded | |");
+        println!("|---|---|---|---|---|");
+        let sizes: &[u64] = if quick { &[100_000] } else { &[1_000_000, 10_000_000] };
+        for &keys in sizes {
+            state_snapshots(&rt, keys, if quick { 3 } else { 10 }, tmp.path());
+        }
+        println!();
     }
-    println!();
-    throughput_dip(&repo, if quick { 300_000 } else { 3_000_000 }, if quick { 1 } else { 3 }, tmp.path());
-    println!();
-    println!("| recovery after kill -9 (keyed count, RocksDB) | checkpoint size | restart → first output (s) | per GB |");
-    println!("|---|---|---|---|");
-    for &keys in if quick { &[100_000u64][..] } else { &[1_000_000u64, 3_000_000][..] } {
-        recovery(&repo, keys, tmp.path());
+    if part("dip") {
+        throughput_dip(&repo, if quick { 300_000 } else { 3_000_000 }, if quick { 1 } else { 3 }, tmp.path());
+        println!();
+    }
+    if part("recovery") {
+        println!("| recovery after kill -9 (keyed count, RocksDB) | checkpoint size | restart → first output (s) | per GB |");
+        println!("|---|---|---|---|");
+        for &keys in if quick { &[100_000u64][..] } else { &[1_000_000u64, 3_000_000][..] } {
+            recovery(&repo, keys, tmp.path());
+        }
     }
     println!();
     println!("Machine: {} cores.", std::thread::available_parallelism().map_or(0, |n| n.get()));

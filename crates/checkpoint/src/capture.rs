@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use rivulet_dataflow::Barrier;
-use rivulet_state::{BroadcastState, KeyGroupRange, KeyedStateStore, StateError, TimerService, key_group, layout};
+use rivulet_state::{BroadcastState, FrozenEntries, KeyGroupRange, KeyedStateStore, StateError, TimerService, key_group, layout};
 
 use crate::manifest::{DbFile, SubtaskState};
 use crate::report::TaskCheckpointing;
@@ -49,6 +49,8 @@ pub struct Captured {
     broadcast: Vec<(String, Vec<u8>, Vec<u8>)>,
     /// A RocksDB checkpoint directory (hard links) holding the entries, if native.
     db_dir: Option<PathBuf>,
+    /// The entries, frozen in constant time (memory backend): encoded by the upload.
+    frozen: Option<FrozenEntries>,
 }
 
 /// What a subtask's host operators (windows, joins, broadcast inputs) add to its
@@ -64,8 +66,9 @@ pub struct HostParts {
     pub broadcast: Option<BroadcastState>,
 }
 
-/// Capture the subtask's state: timers and host timers always; entries copied (memory
-/// backend, savepoints, full checkpoints) or as a RocksDB checkpoint in `native_dir`.
+/// Capture the subtask's state: timers and host timers always; entries frozen (memory
+/// backend: a copy-on-write snapshot, grouped and encoded later by [`upload`]), copied
+/// (RocksDB savepoints and full checkpoints) or as a RocksDB checkpoint in `native_dir`.
 pub fn capture(
     meta: &SubtaskMeta,
     store: &KeyedStateStore,
@@ -81,12 +84,18 @@ pub fn capture(
         .map(|(i, d)| StateDecl { id: i as u16, name: d.name.clone(), kind: d.kind, ttl_ms: d.ttl_ms })
         .collect();
     let mut groups: BTreeMap<u16, GroupState> = BTreeMap::new();
+    let mut frozen = None;
     let db_dir = match native_dir {
         Some(dir) if store.native_checkpoint(dir)? => Some(dir.to_path_buf()),
         _ => {
-            for (k, v) in store.scan_all()? {
-                let Some(g) = layout::key_group_of(&k) else { continue };
-                groups.entry(g).or_default().entries.push((k, v));
+            match store.frozen() {
+                Some(f) => frozen = Some(f),
+                None => {
+                    for (k, v) in store.scan_all()? {
+                        let Some(g) = layout::key_group_of(&k) else { continue };
+                        groups.entry(g).or_default().entries.push((k, v));
+                    }
+                }
             }
             None
         }
@@ -113,7 +122,7 @@ pub fn capture(
         window_seq,
         entries_in_db: db_dir.is_some(),
     };
-    Ok(Captured { header, groups, broadcast, db_dir })
+    Ok(Captured { header, groups, broadcast, db_dir, frozen })
 }
 
 /// Upload a captured snapshot; returns what the manifest records for the subtask.
@@ -125,7 +134,14 @@ pub async fn upload(
     uploaded: &UploadedFiles,
 ) -> Result<SubtaskState, CheckpointError> {
     let dir = format!("{}/{}/{}", snapshot_dir(barrier.kind, barrier.id), meta.uid, meta.subtask);
-    let Captured { header, groups, broadcast, db_dir } = captured;
+    let Captured { header, mut groups, broadcast, db_dir, frozen } = captured;
+    if let Some(frozen) = frozen {
+        // Off the pipeline's path: the frozen entries, in key order, by key group.
+        for (k, v) in frozen.iter() {
+            let Some(g) = layout::key_group_of(k) else { continue };
+            groups.entry(g).or_default().entries.push((k.to_vec(), v.to_vec()));
+        }
+    }
     let encoded = OperatorState { header, groups, broadcast }.encode();
     let state = ctx.storage.put(&format!("{dir}/state.bin"), Bytes::from(encoded)).await?;
     let mut db = Vec::new();
@@ -137,6 +153,10 @@ pub async fn upload(
     Ok(SubtaskState { subtask: meta.subtask, key_groups: (meta.range.start, meta.range.end), finished: false, state: Some(state), db })
 }
 
+/// How many RocksDB files of one subtask are uploaded at once (object stores serve
+/// parallel writes; one at a time left a compaction's large outputs in series).
+const PARALLEL_UPLOADS: usize = 4;
+
 async fn upload_db(
     ctx: &TaskCheckpointing,
     barrier: Barrier,
@@ -146,29 +166,47 @@ async fn upload_db(
     uploaded: &UploadedFiles,
     db: &mut Vec<DbFile>,
 ) -> Result<(), CheckpointError> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+
     let mut names = Vec::new();
     let mut rd = tokio::fs::read_dir(local).await.map_err(|e| CheckpointError::Local(format!("{}: {e}", local.display())))?;
     while let Some(e) = rd.next_entry().await.map_err(|e| CheckpointError::Local(e.to_string()))? {
         names.push(e.file_name().to_string_lossy().into_owned());
     }
     names.sort();
-    for name in names {
-        let shared = name.ends_with(".sst") && ctx.incremental && barrier.kind == SnapshotKind::Checkpoint;
-        if shared {
-            let reuse = uploaded.lock().ok().and_then(|m| m.get(&name).cloned()).filter(|(_, id)| ctx.ledger.is_complete(*id)).map(|(f, _)| f);
-            if let Some(f) = reuse {
-                db.push(f);
-                continue;
-            }
-        }
-        let bytes = tokio::fs::read(local.join(&name)).await.map_err(|e| CheckpointError::Local(format!("{name}: {e}")))?;
-        let path = if shared { format!("shared/{}/{}/{name}", meta.uid, meta.instance) } else { format!("{dir}/db/{name}") };
-        let file = ctx.storage.put(&path, Bytes::from(bytes)).await?;
-        let entry = DbFile { name: name.clone(), file };
-        if shared && let Ok(mut m) = uploaded.lock() {
-            m.insert(name, (entry.clone(), barrier.id));
-        }
-        db.push(entry);
-    }
+    let files: Vec<DbFile> = stream::iter(names)
+        .map(|name| upload_db_file(ctx, barrier, meta, dir, local, uploaded, name))
+        .buffered(PARALLEL_UPLOADS)
+        .try_collect()
+        .await?;
+    db.extend(files);
     Ok(())
+}
+
+/// One file of a RocksDB checkpoint: an SST already uploaded by a completed checkpoint
+/// is referenced again (incremental checkpoints), anything else is stored.
+async fn upload_db_file(
+    ctx: &TaskCheckpointing,
+    barrier: Barrier,
+    meta: &SubtaskMeta,
+    dir: &str,
+    local: &Path,
+    uploaded: &UploadedFiles,
+    name: String,
+) -> Result<DbFile, CheckpointError> {
+    let shared = name.ends_with(".sst") && ctx.incremental && barrier.kind == SnapshotKind::Checkpoint;
+    if shared {
+        let reuse = uploaded.lock().ok().and_then(|m| m.get(&name).cloned()).filter(|(_, id)| ctx.ledger.is_complete(*id)).map(|(f, _)| f);
+        if let Some(f) = reuse {
+            return Ok(f);
+        }
+    }
+    let bytes = tokio::fs::read(local.join(&name)).await.map_err(|e| CheckpointError::Local(format!("{name}: {e}")))?;
+    let path = if shared { format!("shared/{}/{}/{name}", meta.uid, meta.instance) } else { format!("{dir}/db/{name}") };
+    let file = ctx.storage.put(&path, Bytes::from(bytes)).await?;
+    let entry = DbFile { name: name.clone(), file };
+    if shared && let Ok(mut m) = uploaded.lock() {
+        m.insert(name, (entry.clone(), barrier.id));
+    }
+    Ok(entry)
 }

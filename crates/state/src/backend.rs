@@ -74,11 +74,40 @@ pub trait StateBackend: Send {
         let _ = dir;
         Ok(false)
     }
+    /// A snapshot of every entry that later writes do not change, taken in constant time
+    /// (a copy-on-write backend); `None` when the backend has none (RocksDB, whose
+    /// checkpoints are native or a scan).
+    fn frozen(&self) -> Option<FrozenEntries> {
+        None
+    }
     /// Remove every entry whose key starts with `prefix`.
     fn delete_prefix(&mut self, prefix: &[u8]) -> Result<(), StateError> {
         for (k, _) in self.scan_prefix(prefix)? {
             self.delete(&k)?;
         }
         Ok(())
+    }
+}
+
+/// Every entry of a backend at one instant, shared with the live state (which copies what
+/// it changes afterwards): what the memory backend hands a checkpoint, to be encoded off
+/// the pipeline's path.
+#[derive(Debug, Clone)]
+pub struct FrozenEntries(pub(crate) imbl::OrdMap<bytes::Bytes, bytes::Bytes>);
+
+impl FrozenEntries {
+    /// The entries in key order (raw backend keys, so each key group is a run).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }

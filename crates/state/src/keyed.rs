@@ -215,6 +215,12 @@ impl KeyedStateStore {
         self.backend.scan_prefix(&[])
     }
 
+    /// Every raw entry at this instant, in constant time, if the backend can freeze its
+    /// state (memory); the snapshot is then encoded off the pipeline's path.
+    pub fn frozen(&self) -> Option<crate::FrozenEntries> {
+        self.backend.frozen()
+    }
+
     /// Write a raw entry (restore).
     pub fn put_raw(&mut self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
         self.backend.put(key, value)

@@ -19,7 +19,7 @@ mod memory;
 mod rocks;
 mod timers;
 
-pub use backend::{BackendKind, StateBackend, StateError};
+pub use backend::{BackendKind, FrozenEntries, StateBackend, StateError};
 pub use broadcast::BroadcastState;
 pub use entry::{EntryError, StateEntry, StateValue};
 pub use keyed::{CurrentKey, DeclareError, KeyedStateStore, StateDescriptor, StateKind};
