@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use rivulet_dataflow::{Barrier, NodeRole, now_ms};
+use rivulet_dataflow::{Barrier, NodeRole, SnapshotFormat, now_ms};
 
 use crate::commit::Committers;
 use crate::locate::{complete_snapshots, load_manifest};
@@ -149,12 +149,23 @@ impl Coordinator {
         self.expected.iter().all(|k| self.finished.contains_key(k))
     }
 
-    /// Start a snapshot; `None` if one is already running.
+    /// Start a snapshot (a savepoint in the canonical format); `None` if one is already
+    /// running.
     pub fn trigger(&mut self, kind: SnapshotKind, stop: bool) -> Option<u64> {
+        self.begin(kind, SnapshotFormat::Canonical, stop)
+    }
+
+    /// Start a savepoint in `format`; `None` if a snapshot is already running.
+    pub fn trigger_savepoint(&mut self, format: SnapshotFormat, stop: bool) -> Option<u64> {
+        self.begin(SnapshotKind::Savepoint, format, stop)
+    }
+
+    fn begin(&mut self, kind: SnapshotKind, format: SnapshotFormat, stop: bool) -> Option<u64> {
         if self.pending.is_some() || self.all_finished() {
             return None;
         }
-        let barrier = Barrier { id: self.next_id, kind, stop };
+        let format = if kind == SnapshotKind::Savepoint { format } else { SnapshotFormat::Canonical };
+        let barrier = Barrier { id: self.next_id, kind, stop, format };
         self.next_id += 1;
         tracing::debug!(id = barrier.id, ?kind, "triggering snapshot");
         for s in &self.sources {
@@ -295,7 +306,7 @@ impl Coordinator {
         }
         let mut delay = std::time::Duration::from_millis(100);
         loop {
-            let barrier = Barrier { id: self.next_id, kind: SnapshotKind::Checkpoint, stop: false };
+            let barrier = Barrier { id: self.next_id, kind: SnapshotKind::Checkpoint, stop: false, format: SnapshotFormat::Canonical };
             self.next_id += 1;
             let parts = self.finished_parts();
             if let Some(done) = self.write(barrier, parts, true, Instant::now(), None).await? {

@@ -7,6 +7,7 @@ use rivulet_state::{StateEntry, StateKind, layout};
 
 use crate::locate::load_manifest;
 use crate::manifest::SnapshotKind;
+use crate::restore::scan_db;
 use crate::snapshot::OperatorState;
 use crate::{CheckpointError, CheckpointStorage};
 
@@ -46,7 +47,19 @@ pub async fn inspect(location: &str, entries: bool) -> Result<String, Checkpoint
         for st in &o.subtasks {
             let Some(f) = &st.state else { continue };
             let bytes = root.get_verified(&m.relocated(f, &dir)).await?;
-            let s = OperatorState::decode(&bytes, &f.path)?;
+            let mut s = OperatorState::decode(&bytes, &f.path)?;
+            if s.header.entries_in_db {
+                // Native snapshot: the entries are read out of its RocksDB files.
+                let mut db = Vec::new();
+                for d in &st.db {
+                    db.push((d.name.clone(), root.get_verified(&m.relocated(&d.file, &dir)).await?));
+                }
+                for (k, v) in scan_db(&std::env::temp_dir(), st.subtask as usize, &db)? {
+                    if let Some(g) = layout::key_group_of(&k) {
+                        s.groups.entry(g).or_default().entries.push((k, v));
+                    }
+                }
+            }
             let mut per_state: BTreeMap<String, u64> = BTreeMap::new();
             let names: BTreeMap<u16, (String, StateKind)> = s.header.states.iter().map(|d| (d.id, (d.name.clone(), d.kind))).collect();
             let mut timers = 0;

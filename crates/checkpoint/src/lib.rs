@@ -41,7 +41,7 @@ pub use locate::{RestorePoint, complete_snapshots, find_restore_point, load_mani
 pub use manifest::{FileEntry, Manifest, SinkEntry, SinkTransaction, SourceEntry, SourcePosition};
 pub use report::{Ledger, OperatorPart, SnapshotPart, SourceCheckpointing, TaskCheckpointing, TaskKey, TaskReport};
 pub use restore::{OperatorRestore, RestoredState, native_fast_path, restore_into, write_db_files};
-pub use rivulet_dataflow::{Barrier, SnapshotKind};
+pub use rivulet_dataflow::{Barrier, SnapshotFormat, SnapshotKind};
 #[cfg(feature = "fault-injection")]
 pub use storage::FaultPlan;
 pub use storage::{CheckpointStorage, sha256_hex, unique_suffix};

@@ -137,7 +137,7 @@ pub fn restore_into(
 }
 
 /// Every entry of a RocksDB checkpoint, read from a temporary copy.
-fn scan_db(scratch: &Path, i: usize, db: &[(String, Bytes)]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, CheckpointError> {
+pub(crate) fn scan_db(scratch: &Path, i: usize, db: &[(String, Bytes)]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, CheckpointError> {
     let dir = scratch.join(format!("restore-{i}-{}", unique_suffix()));
     write_db_files(&dir, db)?;
     let scanned = BackendKind::Rocksdb.open(&dir).and_then(|b| b.scan_prefix(&[])).map_err(|e| CheckpointError::Local(e.to_string()));

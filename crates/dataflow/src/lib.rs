@@ -22,7 +22,7 @@ pub use exchange::{
     SourceOutput, SubtaskId, WATERMARK_EVERY, WatermarkChange,
 };
 pub use key_group::{KeyGroupRange, key_group};
-pub use message::{Barrier, Envelope, Message, SnapshotKind};
+pub use message::{Barrier, Envelope, Message, SnapshotFormat, SnapshotKind};
 pub use metrics::NodeMetrics;
 pub use partition::{KeySelector, PartitionKind, Partitioning};
 pub use role::NodeRole;

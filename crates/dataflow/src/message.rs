@@ -13,6 +13,22 @@ pub enum SnapshotKind {
     Savepoint,
 }
 
+/// How a savepoint writes operator state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotFormat {
+    /// Every entry encoded into the state file by key group (the backend's files are
+    /// not used): readable without RocksDB, the same bytes from either backend.
+    #[default]
+    Canonical,
+    /// The backend's own files (a RocksDB checkpoint: hard links, copied as they are)
+    /// beside a state file of timers: no entry is re-encoded, so it is written and
+    /// restored at file speed. It restores at any parallelism and into either backend
+    /// (other key groups are read out of the files). Backends without files (memory)
+    /// write canonical state.
+    Native,
+}
+
 /// The barrier: a checkpoint or savepoint marker flowing with the data. Everything a
 /// channel carried before it belongs to the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -23,6 +39,9 @@ pub struct Barrier {
     pub kind: SnapshotKind,
     /// Stop the job once the snapshot is taken (stop-with-savepoint).
     pub stop: bool,
+    /// Savepoints: how operator state is written. Checkpoints follow the job's setting
+    /// (incremental RocksDB files, or `--full-checkpoints`) and carry `Canonical`.
+    pub format: SnapshotFormat,
 }
 
 /// One message on a channel. Records, watermarks, barriers and end-of-input travel in

@@ -9,11 +9,11 @@
 //!
 //! A message is a kind byte and its fields: batch (0: record count u32, then the batch's
 //! encoded bytes to the end of the frame — the same encoding guests read), watermark
-//! (1: i64), idle (2), end (3), barrier (4: id u64, kind u8 — 0 checkpoint, 1 savepoint —
-//! and stop u8).
+//! (1: i64), idle (2), end (3), barrier (4: id u64, kind u8 — 0 checkpoint, 1 savepoint —,
+//! stop u8, and format u8 — 0 canonical, 1 native).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use rivulet_dataflow::{Barrier, Batch, Message, SnapshotKind, SubtaskId};
+use rivulet_dataflow::{Barrier, Batch, Message, SnapshotFormat, SnapshotKind, SubtaskId};
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 /// The largest frame accepted: a batch of records each at most the largest record size,
@@ -111,6 +111,10 @@ fn encode_body(frame: &Frame, out: &mut BytesMut) {
                         SnapshotKind::Savepoint => 1,
                     });
                     out.put_u8(u8::from(b.stop));
+                    out.put_u8(match b.format {
+                        SnapshotFormat::Canonical => 0,
+                        SnapshotFormat::Native => 1,
+                    });
                 }
             }
         }
@@ -155,7 +159,7 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, FrameError> {
                 IDLE => Message::Idle,
                 END => Message::End,
                 BARRIER => {
-                    need(&body, 10, "truncated barrier")?;
+                    need(&body, 11, "truncated barrier")?;
                     let id = body.get_u64_le();
                     let kind = match body.get_u8() {
                         0 => SnapshotKind::Checkpoint,
@@ -167,7 +171,12 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, FrameError> {
                         1 => true,
                         _ => return Err(FrameError::Malformed("bad stop flag")),
                     };
-                    Message::Barrier(Barrier { id, kind, stop })
+                    let format = match body.get_u8() {
+                        0 => SnapshotFormat::Canonical,
+                        1 => SnapshotFormat::Native,
+                        _ => return Err(FrameError::Malformed("unknown snapshot format")),
+                    };
+                    Message::Barrier(Barrier { id, kind, stop, format })
                 }
                 _ => return Err(FrameError::Malformed("unknown message kind")),
             };
@@ -246,7 +255,7 @@ mod tests {
             Message::Watermark(i64::MIN),
             Message::Idle,
             Message::End,
-            Message::Barrier(Barrier { id: 9, kind: SnapshotKind::Savepoint, stop: true }),
+            Message::Barrier(Barrier { id: 9, kind: SnapshotKind::Savepoint, stop: true, format: SnapshotFormat::Native }),
         ] {
             round_trip(Frame::Data { to, channel: 2, msg });
         }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub type WorkerId = u32;
 
 const MAGIC: &[u8; 4] = b"RVLX";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const HELLO_BYTES: usize = 4 + 1 + 4 + 8 + 32;
 const PROOF_BYTES: usize = 32;
 

@@ -61,7 +61,7 @@ async fn messages_cross_in_order_with_batches_intact() {
     let sent = vec![
         Message::Batch(batch.clone()),
         Message::Watermark(5),
-        Message::Barrier(Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false }),
+        Message::Barrier(Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false, format: rivulet_dataflow::SnapshotFormat::Canonical }),
         Message::Idle,
         Message::Batch(batch),
         Message::End,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rivulet_checkpoint::manifest::SubtaskState;
 use rivulet_checkpoint::{
-    OperatorPart, SnapshotKind, SnapshotPart, SubtaskMeta, TaskCheckpointing, TaskReport, UploadedFiles, capture, unique_suffix, upload,
+    OperatorPart, SnapshotFormat, SnapshotKind, SnapshotPart, SubtaskMeta, TaskCheckpointing, TaskReport, UploadedFiles, capture, unique_suffix, upload,
 };
 use rivulet_dataflow::{Barrier, Batch, GateEvent, InputGate, InputWatermarks, Message, NodeMetrics, OutputEdge, WatermarkChange, blocking, now_ms};
 use rivulet_plugin::{OperatorInstance, Output};
@@ -160,8 +160,12 @@ impl ChainTask {
         self.last_barrier = b.id;
         if let Some(ctx) = &self.checkpointing {
             for op in &mut self.ops {
-                let native =
-                    (b.kind == SnapshotKind::Checkpoint && ctx.incremental).then(|| op.staging.join(format!("chk-{}-{}", b.id, unique_suffix())));
+                // RocksDB files as they are: incremental checkpoints, native savepoints.
+                let native = match b.kind {
+                    SnapshotKind::Checkpoint => ctx.incremental,
+                    SnapshotKind::Savepoint => b.format == SnapshotFormat::Native,
+                };
+                let native = native.then(|| op.staging.join(format!("chk-{}-{}", b.id, unique_suffix())));
                 // Broadcast state is the same on every subtask: subtask 0 stores it.
                 let broadcast = (op.meta.subtask == 0 && op.host.broadcast.is_some()).then(|| op.instance.broadcast().clone());
                 let host = op.host.snapshot(broadcast);

@@ -199,7 +199,7 @@ async fn a_barrier_snapshots_each_operator_then_goes_on_and_the_end_is_reported_
         last_barrier: 0,
     };
     let running = tokio::spawn(task.run());
-    let barrier = Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false };
+    let barrier = Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false, format: rivulet_dataflow::SnapshotFormat::Canonical };
     w.input.send(keyed(&[("a", 1)])).await.expect("send");
     w.input.send(Message::Barrier(barrier)).await.expect("send");
     w.input.send(Message::End).await.expect("send");

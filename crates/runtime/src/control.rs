@@ -52,6 +52,8 @@ pub type SavepointReply = Result<String, SavepointError>;
 pub struct SavepointRequest {
     /// Stop the job once the savepoint is complete (its sinks commit first).
     pub stop: bool,
+    /// How operator state is written.
+    pub format: rivulet_dataflow::SnapshotFormat,
     /// Where the outcome goes.
     pub reply: oneshot::Sender<SavepointReply>,
 }
@@ -100,15 +102,15 @@ impl JobControl {
         Arc::new(JobControl { guest_log: log, ..JobControl::default() })
     }
 
-    /// Ask for a savepoint; the receiver yields its location once complete (or why
-    /// not: a request to a job that has ended is answered at once).
-    pub fn request_savepoint(&self, stop: bool) -> oneshot::Receiver<SavepointReply> {
+    /// Ask for a savepoint in `format`; the receiver yields its location once complete
+    /// (or why not: a request to a job that has ended is answered at once).
+    pub fn request_savepoint(&self, stop: bool, format: rivulet_dataflow::SnapshotFormat) -> oneshot::Receiver<SavepointReply> {
         let (reply, rx) = oneshot::channel();
         let mut queue = self.lock_requests();
         if self.closed.load(Ordering::SeqCst) {
             let _ = reply.send(Err(SavepointError::NotRunning));
         } else {
-            queue.push_back(SavepointRequest { stop, reply });
+            queue.push_back(SavepointRequest { stop, format, reply });
         }
         rx
     }

@@ -186,7 +186,7 @@ impl<'a> Supervisor<'a> {
             // A requester that stopped waiting (it gave up) no longer wants it.
             && !r.reply.is_closed()
         {
-            match c.trigger(SnapshotKind::Savepoint, r.stop) {
+            match c.trigger_savepoint(r.format, r.stop) {
                 Some(id) => {
                     self.stop_requested |= r.stop;
                     self.waiting.insert(id, r.reply);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rivulet_dataflow::now_ms;
+use rivulet_dataflow::{SnapshotFormat, now_ms};
 use rivulet_runtime::{JobControl, SavepointError, SavepointReply};
 use tokio::sync::watch;
 
@@ -10,11 +10,11 @@ use crate::ServerError;
 use crate::manager::{JobManager, new_id};
 use crate::record::{HistoryEvent, HistoryKind, JobRecord, JobStatus, SavepointInfo, SavepointStatus};
 
-/// Ask the run behind `control` to stop with a savepoint and wait at most `timeout` for
-/// it; past that the savepoint is given up (a stuck guest must not hold the caller), and
-/// the run restarts from its latest checkpoint.
-pub(crate) async fn stop_savepoint(control: &JobControl, timeout: std::time::Duration) -> SavepointReply {
-    match tokio::time::timeout(timeout, control.request_savepoint(true)).await {
+/// Ask the run behind `control` to stop with a savepoint in `format` and wait at most
+/// `timeout` for it; past that the savepoint is given up (a stuck guest must not hold
+/// the caller), and the run restarts from its latest checkpoint.
+pub(crate) async fn stop_savepoint(control: &JobControl, format: SnapshotFormat, timeout: std::time::Duration) -> SavepointReply {
+    match tokio::time::timeout(timeout, control.request_savepoint(true, format)).await {
         Ok(outcome) => outcome.unwrap_or(Err(SavepointError::JobEnded)),
         Err(_) => {
             let e = SavepointError::TimedOut { after_ms: timeout.as_millis() as u64 };
@@ -64,7 +64,7 @@ impl JobManager {
     pub fn trigger_savepoint(self: &Arc<Self>, id: &str) -> Result<SavepointInfo, ServerError> {
         let (control, _, _) = self.running(id)?;
         let info = self.record_savepoint_request(id, false)?;
-        let rx = control.request_savepoint(false);
+        let rx = control.request_savepoint(false, SnapshotFormat::Canonical);
         let manager = self.clone();
         let (job, trigger) = (id.to_owned(), info.trigger.clone());
         tokio::spawn(async move {
@@ -140,7 +140,7 @@ impl JobManager {
         match how {
             StopMode::Savepoint { timeout, cancel_on_failure } => {
                 let trigger = self.record_savepoint_request(id, true)?.trigger;
-                let outcome = stop_savepoint(&control, timeout).await;
+                let outcome = stop_savepoint(&control, SnapshotFormat::Canonical, timeout).await;
                 let failed = outcome.as_ref().err().cloned();
                 self.settle_savepoint(id, &trigger, outcome);
                 if let Some(reason) = failed {

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rivulet_checkpoint::find_restore_point;
-use rivulet_dataflow::NodeRole;
+use rivulet_dataflow::{NodeRole, SnapshotFormat};
 use rivulet_runtime::{RestoreFrom, RunOptions, committers, dry_run_restore};
 use tokio::sync::watch;
 
@@ -61,8 +61,9 @@ impl JobManager {
         })?;
         let t0 = Instant::now();
         // A stuck guest must not hold the swap forever: the savepoint is given up in time
-        // and the job runs on with the old versions.
-        let savepoint = match crate::savepoints::stop_savepoint(&control, SWAP_SAVEPOINT_TIMEOUT).await {
+        // and the job runs on with the old versions. Native: the swap's savepoint is only
+        // read by the new versions, and RocksDB state then goes through as files.
+        let savepoint = match crate::savepoints::stop_savepoint(&control, SnapshotFormat::Native, SWAP_SAVEPOINT_TIMEOUT).await {
             Ok(loc) => loc,
             Err(reason) => {
                 let _ = self.with_job(id, |e| {

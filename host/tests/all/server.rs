@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
+use crate::fault::rivulet;
 use crate::support::{fixture, read_jsonl, read_output, repo, wasm};
 
 pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
@@ -513,6 +514,13 @@ fn hot_swap_case(scheduler: &[&str]) {
     assert_eq!(swap["result"], "swapped", "{swap}");
     assert_eq!(swap["versions"]["counter"], "counter@2");
     assert!(swap["downtime_ms"].as_u64().is_some(), "{swap}");
+    // The swap's savepoint is native (RocksDB's files, no entry re-encoded), and still
+    // readable: `savepoint inspect` reads the entries out of the files.
+    let sp = swap["savepoint"].as_str().expect("savepoint").to_owned();
+    let inspect = rivulet().args(["savepoint", "inspect", &sp]).output().expect("inspect");
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success() && text.contains("RocksDB files"), "{text}{}", String::from_utf8_lossy(&inspect.stderr));
+    assert!(text.lines().any(|l| l.contains("state count") && !l.contains(": 0 entries")), "the native savepoint's entries are listed: {text}");
 
     // v2 → a version that traps in `open`: rolled back to v2 from the same savepoint.
     let (s, failed) = srv.post(&format!("/v1/jobs/{id}/upgrade"), json!({"plugins": {"counter": "counter@broken"}}));

@@ -121,7 +121,7 @@ mod tests {
         let conn = FileSinkConnector::new(&FileSinkSpec { id: "out".into(), inputs: vec![], path: "out".into() }, &cx);
         let mut sink = conn.open(0, None).expect("open");
         sink.write(&batch(&["a", "b"])).expect("write");
-        let txn = sink.prepare_commit(Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false }, None).expect("stage");
+        let txn = sink.prepare_commit(Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false, format: rivulet_dataflow::SnapshotFormat::Canonical }, None).expect("stage");
         let out = dir.path().join("out");
         assert!(visible(&out).is_empty(), "nothing is visible before the commit");
         let committer = conn.committer().expect("a transactional sink");

@@ -176,7 +176,7 @@ mod tests {
             b.push(Some(b"a"), br#"{"key":"a","count":1}"#, 0);
             b.push(Some(b"b"), br#"{"key":"b","count":2}"#, 0);
             s.write(&b.take()).expect("write");
-            let txn = s.prepare_commit(Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false }, None).expect("stage");
+            let txn = s.prepare_commit(Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false, format: rivulet_dataflow::SnapshotFormat::Canonical }, None).expect("stage");
             assert!(objects(dir.path()).is_empty(), "{format:?}: nothing is uploaded before the commit");
             let committer = conn.committer().expect("transactional");
             assert_eq!(committer.commit(&txn).expect("commit"), 1);

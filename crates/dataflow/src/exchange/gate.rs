@@ -102,7 +102,7 @@ mod tests {
         let to = SubtaskId { node: 0, subtask: 0 };
         let mut gate = InputGate::new(ex.input(to, 2), 2);
         let (c0, c1) = (ex.sender(to, 0).expect("c0"), ex.sender(to, 1).expect("c1"));
-        let b = Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false };
+        let b = Barrier { id: 1, kind: SnapshotKind::Checkpoint, stop: false, format: crate::SnapshotFormat::Canonical };
         c0.send(batch(1)).await.expect("send");
         c0.send(Message::Barrier(b)).await.expect("send");
         c0.send(batch(2)).await.expect("send"); // after the barrier: held back
