@@ -50,6 +50,9 @@ export interface StateOptions<T> {
   ttlMs?: number | null;
 }
 
+/** Entries the guest-side state cache keeps per state before it forgets the clean ones. */
+export declare const MAX_CACHED_ENTRIES: number;
+
 export declare class ValueState<T = any> {
   constructor(name: string, options?: StateOptions<T>);
   get(): T | undefined;

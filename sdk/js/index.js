@@ -208,24 +208,145 @@ export class Context {
 
 const ttl = (ms) => (ms === undefined || ms === null ? undefined : BigInt(ms));
 
-/** One value per key, stored by the host. */
+// The state cache (as in the Rust SDK): value and map state are read through to the
+// host once per key and written back once per key at the end of each call into the guest
+// (a batch, a timer, a window firing), so a record that reads and updates its key's state
+// makes no host call in the common case. The host snapshots only between calls, so every
+// checkpoint finds the state complete. Entries stay valid across calls (only this
+// instance writes its keyed state while it lives). State with a TTL is not cached, nor
+// state used where no key is current (open, watermarks, broadcast input, close).
+
+/** Entries kept per state before the clean ones are forgotten. */
+export const MAX_CACHED_ENTRIES = 1 << 16;
+
+// The current scope: mode 0 no key, 1 a record of the batch (its key from the batch),
+// 2 one key for the whole call (asked of the host once).
+const scope = { mode: 0, index: null, key: null };
+const caches = [];
+
+/** Bytes as a string usable as a Map key (one char per byte). */
+function bytesKey(b) {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
+  return s;
+}
+
+function enterRecord(index, key) {
+  if (key === null || key === undefined) {
+    scope.mode = 0;
+  } else {
+    scope.mode = 1;
+    scope.index = index;
+    scope.key = bytesKey(key);
+  }
+}
+
+function enterCall() {
+  scope.mode = 2;
+  scope.index = null;
+  scope.key = null;
+}
+
+/** The current key (as a string) and the record index that makes it current again, or null. */
+function current() {
+  if (scope.mode === 0) return null;
+  if (scope.mode === 2 && scope.key === null) {
+    const key = witContext.currentKey();
+    if (key === undefined || key === null) {
+      scope.mode = 0;
+      return null;
+    }
+    scope.key = bytesKey(key);
+  }
+  return scope;
+}
+
+function writeBack() {
+  for (const c of caches) c.writeBack();
+  scope.mode = 0;
+}
+
+/** A failed call: what it wrote is not kept (the job restarts from a checkpoint). */
+function forgetAll() {
+  for (const c of caches) {
+    c.entries.clear();
+    c.dirty.clear();
+  }
+  scope.mode = 0;
+}
+
+/** Encoded values by cache key (`null`: absent), and the ones written since the last write-back. */
+class StateCache {
+  constructor(load, store) {
+    this.entries = new Map();
+    this.dirty = new Map();
+    this.load = load;
+    this.store = store;
+    caches.push(this);
+  }
+  get(ck, sub) {
+    const hit = this.entries.get(ck);
+    if (hit !== undefined) return hit;
+    syncCurrentRecord();
+    const raw = this.load(sub);
+    const v = raw === undefined || raw === null ? null : raw;
+    this.entries.set(ck, v);
+    return v;
+  }
+  put(ck, sub, raw, index) {
+    this.entries.set(ck, raw);
+    this.dirty.set(ck, [sub, index]);
+  }
+  writeBack() {
+    if (this.dirty.size > 0) {
+      for (const [ck, [sub, index]] of this.dirty) {
+        if (index !== null) witContext.setCurrentRecord(index);
+        this.store(sub, this.entries.get(ck));
+      }
+      this.dirty.clear();
+    }
+    if (this.entries.size > MAX_CACHED_ENTRIES) this.entries.clear();
+  }
+}
+
+/** One value per key, stored by the host (cached in the guest unless it has a TTL). */
 export class ValueState {
   constructor(name, { codec = JSON_CODEC, ttlMs = null } = {}) {
     this.h = new WitValueState(name, ttl(ttlMs));
     this.c = codec;
+    this.cache = ttlMs === null || ttlMs === undefined ? new StateCache(() => this.h.get(), (_sub, raw) => this.store(raw)) : null;
+  }
+  store(raw) {
+    if (raw === null) this.h.clear();
+    else this.h.set(raw);
+  }
+  raw() {
+    const cur = this.cache === null ? null : current();
+    if (cur === null) {
+      syncCurrentRecord();
+      const raw = this.h.get();
+      return raw === undefined ? null : raw;
+    }
+    return this.cache.get(cur.key, null);
+  }
+  write(raw) {
+    const cur = this.cache === null ? null : current();
+    if (cur === null) {
+      syncCurrentRecord();
+      this.store(raw);
+    } else {
+      this.cache.put(cur.key, null, raw, cur.index);
+    }
   }
   get(fallback = undefined) {
-    syncCurrentRecord();
-    const raw = this.h.get();
-    return raw === undefined || raw === null ? fallback : this.c.decode(raw);
+    const raw = this.raw();
+    return raw === null ? fallback : this.c.decode(raw);
   }
   set(value) {
-    syncCurrentRecord();
-    this.h.set(this.c.encode(value));
+    this.write(this.c.encode(value));
   }
   clear() {
-    syncCurrentRecord();
-    this.h.clear();
+    this.write(null);
   }
 }
 
@@ -253,41 +374,72 @@ export class ListState {
   }
 }
 
-/** A map per key, stored by the host; keys and values have their own codecs. */
+/**
+ * A map per key, stored by the host; keys and values have their own codecs. Single
+ * entries are cached in the guest (unless it has a TTL); whole-map operations go to the
+ * host after writing the map's pending changes back.
+ */
 export class MapState {
   constructor(name, { keyCodec = JSON_CODEC, valueCodec = JSON_CODEC, ttlMs = null } = {}) {
     this.h = new WitMapState(name, ttl(ttlMs));
     this.k = keyCodec;
     this.v = valueCodec;
+    this.cache = ttlMs === null || ttlMs === undefined ? new StateCache((sub) => this.h.get(sub), (sub, raw) => this.store(sub, raw)) : null;
+  }
+  store(sub, raw) {
+    if (raw === null) this.h.remove(sub);
+    else this.h.put(sub, raw);
+  }
+  raw(sub) {
+    const cur = this.cache === null ? null : current();
+    if (cur === null) {
+      syncCurrentRecord();
+      const raw = this.h.get(sub);
+      return raw === undefined ? null : raw;
+    }
+    return this.cache.get(`${cur.key.length}:${cur.key}${bytesKey(sub)}`, sub);
+  }
+  write(sub, raw) {
+    const cur = this.cache === null ? null : current();
+    if (cur === null) {
+      syncCurrentRecord();
+      this.store(sub, raw);
+    } else {
+      this.cache.put(`${cur.key.length}:${cur.key}${bytesKey(sub)}`, sub, raw, cur.index);
+    }
+  }
+  /** The host handle for a whole-map operation, this map's pending changes written first. */
+  whole(forget = false) {
+    if (this.cache !== null) {
+      this.cache.writeBack();
+      if (forget) this.cache.entries.clear();
+      // The write-back may have made another record current: this one again.
+      if (scope.mode === 1) pendingRecord = scope.index;
+    }
+    syncCurrentRecord();
+    return this.h;
   }
   get(key, fallback = undefined) {
-    syncCurrentRecord();
-    const raw = this.h.get(this.k.encode(key));
-    return raw === undefined || raw === null ? fallback : this.v.decode(raw);
+    const raw = this.raw(this.k.encode(key));
+    return raw === null ? fallback : this.v.decode(raw);
   }
   put(key, value) {
-    syncCurrentRecord();
-    this.h.put(this.k.encode(key), this.v.encode(value));
+    this.write(this.k.encode(key), this.v.encode(value));
   }
   remove(key) {
-    syncCurrentRecord();
-    this.h.remove(this.k.encode(key));
+    this.write(this.k.encode(key), null);
   }
   contains(key) {
-    syncCurrentRecord();
-    return this.h.contains(this.k.encode(key));
+    return this.raw(this.k.encode(key)) !== null;
   }
   keys() {
-    syncCurrentRecord();
-    return this.h.keys().map((k) => this.k.decode(k));
+    return this.whole().keys().map((k) => this.k.decode(k));
   }
   entries() {
-    syncCurrentRecord();
-    return this.h.entries().map(([k, v]) => [this.k.decode(k), this.v.decode(v)]);
+    return this.whole().entries().map(([k, v]) => [this.k.decode(k), this.v.decode(v)]);
   }
   clear() {
-    syncCurrentRecord();
-    this.h.clear();
+    this.whole(true).clear();
   }
 }
 
@@ -394,10 +546,13 @@ export function exportOperator(Cls) {
   const call = (where, f) => {
     if (ctx === null) throw failure(where, "operator called before open");
     pendingRecord = null;
+    scope.mode = 0;
     try {
       f();
+      writeBack();
     } catch (e) {
       ctx.discard();
+      forgetAll();
       pendingRecord = null;
       throw failure(where, e);
     }
@@ -423,6 +578,7 @@ export function exportOperator(Cls) {
         const which = input(index);
         let i = 0;
         for (const record of decodeBatch(batch)) {
+          enterRecord(i, record.key);
           pendingRecord = i++;
           op.processInput(ctx, which, record);
         }
@@ -436,7 +592,10 @@ export function exportOperator(Cls) {
     },
     processWindow(window, inputs) {
       const groups = new CoGroup(inputs.map((b) => [...decodeBatch(b)]));
-      call("processWindow", () => op.coGroup(ctx, { start: Number(window.start), end: Number(window.end) }, groups));
+      call("processWindow", () => {
+        enterCall();
+        op.coGroup(ctx, { start: Number(window.start), end: Number(window.end) }, groups);
+      });
     },
     processJoin(left, right) {
       call("processJoin", () => {
@@ -444,12 +603,16 @@ export function exportOperator(Cls) {
         const r = [...decodeBatch(right)];
         for (let i = 0; i < l.length && i < r.length; i++) {
           pendingRecord = i;
+          enterRecord(i, l[i].key);
           op.join(ctx, l[i], r[i]);
         }
       });
     },
     onTimer(timestamp, domain) {
-      call("onTimer", () => op.onTimer(ctx, Number(BigInt.asIntN(64, BigInt(timestamp))), domain));
+      call("onTimer", () => {
+        enterCall();
+        op.onTimer(ctx, Number(BigInt.asIntN(64, BigInt(timestamp))), domain);
+      });
     },
     onWatermark(watermark) {
       call("onWatermark", () => op.onWatermark(ctx, Number(BigInt.asIntN(64, BigInt(watermark)))));

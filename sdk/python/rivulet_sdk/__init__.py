@@ -281,28 +281,136 @@ def _ttl(ttl_ms: Optional[int]) -> Optional[int]:
     return None if ttl_ms is None else int(ttl_ms)
 
 
+# The state cache (as in the Rust SDK): value and map state are read through to the host
+# once per key and written back once per key at the end of each call into the guest (a
+# batch, a timer, a window firing), so a record that reads and updates its key's state
+# makes no host call in the common case. The host snapshots only between calls, so every
+# checkpoint finds the state complete. Entries stay valid across calls (only this
+# instance writes its keyed state while it lives). State with a TTL is not cached, nor
+# state used where no key is current (open, watermarks, broadcast input, close).
+
+#: Entries kept per state before the clean ones are forgotten.
+MAX_CACHED_ENTRIES = 1 << 16
+
+# The current scope: [mode, record index, key]; mode 0 no key, 1 a record of the batch
+# (its key from the batch), 2 one key for the whole call (asked of the host once).
+_scope: list = [0, None, None]
+_caches: list = []
+
+
+def _enter_record(index: int, key: Optional[bytes]) -> None:
+    _scope[0], _scope[1], _scope[2] = (0, None, None) if key is None else (1, index, key)
+
+
+def _enter_call() -> None:
+    _scope[0], _scope[1], _scope[2] = 2, None, None
+
+
+def _current() -> Optional[Tuple[bytes, Optional[int]]]:
+    """The current key and the record index that makes it current again, if the cache applies."""
+    mode = _scope[0]
+    if mode == 0:
+        return None
+    if mode == 2 and _scope[2] is None:
+        key = _context.current_key()
+        if key is None:
+            _scope[0] = 0
+            return None
+        _scope[2] = bytes(key)
+    return _scope[2], _scope[1]
+
+
+def _write_back() -> None:
+    for cache in _caches:
+        cache.write_back()
+    _scope[0], _scope[1], _scope[2] = 0, None, None
+
+
+def _forget_all() -> None:
+    """A failed call: what it wrote is not kept (the job restarts from a checkpoint)."""
+    for cache in _caches:
+        cache.entries.clear()
+        cache.dirty.clear()
+    _scope[0], _scope[1], _scope[2] = 0, None, None
+
+
+class _Cache:
+    """Encoded values by cache key (``None``: absent), the ones written since the last write-back."""
+
+    def __init__(self, load: Callable[[Any], Optional[bytes]], store: Callable[[Any, Optional[bytes]], None]):
+        self.entries: dict = {}
+        self.dirty: dict = {}
+        self._load = load
+        self._store = store
+        _caches.append(self)
+
+    def get(self, ck: Any, sub: Any) -> Optional[bytes]:
+        try:
+            return self.entries[ck]
+        except KeyError:
+            _sync_current_record()
+            raw = self._load(sub)
+            raw = None if raw is None else bytes(raw)
+            self.entries[ck] = raw
+            return raw
+
+    def put(self, ck: Any, sub: Any, raw: Optional[bytes], index: Optional[int]) -> None:
+        self.entries[ck] = raw
+        self.dirty[ck] = (sub, index)
+
+    def write_back(self) -> None:
+        if self.dirty:
+            entries = self.entries
+            for ck, (sub, index) in self.dirty.items():
+                if index is not None:
+                    _context.set_current_record(index)
+                self._store(sub, entries[ck])
+            self.dirty = {}
+        if len(self.entries) > MAX_CACHED_ENTRIES:
+            self.entries.clear()
+
+
 class ValueState:
-    """One value per key, stored by the host."""
+    """One value per key, stored by the host (cached in the guest unless it has a TTL)."""
 
     def __init__(self, name: str, codec: Codec = JSON, ttl_ms: Optional[int] = None):
         self._h = _state.ValueState(name, _ttl(ttl_ms))
         self._c = codec
+        self._cache = None if ttl_ms is not None else _Cache(lambda _sub: self._h.get(), self._store)
+
+    def _store(self, _sub: Any, raw: Optional[bytes]) -> None:
+        if raw is None:
+            self._h.clear()
+        else:
+            self._h.set(raw)
+
+    def _raw(self) -> Optional[bytes]:
+        cur = _current() if self._cache is not None else None
+        if cur is None:
+            _sync_current_record()
+            return self._h.get()
+        return self._cache.get(cur[0], None)
+
+    def _write(self, raw: Optional[bytes]) -> None:
+        cur = _current() if self._cache is not None else None
+        if cur is None:
+            _sync_current_record()
+            self._store(None, raw)
+        else:
+            self._cache.put(cur[0], None, raw, cur[1])
 
     def get(self, default: Any = None) -> Any:
         """The current key's value, or ``default``."""
-        _sync_current_record()
-        raw = self._h.get()
+        raw = self._raw()
         return default if raw is None else self._c.decode(raw)
 
     def set(self, value: Any) -> None:
         """Set the current key's value."""
-        _sync_current_record()
-        self._h.set(self._c.encode(value))
+        self._write(self._c.encode(value))
 
     def clear(self) -> None:
         """Remove the current key's value."""
-        _sync_current_record()
-        self._h.clear()
+        self._write(None)
 
 
 class ListState:
@@ -334,48 +442,77 @@ class ListState:
 
 
 class MapState:
-    """A map per key, stored by the host; keys and values have their own codecs."""
+    """A map per key, stored by the host; keys and values have their own codecs. Single
+    entries are cached in the guest (unless it has a TTL); whole-map operations go to
+    the host after writing the map's pending changes back."""
 
     def __init__(self, name: str, key_codec: Codec = JSON, value_codec: Codec = JSON, ttl_ms: Optional[int] = None):
         self._h = _state.MapState(name, _ttl(ttl_ms))
         self._k = key_codec
         self._v = value_codec
+        self._cache = None if ttl_ms is not None else _Cache(self._h.get, self._store)
+
+    def _store(self, sub: bytes, raw: Optional[bytes]) -> None:
+        if raw is None:
+            self._h.remove(sub)
+        else:
+            self._h.put(sub, raw)
+
+    def _raw(self, sub: bytes) -> Optional[bytes]:
+        cur = _current() if self._cache is not None else None
+        if cur is None:
+            _sync_current_record()
+            return self._h.get(sub)
+        return self._cache.get((cur[0], sub), sub)
+
+    def _write(self, sub: bytes, raw: Optional[bytes]) -> None:
+        cur = _current() if self._cache is not None else None
+        if cur is None:
+            _sync_current_record()
+            self._store(sub, raw)
+        else:
+            self._cache.put((cur[0], sub), sub, raw, cur[1])
+
+    def _whole(self, forget: bool = False) -> Any:
+        """The host handle for a whole-map operation, this map's pending changes written first."""
+        if self._cache is not None:
+            self._cache.write_back()
+            if forget:
+                self._cache.entries.clear()
+            # The write-back may have made another record current: this one again.
+            if _scope[0] == 1:
+                _pending_record[0] = _scope[1]
+        _sync_current_record()
+        return self._h
 
     def get(self, key: Any, default: Any = None) -> Any:
         """The value under ``key`` in the current key's map, or ``default``."""
-        _sync_current_record()
-        raw = self._h.get(self._k.encode(key))
+        raw = self._raw(self._k.encode(key))
         return default if raw is None else self._v.decode(raw)
 
     def put(self, key: Any, value: Any) -> None:
         """Insert or replace ``key``."""
-        _sync_current_record()
-        self._h.put(self._k.encode(key), self._v.encode(value))
+        self._write(self._k.encode(key), self._v.encode(value))
 
     def remove(self, key: Any) -> None:
         """Remove ``key``."""
-        _sync_current_record()
-        self._h.remove(self._k.encode(key))
+        self._write(self._k.encode(key), None)
 
     def contains(self, key: Any) -> bool:
         """Whether the map holds ``key``."""
-        _sync_current_record()
-        return self._h.contains(self._k.encode(key))
+        return self._raw(self._k.encode(key)) is not None
 
     def keys(self) -> List[Any]:
         """All keys of the current key's map."""
-        _sync_current_record()
-        return [self._k.decode(k) for k in self._h.keys()]
+        return [self._k.decode(k) for k in self._whole().keys()]
 
     def entries(self) -> List[Tuple[Any, Any]]:
         """All entries of the current key's map."""
-        _sync_current_record()
-        return [(self._k.decode(k), self._v.decode(v)) for k, v in self._h.entries()]
+        return [(self._k.decode(k), self._v.decode(v)) for k, v in self._whole().entries()]
 
     def clear(self) -> None:
         """Clear the current key's map."""
-        _sync_current_record()
-        self._h.clear()
+        self._whole(forget=True).clear()
 
 
 class BroadcastMapState:
@@ -493,11 +630,14 @@ def export(cls: type) -> type:
             if ctx is None:
                 raise Err(f"{where}: operator called before open")
             _pending_record[0] = None
+            _scope[0] = 0
             try:
                 f()
+                _write_back()
             except Exception:
                 ctx._main = bytearray()
                 ctx._side = {}
+                _forget_all()
                 raise _failure(where)
             finally:
                 _pending_record[0] = None
@@ -520,6 +660,7 @@ def export(cls: type) -> type:
                 which = _input(input)
                 for i, record in enumerate(decode_batch(batch)):
                     _pending_record[0] = i
+                    _enter_record(i, record.key)
                     op.process_input(ctx, which, record)
             self._call("process", run)
 
@@ -533,19 +674,28 @@ def export(cls: type) -> type:
 
         def process_window(self, window: _types.Window, inputs: List[bytes]) -> None:
             groups = CoGroup([list(decode_batch(b)) for b in inputs])
-            self._call("process_window", lambda: _Export._op.co_group(_Export._ctx, Window(window.start, window.end), groups))
+
+            def run() -> None:
+                _enter_call()
+                _Export._op.co_group(_Export._ctx, Window(window.start, window.end), groups)
+            self._call("process_window", run)
 
         def process_join(self, left: bytes, right: bytes) -> None:
             def run() -> None:
                 op, ctx = _Export._op, _Export._ctx
                 for i, (l, r) in enumerate(zip(decode_batch(left), decode_batch(right))):
                     _pending_record[0] = i
+                    _enter_record(i, l.key)
                     op.join(ctx, l, r)
             self._call("process_join", run)
 
         def on_timer(self, timestamp: int, domain: _types.TimeDomain) -> None:
             d = EVENT_TIME if domain == _types.TimeDomain.EVENT_TIME else PROCESSING_TIME
-            self._call("on_timer", lambda: _Export._op.on_timer(_Export._ctx, timestamp, d))
+
+            def run() -> None:
+                _enter_call()
+                _Export._op.on_timer(_Export._ctx, timestamp, d)
+            self._call("on_timer", run)
 
         def on_watermark(self, watermark: int) -> None:
             self._call("on_watermark", lambda: _Export._op.on_watermark(_Export._ctx, watermark))
