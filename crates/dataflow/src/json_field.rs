@@ -5,7 +5,6 @@
 
 use std::fmt;
 
-use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use crate::partition::KeyError;

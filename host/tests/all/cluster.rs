@@ -174,7 +174,8 @@ fn processes_with(needle: &str) -> Vec<u32> {
 fn kill_9_of_the_coordinator_ends_its_workers_and_the_job_resumes_exactly() {
     let seed = seed();
     for (backend, parallelism) in [("memory", "3"), ("rocksdb", "3")] {
-        let case = wordcount_case(60_000, seed);
+        // Long enough to outlast the first kill (600-1000 ms) on a fast machine.
+        let case = wordcount_case(150_000, seed);
         let what = format!("{backend} p={parallelism}, coordinator killed");
         let data = case.dir.path().join("data").display().to_string();
         crate::support::kill_loop(&what, 3, 600, 400, 1_200, || {

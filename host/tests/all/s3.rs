@@ -136,7 +136,9 @@ fn checkpoints_in_s3_survive_kill_9_and_restore_exactly() {
     let mut rng = Rng(5);
     let mut text = String::new();
     let mut totals = std::collections::BTreeMap::<String, u64>::new();
-    for _ in 0..60_000 {
+    // Long enough that the run is still going at its second checkpoint (50 ms apart) on
+    // a fast machine: the kill must find live state, not the final checkpoint.
+    for _ in 0..120_000 {
         let words: Vec<String> = (0..8).map(|_| format!("w{}", rng.below(300))).collect();
         for w in &words {
             *totals.entry(w.clone()).or_default() += 1;
@@ -149,7 +151,7 @@ fn checkpoints_in_s3_survive_kill_9_and_restore_exactly() {
     let out = dir.path().join("out");
     let run = |failpoint: Option<&str>, restore: bool| {
         let mut c = rivulet();
-        c.args(["run", "plugins-examples/wordcount/job.yaml", "--quiet", "--state-backend", "rocksdb", "--checkpoint-interval", "100ms"])
+        c.args(["run", "plugins-examples/wordcount/job.yaml", "--quiet", "--state-backend", "rocksdb", "--checkpoint-interval", "50ms"])
             .args(["--checkpoint-dir", &format!("s3://{BUCKET}/checkpoints")])
             .arg("--param")
             .arg(format!("input={}", input.display()))
@@ -168,25 +170,25 @@ fn checkpoints_in_s3_survive_kill_9_and_restore_exactly() {
         }
         c.output().expect("run")
     };
-    let first = run(Some("after-checkpoint=3"), false);
+    let first = run(Some("after-checkpoint=2"), false);
     assert_eq!(first.status.signal(), Some(9), "{}", String::from_utf8_lossy(&first.stderr));
     // `savepoint inspect` reads a checkpoint in S3.
     let mut c = rivulet();
-    c.args(["savepoint", "inspect", &format!("s3://{BUCKET}/checkpoints/wordcount/chk-0000000003")]);
+    c.args(["savepoint", "inspect", &format!("s3://{BUCKET}/checkpoints/wordcount/chk-0000000002")]);
     for (k, v) in weed.env() {
         c.env(k, v);
     }
     let inspect = c.output().expect("inspect");
     let text = String::from_utf8_lossy(&inspect.stdout);
     assert!(
-        inspect.status.success() && text.contains("checkpoint 3 of job 'wordcount'") && text.contains("RocksDB files"),
+        inspect.status.success() && text.contains("checkpoint 2 of job 'wordcount'") && text.contains("RocksDB files"),
         "{text}{}",
         String::from_utf8_lossy(&inspect.stderr)
     );
     let second = run(None, true);
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{err}");
-    assert!(err.contains(&format!("restoring from s3://{BUCKET}/checkpoints/wordcount/chk-0000000003")), "{err}");
+    assert!(err.contains(&format!("restoring from s3://{BUCKET}/checkpoints/wordcount/chk-0000000002")), "{err}");
     let mut expected: Vec<String> =
         totals.iter().flat_map(|(w, n)| (1..=*n).map(move |i| serde_json::json!({"word": w, "count": i}).to_string())).collect();
     expected.sort();

@@ -252,6 +252,8 @@ impl Rng {
 
 /// Persons created before event `n` (counting the one `n` may create), less one: the
 /// id offset of the newest person at `n`.
+// General in the proportions (with one person per epoch the offset is always 0).
+#[allow(clippy::unnecessary_min_or_max)]
 fn last_base0_person_id(n: u64) -> u64 {
     let epoch = n / TOTAL_PROPORTION;
     let offset = (n % TOTAL_PROPORTION).min(PERSON_PROPORTION - 1);
