@@ -86,6 +86,11 @@ impl PluginEngine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // `RIVULET_WASM_PROFILING=perfmap`: name compiled guest functions in
+        // /tmp/perf-<pid>.map, so `perf record`/`perf report` attribute guest time.
+        if std::env::var("RIVULET_WASM_PROFILING").is_ok_and(|v| v == "perfmap") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = wasmtime::Engine::new(&config).map_err(|e| PluginError::Engine(e.to_string()))?;
 
         let mut linker: Linker<HostState> = Linker::new(&engine);
