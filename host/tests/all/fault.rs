@@ -178,9 +178,11 @@ fn kill_at_protocol_points_upload_before_manifest_and_manifest_before_commit() {
 #[test]
 fn damaged_snapshots_are_detected_and_the_previous_checkpoint_is_used() {
     for damage in ["flip-byte", "truncate", "delete", "garbage-manifest"] {
-        let case = wordcount_case(60_000, 23);
+        // Long enough to still run at checkpoint 3 (50 ms apart) on a fast machine: the
+        // damaged checkpoint must hold live state, not be the final one.
+        let case = wordcount_case(150_000, 23);
         let out = case
-            .command_every("memory", "100ms", &["--checkpoints-retained", "3"])
+            .command_every("memory", "50ms", &["--checkpoints-retained", "3"])
             .env("RIVULET_FAILPOINTS", "after-checkpoint=3")
             .output()
             .expect("run");
