@@ -474,7 +474,7 @@ fn inspect(file: &Path) -> Result<()> {
     let engine = engine()?;
     let p = engine.load_file(file)?;
     println!("file:    {}", file.display());
-    let latest = if p.contract == Contract::V0_3 { "the newest" } else { "an older one; the host still runs it" };
+    let latest = if p.contract == Contract::ALL[0] { "the newest" } else { "an older one; the host still runs it" };
     println!("targets: {} ({}, {latest})", p.contract, p.contract.world());
     println!("size:    {} bytes", p.size);
     println!("digest:  {}", p.digest);

@@ -2,7 +2,7 @@
 //
 // Write a class extending `Operator`, then `export const operator = exportOperator(MyOperator);`
 // in your `app.js`; build the component with `scripts/build-operator.sh DIR`
-// (esbuild bundles this SDK in, componentize-js builds against `wit/operator.wit`, rivulet:operator@0.3.0).
+// (esbuild bundles this SDK in, componentize-js builds against `wit/operator.wit`, rivulet:operator@0.4.0).
 //
 // Mirrors the Rust SDK: records one by one (the host sends batches), keyed state
 // (ValueState, ListState, MapState) scoped to the current record's key with an explicit
@@ -12,11 +12,11 @@
 // (window join) or processBroadcast with BroadcastMapState; Pattern and Cep find
 // patterns in each key's events (cep.js).
 
-import { emit as witEmit, emitTo as witEmitTo } from "rivulet:operator/collector@0.3.0";
-import * as witContext from "rivulet:operator/context@0.3.0";
-import { ValueState as WitValueState, ListState as WitListState, MapState as WitMapState } from "rivulet:operator/keyed-state@0.3.0";
-import { BroadcastMap as WitBroadcastMap } from "rivulet:operator/broadcast-state@0.3.0";
-import * as witTimers from "rivulet:operator/timers@0.3.0";
+import { emit as witEmit, emitTo as witEmitTo } from "rivulet:operator/collector@0.4.0";
+import * as witContext from "rivulet:operator/context@0.4.0";
+import { ValueState as WitValueState, ListState as WitListState, MapState as WitMapState } from "rivulet:operator/keyed-state@0.4.0";
+import { BroadcastMap as WitBroadcastMap } from "rivulet:operator/broadcast-state@0.4.0";
+import * as witTimers from "rivulet:operator/timers@0.4.0";
 
 export { Pattern, Cep, NO_SKIP, SKIP_TO_NEXT, SKIP_PAST_LAST_EVENT, skipToFirst, skipToLast } from "./cep.js";
 

@@ -76,19 +76,73 @@ impl Config {
 ///
 /// Emitted records are buffered in the guest and handed to the host in one call when
 /// the current `process`, `on_timer` or `process_window` call returns.
+///
+/// A record emitted unchanged — the key, value and timestamp of the input record being
+/// processed — is not re-encoded: the host is told its index (`collector.forward`) and
+/// passes its own copy on, sharing the whole batch when every record goes through.
 pub struct Context {
     main: Vec<u8>,
+    /// Indices of input records forwarded since `main` was last handed over.
+    forwarded: Vec<u32>,
+    /// The input record being processed (`process`, `process_broadcast`).
+    current: Option<CurrentInput>,
     side: BTreeMap<String, Vec<u8>>,
+}
+
+/// Where the input record being processed lies, to recognise it when it is emitted.
+#[derive(Clone, Copy)]
+struct CurrentInput {
+    index: u32,
+    key: Option<(usize, usize)>,
+    value: (usize, usize),
+    timestamp: i64,
+}
+
+impl CurrentInput {
+    fn new(index: u32, record: &Record<'_>) -> Self {
+        CurrentInput { index, key: record.key.map(span), value: span(record.value), timestamp: record.timestamp }
+    }
+
+    /// Whether these are the input record's own bytes (the same memory, so the same record).
+    fn is(&self, key: Option<&[u8]>, value: &[u8], timestamp: i64) -> bool {
+        self.timestamp == timestamp && self.value == span(value) && self.key == key.map(span)
+    }
+}
+
+fn span(bytes: &[u8]) -> (usize, usize) {
+    (bytes.as_ptr() as usize, bytes.len())
 }
 
 impl Context {
     fn new() -> Self {
-        Context { main: Vec::new(), side: BTreeMap::new() }
+        Context { main: Vec::new(), forwarded: Vec::new(), current: None, side: BTreeMap::new() }
     }
 
     /// Emit a record with an optional key, raw value bytes and event timestamp.
+    ///
+    /// Emitting the input record itself (`ctx.emit(record.key, record.value,
+    /// record.timestamp)`) forwards it without re-encoding; the output is the same.
     pub fn emit(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
+        if let Some(current) = self.current
+            && current.is(key, value, timestamp)
+        {
+            if !self.main.is_empty() {
+                wit::collector::emit(&self.main);
+                self.main.clear();
+            }
+            self.forwarded.push(current.index);
+            return;
+        }
+        self.flush_forwarded();
         encode_record(&mut self.main, key, value, timestamp);
+    }
+
+    /// Hand the pending forwards to the host (before anything emitted after them).
+    fn flush_forwarded(&mut self) {
+        if !self.forwarded.is_empty() {
+            wit::collector::forward(&self.forwarded);
+            self.forwarded.clear();
+        }
     }
 
     /// Emit `value` serialized as JSON, without a key.
@@ -187,6 +241,8 @@ impl Context {
     }
 
     fn flush(&mut self) {
+        self.current = None;
+        self.flush_forwarded();
         if !self.main.is_empty() {
             wit::collector::emit(&self.main);
             self.main.clear();
@@ -393,8 +449,10 @@ pub mod __runtime {
                 let record = record?;
                 PENDING_RECORD.with(|p| p.set(Some(i as u32)));
                 crate::state_cache::enter_record(i as u32, record.key);
+                ctx.current = Some(CurrentInput::new(i as u32, &record));
                 op.process_input(ctx, &input, record)?;
             }
+            ctx.current = None;
             PENDING_RECORD.with(|p| p.set(None));
             Ok(())
         })
@@ -403,9 +461,12 @@ pub mod __runtime {
     pub fn process_broadcast<O: Operator>(slot: &'static Slot<O>, index: u32, batch: Vec<u8>) -> std::result::Result<(), String> {
         with(slot, |op, ctx| {
             let input = input(index);
-            for record in RecordIter::new(&batch) {
-                op.process_broadcast(ctx, &input, record?)?;
+            for (i, record) in RecordIter::new(&batch).enumerate() {
+                let record = record?;
+                ctx.current = Some(CurrentInput::new(i as u32, &record));
+                op.process_broadcast(ctx, &input, record)?;
             }
+            ctx.current = None;
             Ok(())
         })
     }

@@ -1,5 +1,5 @@
-//! Host bindings generated from the two contracts the host links — `wit/` (0.3.0) and
-//! `wit/0.2.0/` — kept private behind this module, the contract a component targets,
+//! Host bindings generated from the three contracts the host links — `wit/` (0.4.0),
+//! `wit/0.3.0/` and `wit/0.2.0/` — kept private behind this module, the contract a component targets,
 //! and the store data.
 
 #![allow(missing_docs, reason = "generated code")]
@@ -12,10 +12,26 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::guest_io::GuestIo;
 use crate::instance::MemoryLimiter;
 
+/// `rivulet:operator@0.4.0`: 0.3.0 and `collector.forward`.
+pub(crate) mod v4 {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "rivulet-operator",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "rivulet:operator/keyed-state.value-state": crate::guest_io::StateHandle,
+            "rivulet:operator/keyed-state.list-state": crate::guest_io::StateHandle,
+            "rivulet:operator/keyed-state.map-state": crate::guest_io::StateHandle,
+            "rivulet:operator/broadcast-state.broadcast-map": crate::guest_io::BroadcastHandle,
+        },
+    });
+}
+
 /// `rivulet:operator@0.3.0`: named and broadcast inputs, co-group windows, joins.
 pub(crate) mod v3 {
     wasmtime::component::bindgen!({
-        path: "../../wit",
+        path: "../../wit/0.3.0",
         world: "rivulet-operator",
         imports: { default: trappable },
         exports: { default: async },
@@ -52,17 +68,22 @@ pub enum Contract {
     /// `rivulet:operator@0.3.0`: named and broadcast inputs, co-group windows, joins.
     #[serde(rename = "0.3.0")]
     V0_3,
+    /// `rivulet:operator@0.4.0`: 0.3.0 and `collector.forward` (input records passed on
+    /// by index, not re-encoded).
+    #[serde(rename = "0.4.0")]
+    V0_4,
 }
 
 impl Contract {
     /// Every contract the host links, newest first.
-    pub const ALL: [Contract; 2] = [Contract::V0_3, Contract::V0_2];
+    pub const ALL: [Contract; 3] = [Contract::V0_4, Contract::V0_3, Contract::V0_2];
 
     /// The version number.
     pub fn version(self) -> &'static str {
         match self {
             Contract::V0_2 => "0.2.0",
             Contract::V0_3 => "0.3.0",
+            Contract::V0_4 => "0.4.0",
         }
     }
 
@@ -88,12 +109,14 @@ impl fmt::Display for Contract {
 pub(crate) enum OperatorPre {
     V2(v2::RivuletOperatorPre<HostState>),
     V3(v3::RivuletOperatorPre<HostState>),
+    V4(v4::RivuletOperatorPre<HostState>),
 }
 
 /// The exports of an instance, by the contract it targets.
 pub(crate) enum OperatorExports {
     V2(v2::RivuletOperator),
     V3(v3::RivuletOperator),
+    V4(v4::RivuletOperator),
 }
 
 /// Everything a store holds: WASI, its resources, limits, and the operator's I/O.
@@ -171,5 +194,6 @@ macro_rules! conversions {
     };
 }
 
+conversions!(v4::rivulet::operator::types);
 conversions!(v3::rivulet::operator::types);
 conversions!(v2::rivulet::operator::types);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 
-use crate::bindings::{Contract, HostState, OperatorPre, v2, v3};
+use crate::bindings::{Contract, HostState, OperatorPre, v2, v3, v4};
 use crate::error::PluginError;
 use crate::guest_io::GuestIo;
 
@@ -95,7 +95,9 @@ impl PluginEngine {
 
         let mut linker: Linker<HostState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(e.to_string()))?;
-        // Both contracts: their interfaces are distinct imports (`…@0.2.0`, `…@0.3.0`).
+        // Every contract: their interfaces are distinct imports (`…@0.2.0`, `…@0.3.0`, `…@0.4.0`).
+        v4::RivuletOperator::add_to_linker::<HostState, HasSelf<GuestIo>>(&mut linker, |s| &mut s.io)
+            .map_err(|e| PluginError::Engine(e.to_string()))?;
         v3::RivuletOperator::add_to_linker::<HostState, HasSelf<GuestIo>>(&mut linker, |s| &mut s.io)
             .map_err(|e| PluginError::Engine(e.to_string()))?;
         v2::RivuletOperator::add_to_linker::<HostState, HasSelf<GuestIo>>(&mut linker, |s| &mut s.io)
@@ -166,6 +168,7 @@ impl PluginEngine {
         let pre = match contract {
             Contract::V0_2 => v2::RivuletOperatorPre::new(instance_pre).map(OperatorPre::V2),
             Contract::V0_3 => v3::RivuletOperatorPre::new(instance_pre).map(OperatorPre::V3),
+            Contract::V0_4 => v4::RivuletOperatorPre::new(instance_pre).map(OperatorPre::V4),
         }
         .map_err(|e| mismatch(format!("{contract}: {e:#}")))?;
         let plugin = Arc::new(Plugin { name: name.to_owned(), digest: digest.clone(), size: bytes.len() as u64, imports, exports, contract, pre });
@@ -253,7 +256,7 @@ fn describe_link_error(e: &wasmtime::Error) -> String {
     // wasmtime says e.g. "component imports instance `x:y/z`, but a matching
     // implementation was not found in the linker"; make the fix obvious.
     if text.contains("not found in the linker") || text.contains("matching implementation") {
-        format!("{text} (Rivulet provides only the rivulet:operator@0.3.0 and @0.2.0 interfaces and sandboxed WASI 0.2)")
+        format!("{text} (Rivulet provides only the rivulet:operator@0.4.0, @0.3.0 and @0.2.0 interfaces and sandboxed WASI 0.2)")
     } else {
         text
     }

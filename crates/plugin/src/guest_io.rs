@@ -8,6 +8,7 @@ use rivulet_state::{BroadcastState, CurrentKey, KeyedStateStore, StateKind, Time
 use wasmtime::component::Resource;
 
 use crate::guest_log::GuestLog;
+use crate::main_output::{ForwardSource, MainOutput};
 
 /// A state handle handed to the guest: its representation is the state's index.
 pub struct StateHandle;
@@ -32,7 +33,9 @@ pub(crate) struct GuestIo {
     pub(crate) watermark: i64,
     /// Processing time at the start of the current call (TTL and `current-processing-time`).
     pub(crate) now: i64,
-    pub(crate) main_out: Vec<u8>,
+    pub(crate) main_out: MainOutput,
+    /// The batch `collector.forward` takes records from (`process`, `process-broadcast`).
+    pub(crate) forwardable: Option<ForwardSource>,
     pub(crate) side_out: Vec<(String, Vec<u8>)>,
     pub(crate) log: Option<Arc<GuestLog>>,
     /// The operator's input names, by input index.

@@ -1,7 +1,7 @@
 //! The host side of the `rivulet:operator` imports — keyed state, broadcast state,
 //! timers, collector and context — acting on the [`GuestIo`] of the instance being
-//! called. Both contracts (0.2.0 and 0.3.0) share one implementation: `imports!` writes
-//! the trait impls of each version's generated interfaces from the same bodies.
+//! called. Every contract (0.2.0, 0.3.0, 0.4.0) shares one implementation: `imports!`
+//! writes the trait impls of each version's generated interfaces from the same bodies.
 
 use rivulet_state::{StateKind, TimeDomain};
 use wasmtime::component::Resource;
@@ -19,12 +19,12 @@ fn trap(e: rivulet_state::StateError) -> wasmtime::Error {
 }
 
 impl GuestIo {
-    fn emit(&mut self, records: Vec<u8>) {
-        if self.main_out.is_empty() {
-            self.main_out = records;
-        } else {
-            self.main_out.extend_from_slice(&records);
-        }
+    /// `collector.forward`: records of the batch being processed, passed on as they are.
+    fn forward(&mut self, indices: &[u32]) -> wasmtime::Result<()> {
+        let Some(source) = self.forwardable.as_mut() else {
+            wasmtime::bail!("`forward` passes on records of the batch being processed: only `process` and `process-broadcast` have one");
+        };
+        self.main_out.forward(source, indices).map_err(wasmtime::Error::msg)
     }
 
     fn emit_to(&mut self, tag: String, records: Vec<u8>) {
@@ -75,10 +75,10 @@ impl GuestIo {
     }
 }
 
-/// The imports both contracts have, for the generated module `$seg::…` of one of them;
-/// `{ … }` adds that version's own `context` functions.
+/// The imports every contract has, for the generated module `$seg::…` of one of them;
+/// the two `{ … }` add that version's own `context` and `collector` functions.
 macro_rules! imports {
-    ($($seg:ident)::+ { $($context_extra:tt)* }) => {
+    ($($seg:ident)::+ { $($context_extra:tt)* } { $($collector_extra:tt)* }) => {
         const _: () = {
             use $($seg)::+::{collector, context, keyed_state, timers, types};
 
@@ -180,13 +180,14 @@ macro_rules! imports {
 
             impl collector::Host for GuestIo {
                 fn emit(&mut self, records: Vec<u8>) -> wasmtime::Result<()> {
-                    GuestIo::emit(self, records);
+                    self.main_out.emit(records);
                     Ok(())
                 }
                 fn emit_to(&mut self, tag: String, records: Vec<u8>) -> wasmtime::Result<()> {
                     GuestIo::emit_to(self, tag, records);
                     Ok(())
                 }
+                $($collector_extra)*
             }
 
             impl context::Host for GuestIo {
@@ -218,71 +219,92 @@ macro_rules! imports {
     };
 }
 
-imports!(crate::bindings::v2::rivulet::operator {});
+imports!(crate::bindings::v2::rivulet::operator {} {});
 imports!(crate::bindings::v3::rivulet::operator {
     fn input_names(&mut self) -> wasmtime::Result<Vec<String>> {
         Ok(self.input_names.clone())
     }
+} {});
+imports!(crate::bindings::v4::rivulet::operator {
+    fn input_names(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(self.input_names.clone())
+    }
+} {
+    fn forward(&mut self, indices: Vec<u32>) -> wasmtime::Result<()> {
+        GuestIo::forward(self, &indices)
+    }
 });
 
-mod broadcast {
-    use super::*;
-    use crate::bindings::v3::rivulet::operator::broadcast_state;
-
-    impl GuestIo {
-        fn broadcast_name(&self, b: &Resource<BroadcastHandle>) -> wasmtime::Result<&str> {
-            self.broadcast_names.get(b.rep() as usize).map(String::as_str).ok_or_else(|| wasmtime::Error::msg("unknown broadcast-map handle"))
-        }
-
-        fn writable_map(&mut self, b: &Resource<BroadcastHandle>) -> wasmtime::Result<&mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
-            let name = self.broadcast_name(b)?.to_owned();
-            if !self.broadcast_writable {
-                wasmtime::bail!(
-                    "broadcast state '{name}' is read-only here: only `process-broadcast` may change it (every instance must hold the same copy)"
-                );
-            }
-            Ok(self.broadcast.map_mut(&name))
-        }
+impl GuestIo {
+    fn broadcast_name(&self, b: &Resource<BroadcastHandle>) -> wasmtime::Result<&str> {
+        self.broadcast_names.get(b.rep() as usize).map(String::as_str).ok_or_else(|| wasmtime::Error::msg("unknown broadcast-map handle"))
     }
 
-    impl broadcast_state::Host for GuestIo {}
+    fn writable_map(&mut self, b: &Resource<BroadcastHandle>) -> wasmtime::Result<&mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
+        let name = self.broadcast_name(b)?.to_owned();
+        if !self.broadcast_writable {
+            wasmtime::bail!(
+                "broadcast state '{name}' is read-only here: only `process-broadcast` may change it (every instance must hold the same copy)"
+            );
+        }
+        Ok(self.broadcast.map_mut(&name))
+    }
 
-    impl broadcast_state::HostBroadcastMap for GuestIo {
-        fn new(&mut self, name: String) -> wasmtime::Result<Resource<BroadcastHandle>> {
-            if name.starts_with("__rivulet") {
-                wasmtime::bail!("broadcast state name '{name}' is reserved for the host (names starting with `__rivulet`)");
+    fn declare_broadcast(&mut self, name: String) -> wasmtime::Result<Resource<BroadcastHandle>> {
+        if name.starts_with("__rivulet") {
+            wasmtime::bail!("broadcast state name '{name}' is reserved for the host (names starting with `__rivulet`)");
+        }
+        let index = match self.broadcast_names.iter().position(|n| *n == name) {
+            Some(i) => i,
+            None => {
+                self.broadcast_names.push(name);
+                self.broadcast_names.len() - 1
             }
-            let index = match self.broadcast_names.iter().position(|n| *n == name) {
-                Some(i) => i,
-                None => {
-                    self.broadcast_names.push(name);
-                    self.broadcast_names.len() - 1
-                }
-            };
-            Ok(Resource::new_own(index as u32))
-        }
-        fn get(&mut self, b: Resource<BroadcastHandle>, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
-            let name = self.broadcast_name(&b)?;
-            Ok(self.broadcast.map(name).and_then(|m| m.get(&key).cloned()))
-        }
-        fn put(&mut self, b: Resource<BroadcastHandle>, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
-            self.writable_map(&b)?.insert(key, value);
-            Ok(())
-        }
-        fn remove(&mut self, b: Resource<BroadcastHandle>, key: Vec<u8>) -> wasmtime::Result<()> {
-            self.writable_map(&b)?.remove(&key);
-            Ok(())
-        }
-        fn entries(&mut self, b: Resource<BroadcastHandle>) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-            let name = self.broadcast_name(&b)?;
-            Ok(self.broadcast.map(name).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default())
-        }
-        fn clear(&mut self, b: Resource<BroadcastHandle>) -> wasmtime::Result<()> {
-            self.writable_map(&b)?.clear();
-            Ok(())
-        }
-        fn drop(&mut self, _b: Resource<BroadcastHandle>) -> wasmtime::Result<()> {
-            Ok(())
-        }
+        };
+        Ok(Resource::new_own(index as u32))
     }
 }
+
+/// The `broadcast-state` interface (0.3.0 and later), for the generated module
+/// `$seg::…` of one contract.
+macro_rules! broadcast_imports {
+    ($($seg:ident)::+) => {
+        const _: () = {
+            use $($seg)::+::broadcast_state;
+
+            impl broadcast_state::Host for GuestIo {}
+
+            impl broadcast_state::HostBroadcastMap for GuestIo {
+                fn new(&mut self, name: String) -> wasmtime::Result<Resource<BroadcastHandle>> {
+                    self.declare_broadcast(name)
+                }
+                fn get(&mut self, b: Resource<BroadcastHandle>, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+                    let name = self.broadcast_name(&b)?;
+                    Ok(self.broadcast.map(name).and_then(|m| m.get(&key).cloned()))
+                }
+                fn put(&mut self, b: Resource<BroadcastHandle>, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
+                    self.writable_map(&b)?.insert(key, value);
+                    Ok(())
+                }
+                fn remove(&mut self, b: Resource<BroadcastHandle>, key: Vec<u8>) -> wasmtime::Result<()> {
+                    self.writable_map(&b)?.remove(&key);
+                    Ok(())
+                }
+                fn entries(&mut self, b: Resource<BroadcastHandle>) -> wasmtime::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+                    let name = self.broadcast_name(&b)?;
+                    Ok(self.broadcast.map(name).map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default())
+                }
+                fn clear(&mut self, b: Resource<BroadcastHandle>) -> wasmtime::Result<()> {
+                    self.writable_map(&b)?.clear();
+                    Ok(())
+                }
+                fn drop(&mut self, _b: Resource<BroadcastHandle>) -> wasmtime::Result<()> {
+                    Ok(())
+                }
+            }
+        };
+    };
+}
+
+broadcast_imports!(crate::bindings::v3::rivulet::operator);
+broadcast_imports!(crate::bindings::v4::rivulet::operator);

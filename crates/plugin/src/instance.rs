@@ -10,11 +10,33 @@ use rivulet_state::{BroadcastState, KeyedStateStore, StateEntry, TimeDomain, Tim
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 
-use crate::bindings::{Contract, HostState, OperatorExports, OperatorPre, v2, v3};
+use crate::bindings::{Contract, HostState, OperatorExports, OperatorPre, v2};
 use crate::engine::{Limits, Plugin, PluginEngine};
 use crate::error::{FailureKind, GuestFailure};
 use crate::guest_io::GuestIo;
 use crate::guest_log::GuestLog;
+use crate::main_output::{ForwardSource, MainOutput};
+
+/// Run `$body` on the exports of a 0.3.0-or-later instance (their calls have the same
+/// shape), with `$types` naming that contract's generated `types` module; `$v2` for a
+/// 0.2.0 instance.
+macro_rules! on_exports {
+    ($exports:expr, $b:ident, $types:ident => $body:expr, v2 => $v2:expr) => {
+        match $exports {
+            OperatorExports::V4($b) => {
+                #[allow(unused_imports)]
+                use crate::bindings::v4::rivulet::operator::types as $types;
+                $body
+            }
+            OperatorExports::V3($b) => {
+                #[allow(unused_imports)]
+                use crate::bindings::v3::rivulet::operator::types as $types;
+                $body
+            }
+            OperatorExports::V2($b) => $v2,
+        }
+    };
+}
 
 /// Caps linear memory and tables; records why it refused so the error can say so.
 pub(crate) struct MemoryLimiter {
@@ -110,7 +132,8 @@ impl OperatorInstance {
             timers: TimerService::default(),
             watermark: i64::MIN,
             now: now_ms(),
-            main_out: Vec::new(),
+            main_out: MainOutput::default(),
+            forwardable: None,
             side_out: Vec::new(),
             log: setup.log.clone(),
             input_names: setup.input_names,
@@ -146,6 +169,7 @@ impl OperatorInstance {
         let instantiated = match &plugin.pre {
             OperatorPre::V2(pre) => pre.instantiate_async(&mut store).await.map(OperatorExports::V2),
             OperatorPre::V3(pre) => pre.instantiate_async(&mut store).await.map(OperatorExports::V3),
+            OperatorPre::V4(pre) => pre.instantiate_async(&mut store).await.map(OperatorExports::V4),
         };
         let bindings = match instantiated {
             Ok(b) => b,
@@ -170,8 +194,15 @@ impl OperatorInstance {
         if let Ok(mut s) = self.call_started.lock() {
             *s = Instant::now();
         }
-        self.store.data_mut().io.now = now_ms();
+        let io = &mut self.store.data_mut().io;
+        io.now = now_ms();
+        io.forwardable = None;
         self.store.set_epoch_deadline(1);
+    }
+
+    /// Let the call about to run forward records of `batch` (`collector.forward`).
+    fn allow_forward(&mut self, batch: &Batch) {
+        self.store.data_mut().io.forwardable = Some(ForwardSource::new(batch));
     }
 
     /// Turn a wasmtime error or a guest `Err` into a failure naming operator and plugin.
@@ -213,7 +244,7 @@ impl OperatorInstance {
             &self.uid,
             &self.plugin.label(),
             FailureKind::GuestError,
-            format!("{call}: the component targets {}, which has no such call; rebuild it with an SDK for {}", self.plugin.contract, Contract::V0_3),
+            format!("{call}: the component targets {}, which has no such call; rebuild it with an SDK for {}", self.plugin.contract, Contract::ALL[0]),
         )
     }
 
@@ -221,10 +252,8 @@ impl OperatorInstance {
     pub async fn open(&mut self) -> Result<(), GuestFailure> {
         self.begin();
         let config = self.config.clone();
-        let r = match &self.bindings {
-            OperatorExports::V2(b) => b.rivulet_operator_operator().call_open(&mut self.store, &config).await,
-            OperatorExports::V3(b) => b.rivulet_operator_operator().call_open(&mut self.store, &config).await,
-        };
+        let r = on_exports!(&self.bindings, b, _t => b.rivulet_operator_operator().call_open(&mut self.store, &config).await,
+            v2 => b.rivulet_operator_operator().call_open(&mut self.store, &config).await);
         self.fail("open", r)
     }
 
@@ -248,10 +277,9 @@ impl OperatorInstance {
     pub async fn process(&mut self, input: u32, batch: &Batch) -> Result<Output, GuestFailure> {
         self.select_batch(batch);
         self.begin();
-        let r = match &self.bindings {
-            OperatorExports::V2(b) => b.rivulet_operator_operator().call_process(&mut self.store, batch.bytes()).await,
-            OperatorExports::V3(b) => b.rivulet_operator_operator().call_process(&mut self.store, input, batch.bytes()).await,
-        };
+        self.allow_forward(batch);
+        let r = on_exports!(&self.bindings, b, _t => b.rivulet_operator_operator().call_process(&mut self.store, input, batch.bytes()).await,
+            v2 => b.rivulet_operator_operator().call_process(&mut self.store, batch.bytes()).await);
         self.fail("process", r)?;
         Ok(self.take_output())
     }
@@ -259,14 +287,18 @@ impl OperatorInstance {
     /// Process one batch of broadcast input `input`: broadcast state is writable, there
     /// is no current key.
     pub async fn process_broadcast(&mut self, input: u32, batch: &Batch) -> Result<Output, GuestFailure> {
-        if !matches!(self.bindings, OperatorExports::V3(_)) {
+        if matches!(self.bindings, OperatorExports::V2(_)) {
             return Err(self.unsupported("process-broadcast"));
         }
         self.select_batch(batch);
         self.store.data_mut().io.broadcast_writable = true;
         self.begin();
-        let OperatorExports::V3(b) = &self.bindings else { return Err(self.unsupported("process-broadcast")) };
-        let r = b.rivulet_operator_operator().call_process_broadcast(&mut self.store, input, batch.bytes()).await;
+        self.allow_forward(batch);
+        let r = on_exports!(&self.bindings, b, _t => b.rivulet_operator_operator().call_process_broadcast(&mut self.store, input, batch.bytes()).await,
+            v2 => {
+                let _ = b;
+                return Err(self.unsupported("process-broadcast"));
+            });
         self.store.data_mut().io.broadcast_writable = false;
         self.fail("process-broadcast", r)?;
         Ok(self.take_output())
@@ -276,20 +308,16 @@ impl OperatorInstance {
     pub async fn process_window(&mut self, key: Vec<u8>, start: i64, end: i64, inputs: &[Batch]) -> Result<Output, GuestFailure> {
         self.store.data_mut().io.set_current_key(Some(key));
         self.begin();
-        let r = match &self.bindings {
-            OperatorExports::V2(b) => {
+        let r = on_exports!(&self.bindings, b, t => {
+                let batches: Vec<Vec<u8>> = inputs.iter().map(|b| b.as_slice().to_vec()).collect();
+                b.rivulet_operator_operator().call_process_window(&mut self.store, t::Window { start, end }, &batches).await
+            },
+            v2 => {
                 let [records] = inputs else { return Err(self.unsupported("process-window with several inputs")) };
                 b.rivulet_operator_operator()
                     .call_process_window(&mut self.store, v2::rivulet::operator::types::Window { start, end }, records.bytes())
                     .await
-            }
-            OperatorExports::V3(b) => {
-                let batches: Vec<Vec<u8>> = inputs.iter().map(|b| b.as_slice().to_vec()).collect();
-                b.rivulet_operator_operator()
-                    .call_process_window(&mut self.store, v3::rivulet::operator::types::Window { start, end }, &batches)
-                    .await
-            }
-        };
+            });
         self.fail("process-window", r)?;
         Ok(self.take_output())
     }
@@ -297,13 +325,16 @@ impl OperatorInstance {
     /// Hand pairs of an interval join to the guest: record `i` of `left` meets record
     /// `i` of `right`; `set-current-record(i)` selects the pair's key (the left record's).
     pub async fn process_join(&mut self, left: &Batch, right: &Batch) -> Result<Output, GuestFailure> {
-        if !matches!(self.bindings, OperatorExports::V3(_)) {
+        if matches!(self.bindings, OperatorExports::V2(_)) {
             return Err(self.unsupported("process-join"));
         }
         self.select_batch(left);
         self.begin();
-        let OperatorExports::V3(b) = &self.bindings else { return Err(self.unsupported("process-join")) };
-        let r = b.rivulet_operator_operator().call_process_join(&mut self.store, left.bytes(), right.bytes()).await;
+        let r = on_exports!(&self.bindings, b, _t => b.rivulet_operator_operator().call_process_join(&mut self.store, left.bytes(), right.bytes()).await,
+            v2 => {
+                let _ = b;
+                return Err(self.unsupported("process-join"));
+            });
         self.fail("process-join", r)?;
         Ok(self.take_output())
     }
@@ -312,10 +343,8 @@ impl OperatorInstance {
     pub async fn on_timer(&mut self, key: Vec<u8>, timestamp: i64, domain: TimeDomain) -> Result<Output, GuestFailure> {
         self.store.data_mut().io.set_current_key(Some(key));
         self.begin();
-        let r = match &self.bindings {
-            OperatorExports::V2(b) => b.rivulet_operator_operator().call_on_timer(&mut self.store, timestamp, domain.into()).await,
-            OperatorExports::V3(b) => b.rivulet_operator_operator().call_on_timer(&mut self.store, timestamp, domain.into()).await,
-        };
+        let r = on_exports!(&self.bindings, b, _t => b.rivulet_operator_operator().call_on_timer(&mut self.store, timestamp, domain.into()).await,
+            v2 => b.rivulet_operator_operator().call_on_timer(&mut self.store, timestamp, domain.into()).await);
         self.fail("on-timer", r)?;
         Ok(self.take_output())
     }
@@ -324,10 +353,8 @@ impl OperatorInstance {
     pub async fn on_watermark(&mut self, watermark: i64) -> Result<Output, GuestFailure> {
         self.store.data_mut().io.set_current_key(None);
         self.begin();
-        let r = match &self.bindings {
-            OperatorExports::V2(b) => b.rivulet_operator_operator().call_on_watermark(&mut self.store, watermark).await,
-            OperatorExports::V3(b) => b.rivulet_operator_operator().call_on_watermark(&mut self.store, watermark).await,
-        };
+        let r = on_exports!(&self.bindings, b, _t => b.rivulet_operator_operator().call_on_watermark(&mut self.store, watermark).await,
+            v2 => b.rivulet_operator_operator().call_on_watermark(&mut self.store, watermark).await);
         self.fail("on-watermark", r)?;
         Ok(self.take_output())
     }
@@ -336,10 +363,8 @@ impl OperatorInstance {
     pub async fn close(&mut self) -> Result<Output, GuestFailure> {
         self.store.data_mut().io.set_current_key(None);
         self.begin();
-        let r = match &self.bindings {
-            OperatorExports::V2(b) => b.rivulet_operator_operator().call_close(&mut self.store).await,
-            OperatorExports::V3(b) => b.rivulet_operator_operator().call_close(&mut self.store).await,
-        };
+        let r = on_exports!(&self.bindings, b, _t => b.rivulet_operator_operator().call_close(&mut self.store).await,
+            v2 => b.rivulet_operator_operator().call_close(&mut self.store).await);
         self.fail("close", r)?;
         Ok(self.take_output())
     }
@@ -347,10 +372,8 @@ impl OperatorInstance {
     /// The operator's state version.
     pub async fn state_version(&mut self) -> Result<u32, GuestFailure> {
         self.begin();
-        let r = match &self.bindings {
-            OperatorExports::V2(b) => b.rivulet_operator_operator().call_state_version(&mut self.store).await,
-            OperatorExports::V3(b) => b.rivulet_operator_operator().call_state_version(&mut self.store).await,
-        };
+        let r = on_exports!(&self.bindings, b, _t => b.rivulet_operator_operator().call_state_version(&mut self.store).await,
+            v2 => b.rivulet_operator_operator().call_state_version(&mut self.store).await);
         r.map_err(|e| GuestFailure::new(&self.uid, &self.plugin.label(), FailureKind::Trap, format!("state-version trapped: {}", root_message(&e))))
     }
 
@@ -358,22 +381,20 @@ impl OperatorInstance {
     pub async fn migrate_state(&mut self, from_version: u32, entries: Vec<StateEntry>) -> Result<Vec<StateEntry>, GuestFailure> {
         self.store.data_mut().io.set_current_key(None);
         self.begin();
-        let r: wasmtime::Result<Result<Vec<StateEntry>, String>> = match &self.bindings {
-            OperatorExports::V2(b) => {
+        let r: wasmtime::Result<Result<Vec<StateEntry>, String>> = on_exports!(&self.bindings, b, t => {
+                let entries: Vec<t::StateEntry> = entries.into_iter().map(Into::into).collect();
+                b.rivulet_operator_operator()
+                    .call_migrate_state(&mut self.store, from_version, &entries)
+                    .await
+                    .map(|r| r.map(|v| v.into_iter().map(StateEntry::from).collect()))
+            },
+            v2 => {
                 let entries: Vec<v2::rivulet::operator::types::StateEntry> = entries.into_iter().map(Into::into).collect();
                 b.rivulet_operator_operator()
                     .call_migrate_state(&mut self.store, from_version, &entries)
                     .await
                     .map(|r| r.map(|v| v.into_iter().map(StateEntry::from).collect()))
-            }
-            OperatorExports::V3(b) => {
-                let entries: Vec<v3::rivulet::operator::types::StateEntry> = entries.into_iter().map(Into::into).collect();
-                b.rivulet_operator_operator()
-                    .call_migrate_state(&mut self.store, from_version, &entries)
-                    .await
-                    .map(|r| r.map(|v| v.into_iter().map(StateEntry::from).collect()))
-            }
-        };
+            });
         match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(msg)) => Err(GuestFailure::new(
@@ -419,7 +440,8 @@ impl OperatorInstance {
 
     fn take_output(&mut self) -> Output {
         let io = &mut self.store.data_mut().io;
-        let main = Batch::counted(std::mem::take(&mut io.main_out));
+        io.forwardable = None;
+        let main = io.main_out.take();
         let side = std::mem::take(&mut io.side_out).into_iter().map(|(tag, b)| (tag, Batch::counted(b))).collect();
         Output { main, side }
     }

@@ -17,6 +17,7 @@ mod guest_io;
 mod guest_log;
 mod imports;
 mod instance;
+mod main_output;
 mod sandbox;
 
 pub use bindings::Contract;
@@ -27,4 +28,4 @@ pub use instance::{InstanceSetup, OperatorInstance, Output};
 
 /// The world new operator components implement (the host also runs components built
 /// against the older contracts in [`Contract::ALL`]).
-pub const WORLD: &str = "rivulet:operator/rivulet-operator@0.3.0";
+pub const WORLD: &str = "rivulet:operator/rivulet-operator@0.4.0";

@@ -2,7 +2,7 @@
 //! dynamic-rules (broadcast state) examples against expectations computed here from the
 //! raw input, at parallelism 1 and 4 on both state backends, under `kill -9` with
 //! checkpoints every 200 ms, and across a rescale; and a component built against
-//! `rivulet:operator@0.2.0` running unchanged.
+//! `rivulet:operator@0.2.0` and one built against `@0.3.0` running unchanged.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -358,7 +358,29 @@ fn a_component_built_against_0_2_0_runs_unchanged() {
     let plugin = engine().load_file(&wasm).expect("a 0.2.0 component loads");
     assert_eq!(plugin.contract, rivulet_plugin::Contract::V0_2);
     let new = engine().load_file(&repo().join("plugins-examples/counter-v1/counter_v1.wasm")).expect("load");
-    assert_eq!(new.contract, rivulet_plugin::Contract::V0_3, "today's SDK targets 0.3.0");
+    assert_eq!(new.contract, rivulet_plugin::Contract::V0_4, "today's SDK targets 0.4.0");
+    counts_add_up(&wasm);
+    // A 0.2.0 component cannot be given what only 0.3.0 has.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let joined = format!(
+        "name: compat2\nsources:\n  - {{id: a, type: generator, count: 10}}\n  - {{id: b, type: generator, count: 10}}\noperators:\n  - {{uid: counter, plugin: {}, inputs: {{left: [a], right: [b]}}, key_by: {{field: key}}}}\nsinks:\n  - {{id: out, type: stdout, inputs: [counter]}}\n",
+        wasm.display()
+    );
+    let e = run_spec(&joined, dir.path(), &[], Some(1), BACKENDS[0]).expect_err("0.2.0 with named inputs");
+    assert!(e.to_string().contains("rivulet:operator@0.3.0") && e.to_string().contains("named inputs"), "{e}");
+}
+
+#[test]
+fn a_component_built_against_0_3_0_runs_unchanged() {
+    let wasm = repo().join("tests/fixtures/wit-0.3.0/counter_v1.wasm");
+    let plugin = engine().load_file(&wasm).expect("a 0.3.0 component loads");
+    assert_eq!(plugin.contract, rivulet_plugin::Contract::V0_3);
+    counts_add_up(&wasm);
+}
+
+/// Run the counter component `wasm` on 3000 generated records of 10 keys in every
+/// configuration: the last count per key adds up to 3000.
+fn counts_add_up(wasm: &Path) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("out");
     let yaml = format!(
@@ -377,13 +399,6 @@ fn a_component_built_against_0_2_0_runs_unchanged() {
         }
         assert_eq!(max.values().sum::<u64>(), 3000, "{what}: counts per key add up");
     });
-    // A 0.2.0 component cannot be given what only 0.3.0 has.
-    let joined = format!(
-        "name: compat2\nsources:\n  - {{id: a, type: generator, count: 10}}\n  - {{id: b, type: generator, count: 10}}\noperators:\n  - {{uid: counter, plugin: {}, inputs: {{left: [a], right: [b]}}, key_by: {{field: key}}}}\nsinks:\n  - {{id: out, type: stdout, inputs: [counter]}}\n",
-        wasm.display()
-    );
-    let e = run_spec(&joined, dir.path(), &[], Some(1), BACKENDS[0]).expect_err("0.2.0 with named inputs");
-    assert!(e.to_string().contains("rivulet:operator@0.3.0") && e.to_string().contains("named inputs"), "{e}");
 }
 
 /// Run `job` at parallelism 1, 4 and 2 in turn, each of the first two stopped with a

@@ -270,7 +270,7 @@ fn auth_bad_uploads_and_the_job_lifecycle() {
     let (s, meta) = srv.upload("counter", "1", v1.clone());
     assert_eq!(s, 201, "{meta}");
     assert_eq!(meta["digest"], format!("sha256:{}", hex::encode(sha2::Sha256::digest(&v1))));
-    assert_eq!(meta["wit_version"], "0.3.0");
+    assert_eq!(meta["wit_version"], "0.4.0");
     assert_eq!(srv.upload("counter", "1", v1.clone()).0, 200);
     assert_eq!(srv.upload("counter", "1", counter_v2()).0, 409);
     let boundary = "rivulet-test-boundary";

@@ -2,7 +2,7 @@
 
 Write a class deriving from :class:`Operator`, then export it at the bottom of your
 ``app.py`` with ``Operator = export(MyOperator)``; build the component with
-``scripts/build-operator.sh DIR`` (componentize-py against ``wit/operator.wit``, ``rivulet:operator@0.3.0``).
+``scripts/build-operator.sh DIR`` (componentize-py against ``wit/operator.wit``, ``rivulet:operator@0.4.0``).
 
 The SDK mirrors the Rust one: records arrive one by one (the host sends batches), keyed
 state (:class:`ValueState`, :class:`ListState`, :class:`MapState`) is scoped to the
