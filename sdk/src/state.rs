@@ -152,7 +152,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     /// The value under `key` in the current key's map.
     pub fn get(&self, key: &K) -> Option<V> {
         let bytes = match &self.handle {
-            MapHandle::Cached(c) => c.get(&encode(key)),
+            MapHandle::Cached(c) => with_encoded(key, |k| c.get(k)),
             MapHandle::Direct(h) => {
                 sync_current_record();
                 h.get(&encode(key))
@@ -163,7 +163,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     /// Insert or replace `key`.
     pub fn put(&self, key: &K, value: &V) {
         match &self.handle {
-            MapHandle::Cached(c) => c.set(&encode(key), Some(encode(value))),
+            MapHandle::Cached(c) => with_encoded(key, |k| c.set(k, Some(encode(value)))),
             MapHandle::Direct(h) => {
                 sync_current_record();
                 h.put(&encode(key), &encode(value));
@@ -173,7 +173,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     /// Remove `key`.
     pub fn remove(&self, key: &K) {
         match &self.handle {
-            MapHandle::Cached(c) => c.set(&encode(key), None),
+            MapHandle::Cached(c) => with_encoded(key, |k| c.set(k, None)),
             MapHandle::Direct(h) => {
                 sync_current_record();
                 h.remove(&encode(key));
@@ -183,7 +183,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     /// Whether the map holds `key`.
     pub fn contains(&self, key: &K) -> bool {
         match &self.handle {
-            MapHandle::Cached(c) => c.get(&encode(key)).is_some(),
+            MapHandle::Cached(c) => with_encoded(key, |k| c.get(k)).is_some(),
             MapHandle::Direct(h) => {
                 sync_current_record();
                 h.contains(&encode(key))
@@ -202,4 +202,20 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<
     pub fn clear(&self) {
         self.handle.whole(true).clear();
     }
+}
+
+thread_local! {
+    /// Reused for encoding map keys looked up in the cache.
+    static KEY_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Run `f` with `key` encoded as the SDK stores it, in a reused buffer.
+fn with_encoded<K: Serialize + ?Sized, R>(key: &K, f: impl FnOnce(&[u8]) -> R) -> R {
+    let mut buf = KEY_SCRATCH.with(std::cell::Cell::take);
+    buf.clear();
+    // As in `encode`: plain data types always serialize.
+    serde_json::to_writer(&mut buf, key).unwrap_or_else(|e| panic!("rivulet-sdk: cannot encode a map key: {e}"));
+    let result = f(&buf);
+    KEY_SCRATCH.with(|s| s.set(buf));
+    result
 }

@@ -14,8 +14,9 @@
 //! - The cache forgets its clean entries when it holds more than [`MAX_ENTRIES`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
 
 use crate::__private::rivulet::operator as wit;
 
@@ -68,22 +69,30 @@ pub(crate) fn enter_unkeyed() {
     SCOPE.with(|s| s.set(Scope::None));
 }
 
-/// The current key and how to make it current again at write-back, if the cache applies.
-fn current() -> Option<(Vec<u8>, Option<u32>)> {
+/// Run `f` with the cache key of the current key followed by `suffix`, and how to make
+/// the key current again at write-back — if the cache applies (else `None`). The bytes
+/// are built in place, without an allocation.
+fn with_current<R>(suffix: &[&[u8]], f: impl FnOnce(&[u8], Option<u32>) -> R) -> Option<R> {
     let scope = SCOPE.with(Cell::get);
     let index = match scope {
         Scope::None => return None,
         Scope::Record(i) => Some(i),
         Scope::Call => None,
     };
-    let key = KEY.with(|k| {
+    KEY.with(|k| {
         let mut k = k.borrow_mut();
         if k.is_none() && scope == Scope::Call {
             *k = wit::context::current_key();
         }
-        k.clone()
-    })?;
-    Some((key, index))
+        let buf = k.as_mut()?;
+        let len = buf.len();
+        for part in suffix {
+            buf.extend_from_slice(part);
+        }
+        let result = f(buf, index);
+        buf.truncate(len);
+        Some(result)
+    })
 }
 
 /// Write every dirty entry back to the host (at the end of each call into the guest).
@@ -111,7 +120,7 @@ struct Entry {
 /// The cache of one value or map state: (key[, map key]) → entry.
 struct Cache<H> {
     handle: H,
-    entries: RefCell<HashMap<Vec<u8>, Entry>>,
+    entries: RefCell<FxHashMap<Vec<u8>, Entry>>,
     /// The entries written since the last write-back (so it costs what was written,
     /// not what is cached).
     dirty: RefCell<Vec<Vec<u8>>>,
@@ -127,33 +136,33 @@ trait Store {
 
 impl<H: Store> Cache<H> {
     fn new(handle: H) -> Rc<Self> {
-        Rc::new(Cache { handle, entries: RefCell::new(HashMap::new()), dirty: RefCell::new(Vec::new()) })
+        Rc::new(Cache { handle, entries: RefCell::new(FxHashMap::default()), dirty: RefCell::new(Vec::new()) })
     }
 
     /// The entry for the current key (and map key `sub`), loaded on a miss.
-    fn get(&self, key: Vec<u8>) -> Option<Vec<u8>> {
-        if let Some(e) = self.entries.borrow().get(&key) {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(e) = self.entries.borrow().get(key) {
             return e.value.clone();
         }
-        let sub = &key[key.len() - self.handle.split(&key)..];
+        let sub = &key[key.len() - self.handle.split(key)..];
         crate::guest::sync_current_record();
         let value = self.handle.load(sub);
-        self.entries.borrow_mut().insert(key, Entry { value: value.clone(), dirty: None });
+        self.entries.borrow_mut().insert(key.to_vec(), Entry { value: value.clone(), dirty: None });
         value
     }
 
-    fn put(&self, key: Vec<u8>, value: Option<Vec<u8>>, index: Option<u32>) {
+    fn put(&self, key: &[u8], value: Option<Vec<u8>>, index: Option<u32>) {
         let mut entries = self.entries.borrow_mut();
-        match entries.get_mut(&key) {
+        match entries.get_mut(key) {
             Some(e) => {
                 if e.dirty.is_none() {
-                    self.dirty.borrow_mut().push(key);
+                    self.dirty.borrow_mut().push(key.to_vec());
                 }
                 *e = Entry { value, dirty: Some(index) };
             }
             None => {
-                self.dirty.borrow_mut().push(key.clone());
-                entries.insert(key, Entry { value, dirty: Some(index) });
+                self.dirty.borrow_mut().push(key.to_vec());
+                entries.insert(key.to_vec(), Entry { value, dirty: Some(index) });
             }
         }
     }
@@ -204,23 +213,19 @@ impl CachedValue {
 
     /// The current key's encoded value.
     pub(crate) fn get(&self) -> Option<Vec<u8>> {
-        match current() {
-            Some((key, _)) => self.0.get(key),
-            None => {
-                crate::guest::sync_current_record();
-                self.0.handle.get()
-            }
-        }
+        with_current(&[], |key, _| self.0.get(key)).unwrap_or_else(|| {
+            crate::guest::sync_current_record();
+            self.0.handle.get()
+        })
     }
 
     /// Set (or with `None` clear) the current key's value.
     pub(crate) fn set(&self, value: Option<Vec<u8>>) {
-        match current() {
-            Some((key, index)) => self.0.put(key, value, index),
-            None => {
-                crate::guest::sync_current_record();
-                self.0.handle.store(&[], value.as_deref());
-            }
+        let mut value = Some(value);
+        let cached = with_current(&[], |key, index| self.0.put(key, value.take().flatten(), index));
+        if cached.is_none() {
+            crate::guest::sync_current_record();
+            self.0.handle.store(&[], value.flatten().as_deref());
         }
     }
 }
@@ -254,33 +259,25 @@ impl CachedMap {
         CachedMap(cache)
     }
 
-    fn entry_key(mut key: Vec<u8>, map_key: &[u8]) -> Vec<u8> {
-        key.extend_from_slice(map_key);
-        key.extend_from_slice(&(map_key.len() as u32).to_le_bytes());
-        key
-    }
-
     /// The encoded value under `map_key` in the current key's map.
     pub(crate) fn get(&self, map_key: &[u8]) -> Option<Vec<u8>> {
-        match current() {
-            Some((key, _)) => self.0.get(Self::entry_key(key, map_key)),
-            None => {
-                crate::guest::sync_current_record();
-                self.0.handle.get(map_key)
-            }
-        }
+        let len = (map_key.len() as u32).to_le_bytes();
+        with_current(&[map_key, &len], |key, _| self.0.get(key)).unwrap_or_else(|| {
+            crate::guest::sync_current_record();
+            self.0.handle.get(map_key)
+        })
     }
 
     /// Put (or with `None` remove) `map_key`.
     pub(crate) fn set(&self, map_key: &[u8], value: Option<Vec<u8>>) {
-        match current() {
-            Some((key, index)) => self.0.put(Self::entry_key(key, map_key), value, index),
-            None => {
-                crate::guest::sync_current_record();
-                match value {
-                    Some(v) => self.0.handle.put(map_key, &v),
-                    None => self.0.handle.remove(map_key),
-                }
+        let len = (map_key.len() as u32).to_le_bytes();
+        let mut value = Some(value);
+        let cached = with_current(&[map_key, &len], |key, index| self.0.put(key, value.take().flatten(), index));
+        if cached.is_none() {
+            crate::guest::sync_current_record();
+            match value.flatten() {
+                Some(v) => self.0.handle.put(map_key, &v),
+                None => self.0.handle.remove(map_key),
             }
         }
     }
