@@ -2,7 +2,8 @@
 //! shape Rivulet's design, each measured against native code in the same run.
 //!
 //! Prints a markdown table (copied into `docs/benchmarks.md`). Needs the example
-//! plugins built (`make plugins`).
+//! plugins built (`make plugins`). `-- --profile passthrough|keyed-memory|keyed-rocksdb`
+//! runs only that Wasm side, at batch 1024, for 10 s: the process to hand `perf record`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -92,6 +93,24 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     let engine = PluginEngine::new(None).expect("engine");
     let tmp = tempfile::tempdir().expect("tmp");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(what) = args.iter().position(|a| a == "--profile").and_then(|i| args.get(i + 1)) {
+        let (wasm, backend, keys) = match what.as_str() {
+            "passthrough" => ("plugins-examples/passthrough/passthrough.wasm", BackendKind::Memory, 1000),
+            "keyed-memory" => ("plugins-examples/keyed-count/keyed_count.wasm", BackendKind::Memory, 10_000),
+            "keyed-rocksdb" => ("plugins-examples/keyed-count/keyed_count.wasm", BackendKind::Rocksdb, 10_000),
+            other => panic!("--profile {other}: one of passthrough, keyed-memory, keyed-rocksdb"),
+        };
+        let mut inst = instance(&rt, &engine, &repo.join(wasm), backend, &tmp.path().join("profile"));
+        let batches: Vec<Batch> = (0..8).map(|i| Batch::counted(batch(1024, keys, i * 1024))).collect();
+        let mut i = 0;
+        let ns = measure(1024, Duration::from_secs(10), || {
+            i = (i + 1) % batches.len();
+            std::hint::black_box(rt.block_on(inst.process(0, &batches[i])).expect("process"));
+        });
+        println!("{what}: {ns:.1} ns/record (Wasm side only, batch 1024)");
+        return;
+    }
 
     println!("| benchmark | batch | Wasm ns/record | native ns/record | Wasm / native throughput | Wasm events/s/core |");
     println!("|---|---|---|---|---|---|");

@@ -34,6 +34,8 @@ impl Server {
             // Outputs go next to the data directory.
             .arg("--allow-path")
             .arg(data.parent().expect("the data dir's parent"))
+            // The swap's phases are logged at info.
+            .env("RIVULET_LOG", "warn,rivulet::guest=info,rivulet_server::upgrade=info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
@@ -151,6 +153,11 @@ fn main() {
         r["savepoint_bytes"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64,
         r["downtime_ms"]
     );
+    // The server's own account of the phases (the last swap's line of its log).
+    let log = std::fs::read_to_string(tmp.path().join("data").with_extension("log")).unwrap_or_default();
+    if let Some(line) = log.lines().filter(|l| l.contains("swap phases")).last() {
+        println!("phases of that swap (from t0, the stop request): {}", line.split("swap phases").nth(1).unwrap_or(line).trim());
+    }
 
     // REST latency: 100 concurrent clients on the status of a running job.
     let out = tmp.path().join("out-rest");

@@ -18,6 +18,9 @@ import { ValueState as WitValueState, ListState as WitListState, MapState as Wit
 import { BroadcastMap as WitBroadcastMap } from "rivulet:operator/broadcast-state@0.4.0";
 import * as witTimers from "rivulet:operator/timers@0.4.0";
 
+import { MAX_CACHED_ENTRIES, StateCache, bytesKey, current, enterCall, enterRecord, forgetAll, pending, scope, syncCurrentRecord, writeBack } from "./state-cache.js";
+
+export { MAX_CACHED_ENTRIES };
 export { Pattern, Cep, NO_SKIP, SKIP_TO_NEXT, SKIP_PAST_LAST_EVENT, skipToFirst, skipToLast } from "./cep.js";
 
 export const EVENT_TIME = "event-time";
@@ -112,17 +115,6 @@ class BatchWriter {
   }
 }
 
-let pendingRecord = null;
-
-/** Tell the host which record is current, once, only when state, timers or the key are used. */
-function syncCurrentRecord() {
-  if (pendingRecord !== null) {
-    const i = pendingRecord;
-    pendingRecord = null;
-    witContext.setCurrentRecord(i);
-  }
-}
-
 /** What an operator can do while it runs: emit, read time, set timers, log. */
 export class Context {
   constructor() {
@@ -207,107 +199,6 @@ export class Context {
 }
 
 const ttl = (ms) => (ms === undefined || ms === null ? undefined : BigInt(ms));
-
-// The state cache (as in the Rust SDK): value and map state are read through to the
-// host once per key and written back once per key at the end of each call into the guest
-// (a batch, a timer, a window firing), so a record that reads and updates its key's state
-// makes no host call in the common case. The host snapshots only between calls, so every
-// checkpoint finds the state complete. Entries stay valid across calls (only this
-// instance writes its keyed state while it lives). State with a TTL is not cached, nor
-// state used where no key is current (open, watermarks, broadcast input, close).
-
-/** Entries kept per state before the clean ones are forgotten. */
-export const MAX_CACHED_ENTRIES = 1 << 16;
-
-// The current scope: mode 0 no key, 1 a record of the batch (its key from the batch),
-// 2 one key for the whole call (asked of the host once).
-const scope = { mode: 0, index: null, key: null };
-const caches = [];
-
-/** Bytes as a string usable as a Map key (one char per byte). */
-function bytesKey(b) {
-  let s = "";
-  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
-  return s;
-}
-
-function enterRecord(index, key) {
-  if (key === null || key === undefined) {
-    scope.mode = 0;
-  } else {
-    scope.mode = 1;
-    scope.index = index;
-    scope.key = bytesKey(key);
-  }
-}
-
-function enterCall() {
-  scope.mode = 2;
-  scope.index = null;
-  scope.key = null;
-}
-
-/** The current key (as a string) and the record index that makes it current again, or null. */
-function current() {
-  if (scope.mode === 0) return null;
-  if (scope.mode === 2 && scope.key === null) {
-    const key = witContext.currentKey();
-    if (key === undefined || key === null) {
-      scope.mode = 0;
-      return null;
-    }
-    scope.key = bytesKey(key);
-  }
-  return scope;
-}
-
-function writeBack() {
-  for (const c of caches) c.writeBack();
-  scope.mode = 0;
-}
-
-/** A failed call: what it wrote is not kept (the job restarts from a checkpoint). */
-function forgetAll() {
-  for (const c of caches) {
-    c.entries.clear();
-    c.dirty.clear();
-  }
-  scope.mode = 0;
-}
-
-/** Encoded values by cache key (`null`: absent), and the ones written since the last write-back. */
-class StateCache {
-  constructor(load, store) {
-    this.entries = new Map();
-    this.dirty = new Map();
-    this.load = load;
-    this.store = store;
-    caches.push(this);
-  }
-  get(ck, sub) {
-    const hit = this.entries.get(ck);
-    if (hit !== undefined) return hit;
-    syncCurrentRecord();
-    const raw = this.load(sub);
-    const v = raw === undefined || raw === null ? null : raw;
-    this.entries.set(ck, v);
-    return v;
-  }
-  put(ck, sub, raw, index) {
-    this.entries.set(ck, raw);
-    this.dirty.set(ck, [sub, index]);
-  }
-  writeBack() {
-    if (this.dirty.size > 0) {
-      for (const [ck, [sub, index]] of this.dirty) {
-        if (index !== null) witContext.setCurrentRecord(index);
-        this.store(sub, this.entries.get(ck));
-      }
-      this.dirty.clear();
-    }
-    if (this.entries.size > MAX_CACHED_ENTRIES) this.entries.clear();
-  }
-}
 
 /** One value per key, stored by the host (cached in the guest unless it has a TTL). */
 export class ValueState {
@@ -414,7 +305,7 @@ export class MapState {
       this.cache.writeBack();
       if (forget) this.cache.entries.clear();
       // The write-back may have made another record current: this one again.
-      if (scope.mode === 1) pendingRecord = scope.index;
+      if (scope.mode === 1) pending.index = scope.index;
     }
     syncCurrentRecord();
     return this.h;
@@ -545,7 +436,7 @@ export function exportOperator(Cls) {
   let ctx = null;
   const call = (where, f) => {
     if (ctx === null) throw failure(where, "operator called before open");
-    pendingRecord = null;
+    pending.index = null;
     scope.mode = 0;
     try {
       f();
@@ -553,10 +444,10 @@ export function exportOperator(Cls) {
     } catch (e) {
       ctx.discard();
       forgetAll();
-      pendingRecord = null;
+      pending.index = null;
       throw failure(where, e);
     }
-    pendingRecord = null;
+    pending.index = null;
     ctx.flush();
   };
   return {
@@ -579,7 +470,7 @@ export function exportOperator(Cls) {
         let i = 0;
         for (const record of decodeBatch(batch)) {
           enterRecord(i, record.key);
-          pendingRecord = i++;
+          pending.index = i++;
           op.processInput(ctx, which, record);
         }
       });
@@ -602,7 +493,7 @@ export function exportOperator(Cls) {
         const l = [...decodeBatch(left)];
         const r = [...decodeBatch(right)];
         for (let i = 0; i < l.length && i < r.length; i++) {
-          pendingRecord = i;
+          pending.index = i;
           enterRecord(i, l[i].key);
           op.join(ctx, l[i], r[i]);
         }

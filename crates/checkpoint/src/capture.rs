@@ -90,12 +90,7 @@ pub fn capture(
         _ => {
             match store.frozen() {
                 Some(f) => frozen = Some(f),
-                None => {
-                    for (k, v) in store.scan_all()? {
-                        let Some(g) = layout::key_group_of(&k) else { continue };
-                        groups.entry(g).or_default().entries.push((k, v));
-                    }
-                }
+                None => group_entries(&mut groups, store.scan_all()?),
             }
             None
         }
@@ -137,19 +132,19 @@ pub async fn upload(
     let Captured { header, mut groups, broadcast, db_dir, frozen } = captured;
     if let Some(frozen) = frozen {
         // Off the pipeline's path: the frozen entries, in key order, by key group.
-        for (k, v) in frozen.iter() {
-            let Some(g) = layout::key_group_of(k) else { continue };
-            groups.entry(g).or_default().entries.push((k.to_vec(), v.to_vec()));
-        }
+        group_entries(&mut groups, frozen.iter().map(|(k, v)| (k.to_vec(), v.to_vec())));
     }
     let encoded = OperatorState { header, groups, broadcast }.encode();
     let state = ctx.storage.put(&format!("{dir}/state.bin"), Bytes::from(encoded)).await?;
-    let mut db = Vec::new();
-    if let Some(local) = db_dir {
-        let result = upload_db(ctx, barrier, meta, &dir, &local, uploaded, &mut db).await;
-        let _ = tokio::fs::remove_dir_all(&local).await;
-        result?;
-    }
+    let db = match db_dir {
+        Some(local) => {
+            let upload = DbUpload { ctx, barrier, meta, dir: &dir, local: &local, uploaded };
+            let result = upload.all().await;
+            let _ = tokio::fs::remove_dir_all(&local).await;
+            result?
+        }
+        None => Vec::new(),
+    };
     Ok(SubtaskState { subtask: meta.subtask, key_groups: (meta.range.start, meta.range.end), finished: false, state: Some(state), db })
 }
 
@@ -157,56 +152,60 @@ pub async fn upload(
 /// parallel writes; one at a time left a compaction's large outputs in series).
 const PARALLEL_UPLOADS: usize = 4;
 
-async fn upload_db(
-    ctx: &TaskCheckpointing,
-    barrier: Barrier,
-    meta: &SubtaskMeta,
-    dir: &str,
-    local: &Path,
-    uploaded: &UploadedFiles,
-    db: &mut Vec<DbFile>,
-) -> Result<(), CheckpointError> {
-    use futures::stream::{self, StreamExt, TryStreamExt};
-
-    let mut names = Vec::new();
-    let mut rd = tokio::fs::read_dir(local).await.map_err(|e| CheckpointError::Local(format!("{}: {e}", local.display())))?;
-    while let Some(e) = rd.next_entry().await.map_err(|e| CheckpointError::Local(e.to_string()))? {
-        names.push(e.file_name().to_string_lossy().into_owned());
+/// Put keyed-state entries (keys in the host's layout) under their key groups; entries
+/// whose key names no group are skipped.
+fn group_entries(groups: &mut BTreeMap<u16, GroupState>, entries: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) {
+    for (k, v) in entries {
+        let Some(g) = layout::key_group_of(&k) else { continue };
+        groups.entry(g).or_default().entries.push((k, v));
     }
-    names.sort();
-    let files: Vec<DbFile> = stream::iter(names)
-        .map(|name| upload_db_file(ctx, barrier, meta, dir, local, uploaded, name))
-        .buffered(PARALLEL_UPLOADS)
-        .try_collect()
-        .await?;
-    db.extend(files);
-    Ok(())
 }
 
-/// One file of a RocksDB checkpoint: an SST already uploaded by a completed checkpoint
-/// is referenced again (incremental checkpoints), anything else is stored.
-async fn upload_db_file(
-    ctx: &TaskCheckpointing,
+/// The upload of one subtask's RocksDB checkpoint directory.
+struct DbUpload<'a> {
+    ctx: &'a TaskCheckpointing,
     barrier: Barrier,
-    meta: &SubtaskMeta,
-    dir: &str,
-    local: &Path,
-    uploaded: &UploadedFiles,
-    name: String,
-) -> Result<DbFile, CheckpointError> {
-    let shared = name.ends_with(".sst") && ctx.incremental && barrier.kind == SnapshotKind::Checkpoint;
-    if shared {
-        let reuse = uploaded.lock().ok().and_then(|m| m.get(&name).cloned()).filter(|(_, id)| ctx.ledger.is_complete(*id)).map(|(f, _)| f);
-        if let Some(f) = reuse {
-            return Ok(f);
+    meta: &'a SubtaskMeta,
+    /// The snapshot's folder for this subtask in storage.
+    dir: &'a str,
+    /// The local checkpoint directory.
+    local: &'a Path,
+    uploaded: &'a UploadedFiles,
+}
+
+impl DbUpload<'_> {
+    /// Every file of the directory, [`PARALLEL_UPLOADS`] at a time, in name order.
+    async fn all(&self) -> Result<Vec<DbFile>, CheckpointError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+
+        let local = self.local;
+        let mut names = Vec::new();
+        let mut rd = tokio::fs::read_dir(local).await.map_err(|e| CheckpointError::Local(format!("{}: {e}", local.display())))?;
+        while let Some(e) = rd.next_entry().await.map_err(|e| CheckpointError::Local(e.to_string()))? {
+            names.push(e.file_name().to_string_lossy().into_owned());
         }
+        names.sort();
+        stream::iter(names).map(|name| self.file(name)).buffered(PARALLEL_UPLOADS).try_collect().await
     }
-    let bytes = tokio::fs::read(local.join(&name)).await.map_err(|e| CheckpointError::Local(format!("{name}: {e}")))?;
-    let path = if shared { format!("shared/{}/{}/{name}", meta.uid, meta.instance) } else { format!("{dir}/db/{name}") };
-    let file = ctx.storage.put(&path, Bytes::from(bytes)).await?;
-    let entry = DbFile { name: name.clone(), file };
-    if shared && let Ok(mut m) = uploaded.lock() {
-        m.insert(name, (entry.clone(), barrier.id));
+
+    /// One file: an SST already uploaded by a completed checkpoint is referenced again
+    /// (incremental checkpoints), anything else is stored.
+    async fn file(&self, name: String) -> Result<DbFile, CheckpointError> {
+        let (ctx, barrier) = (self.ctx, self.barrier);
+        let shared = name.ends_with(".sst") && ctx.incremental && barrier.kind == SnapshotKind::Checkpoint;
+        if shared {
+            let reuse =
+                self.uploaded.lock().ok().and_then(|m| m.get(&name).cloned()).filter(|(_, id)| ctx.ledger.is_complete(*id)).map(|(f, _)| f);
+            if let Some(f) = reuse {
+                return Ok(f);
+            }
+        }
+        let path = if shared { format!("shared/{}/{}/{name}", self.meta.uid, self.meta.instance) } else { format!("{}/db/{name}", self.dir) };
+        let file = ctx.storage.put_file(&path, &self.local.join(&name)).await?;
+        let entry = DbFile { name: name.clone(), file };
+        if shared && let Ok(mut m) = self.uploaded.lock() {
+            m.insert(name, (entry.clone(), barrier.id));
+        }
+        Ok(entry)
     }
-    Ok(entry)
 }

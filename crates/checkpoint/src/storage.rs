@@ -2,6 +2,7 @@
 //! default, S3 for `s3://bucket/prefix`) under a root prefix, with every file written
 //! through here checksummed and every file read back verified.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -121,13 +122,62 @@ impl CheckpointStorage {
     /// The manifest entry of `bytes` about to be written at `rel` (an injected fault
     /// instead, in fault-injection builds).
     fn entry_for(&self, rel: &str, bytes: &Bytes) -> Result<FileEntry, CheckpointError> {
+        self.entry_with(rel, bytes.len() as u64, sha256_hex(bytes))
+    }
+
+    /// The manifest entry of a file of `size` bytes hashing to `sha256`, about to be
+    /// written at `rel` (an injected fault instead, in fault-injection builds).
+    fn entry_with(&self, rel: &str, size: u64, sha256: String) -> Result<FileEntry, CheckpointError> {
         #[cfg(feature = "fault-injection")]
         if let Some(f) = &self.faults
             && f.fail_next_puts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
         {
             return Err(self.io(rel, "injected fault: the object store is unavailable"));
         }
-        Ok(FileEntry { path: rel.to_owned(), size: bytes.len() as u64, sha256: sha256_hex(bytes) })
+        Ok(FileEntry { path: rel.to_owned(), size, sha256 })
+    }
+
+    /// Store the local file `file` at `rel`; returns its entry. The file is read and
+    /// hashed off the async threads; a local store takes it as a hard link (no second
+    /// copy of the bytes — for files nobody writes again, like RocksDB's SSTs and the
+    /// copies in a RocksDB checkpoint directory), any other store gets the bytes.
+    pub async fn put_file(&self, rel: &str, file: &Path) -> Result<FileEntry, CheckpointError> {
+        let path = file.to_path_buf();
+        let read = tokio::task::spawn_blocking(move || std::fs::read(&path).map(|b| (sha256_hex(&b), b)))
+            .await
+            .map_err(|e| self.io(rel, e))?
+            .map_err(|e| CheckpointError::Local(format!("{}: {e}", file.display())))?;
+        let (sha256, bytes) = read;
+        let entry = self.entry_with(rel, bytes.len() as u64, sha256)?;
+        if let Some(dest) = self.local_path(rel) {
+            let from = file.to_path_buf();
+            let linked = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::hard_link(&from, &dest)
+            })
+            .await;
+            match linked {
+                Ok(Ok(())) => return Ok(entry),
+                // Another file system, or the name is taken: write the bytes instead.
+                Ok(Err(e)) => tracing::debug!(path = %rel, error = %e, "no hard link into the checkpoint store; copying"),
+                Err(e) => tracing::debug!(path = %rel, error = %e, "no hard link into the checkpoint store; copying"),
+            }
+        }
+        self.store.put(&self.full(rel), PutPayload::from(Bytes::from(bytes))).await.map_err(|e| self.io(rel, e))?;
+        Ok(entry)
+    }
+
+    /// Where `rel` lies on disk, for a local store and a path of plain characters (which
+    /// the store keeps as they are).
+    fn local_path(&self, rel: &str) -> Option<std::path::PathBuf> {
+        let dir = self.local.as_ref()?;
+        let rel = rel.trim_matches('/');
+        let plain = !rel.is_empty()
+            && rel.split('/').all(|part| !part.is_empty() && part != "." && part != "..")
+            && rel.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'));
+        plain.then(|| dir.join(rel))
     }
 
     /// Write `bytes` at `rel`; returns its entry (path, size, sha256) for a manifest.
@@ -176,7 +226,8 @@ impl CheckpointStorage {
         Ok(got.into_stream().map(move |chunk| chunk.map_err(|e| CheckpointError::Storage { path: path.clone(), message: e.to_string() })).boxed())
     }
 
-    /// Read the file `entry` names and check its size and checksum.
+    /// Read the file `entry` names and check its size and checksum (hashed off the
+    /// async threads, so several files verify in parallel).
     pub async fn get_verified(&self, entry: &FileEntry) -> Result<Bytes, CheckpointError> {
         let bytes = self.get(&entry.path).await?;
         if bytes.len() as u64 != entry.size {
@@ -185,7 +236,8 @@ impl CheckpointStorage {
                 reason: format!("size {} differs from the manifest's {} (truncated?)", bytes.len(), entry.size),
             });
         }
-        let sum = sha256_hex(&bytes);
+        let hashed = bytes.clone();
+        let sum = tokio::task::spawn_blocking(move || sha256_hex(&hashed)).await.map_err(|e| self.io(&entry.path, e))?;
         if sum != entry.sha256 {
             return Err(CheckpointError::Corrupt {
                 path: self.url_of(&entry.path),

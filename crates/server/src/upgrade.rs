@@ -75,12 +75,17 @@ impl JobManager {
                 return Err(ServerError::Conflict(format!("could not stop the job with a savepoint: {reason}")));
             }
         };
+        let savepoint_ms = t0.elapsed().as_millis() as u64;
         let _ = ended.wait_for(|e| *e).await;
+        let stopped_ms = t0.elapsed().as_millis() as u64;
         // Start the new version on probation.
         let from_versions = versions(&record.plugins);
         let (verdict, rolled_back) = watch::channel(None);
         let new_run = self.start_new_version(id, &checked, &savepoint, Arc::new(verdict))?;
         let (result, reason, downtime) = watch_probation(&new_run, rolled_back, &checked.sinks, t0).await;
+        // Where a swap's downtime goes: the savepoint, the old run's end, the new run's
+        // restore and start until its first output.
+        tracing::info!(job = %id, savepoint_ms, stopped_ms, downtime_ms = ?downtime, ?result, "swap phases");
         let versions_now = self.with_job(id, |e| {
             if let Some(h) = e.record.last_change_mut() {
                 h.downtime_ms = downtime;

@@ -28,6 +28,19 @@ from wit_world.imports import keyed_state as _state
 from wit_world.imports import timers as _timers
 from wit_world.imports import types as _types
 
+from ._state_cache import (  # noqa: F401 (MAX_CACHED_ENTRIES is public)
+    MAX_CACHED_ENTRIES,
+    _Cache,
+    _current,
+    _enter_call,
+    _enter_record,
+    _forget_all,
+    _pending_record,
+    _scope,
+    _sync_current_record,
+    _write_back,
+)
+
 __all__ = [
     "Operator", "Record", "Context", "Window", "Input", "CoGroup", "ValueState", "ListState", "MapState",
     "BroadcastMapState", "StateEntry", "Codec", "JSON", "BYTES", "EVENT_TIME", "PROCESSING_TIME", "export",
@@ -169,17 +182,6 @@ class CoGroup:
         return [] if i is None else self.input(i)
 
 
-_pending_record: List[Optional[int]] = [None]
-
-
-def _sync_current_record() -> None:
-    """Tell the host which record is current, once, and only when state, timers or the key are used."""
-    i = _pending_record[0]
-    if i is not None:
-        _pending_record[0] = None
-        _context.set_current_record(i)
-
-
 def _domain(d: str) -> _types.TimeDomain:
     if d == EVENT_TIME:
         return _types.TimeDomain.EVENT_TIME
@@ -279,95 +281,6 @@ class Context:
 
 def _ttl(ttl_ms: Optional[int]) -> Optional[int]:
     return None if ttl_ms is None else int(ttl_ms)
-
-
-# The state cache (as in the Rust SDK): value and map state are read through to the host
-# once per key and written back once per key at the end of each call into the guest (a
-# batch, a timer, a window firing), so a record that reads and updates its key's state
-# makes no host call in the common case. The host snapshots only between calls, so every
-# checkpoint finds the state complete. Entries stay valid across calls (only this
-# instance writes its keyed state while it lives). State with a TTL is not cached, nor
-# state used where no key is current (open, watermarks, broadcast input, close).
-
-#: Entries kept per state before the clean ones are forgotten.
-MAX_CACHED_ENTRIES = 1 << 16
-
-# The current scope: [mode, record index, key]; mode 0 no key, 1 a record of the batch
-# (its key from the batch), 2 one key for the whole call (asked of the host once).
-_scope: list = [0, None, None]
-_caches: list = []
-
-
-def _enter_record(index: int, key: Optional[bytes]) -> None:
-    _scope[0], _scope[1], _scope[2] = (0, None, None) if key is None else (1, index, key)
-
-
-def _enter_call() -> None:
-    _scope[0], _scope[1], _scope[2] = 2, None, None
-
-
-def _current() -> Optional[Tuple[bytes, Optional[int]]]:
-    """The current key and the record index that makes it current again, if the cache applies."""
-    mode = _scope[0]
-    if mode == 0:
-        return None
-    if mode == 2 and _scope[2] is None:
-        key = _context.current_key()
-        if key is None:
-            _scope[0] = 0
-            return None
-        _scope[2] = bytes(key)
-    return _scope[2], _scope[1]
-
-
-def _write_back() -> None:
-    for cache in _caches:
-        cache.write_back()
-    _scope[0], _scope[1], _scope[2] = 0, None, None
-
-
-def _forget_all() -> None:
-    """A failed call: what it wrote is not kept (the job restarts from a checkpoint)."""
-    for cache in _caches:
-        cache.entries.clear()
-        cache.dirty.clear()
-    _scope[0], _scope[1], _scope[2] = 0, None, None
-
-
-class _Cache:
-    """Encoded values by cache key (``None``: absent), the ones written since the last write-back."""
-
-    def __init__(self, load: Callable[[Any], Optional[bytes]], store: Callable[[Any, Optional[bytes]], None]):
-        self.entries: dict = {}
-        self.dirty: dict = {}
-        self._load = load
-        self._store = store
-        _caches.append(self)
-
-    def get(self, ck: Any, sub: Any) -> Optional[bytes]:
-        try:
-            return self.entries[ck]
-        except KeyError:
-            _sync_current_record()
-            raw = self._load(sub)
-            raw = None if raw is None else bytes(raw)
-            self.entries[ck] = raw
-            return raw
-
-    def put(self, ck: Any, sub: Any, raw: Optional[bytes], index: Optional[int]) -> None:
-        self.entries[ck] = raw
-        self.dirty[ck] = (sub, index)
-
-    def write_back(self) -> None:
-        if self.dirty:
-            entries = self.entries
-            for ck, (sub, index) in self.dirty.items():
-                if index is not None:
-                    _context.set_current_record(index)
-                self._store(sub, entries[ck])
-            self.dirty = {}
-        if len(self.entries) > MAX_CACHED_ENTRIES:
-            self.entries.clear()
 
 
 class ValueState:

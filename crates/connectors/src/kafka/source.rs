@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -34,6 +35,14 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 const ERROR_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often an unbounded source with nothing to read checks idleness and barriers.
 const TICK: Duration = Duration::from_millis(100);
+
+/// What the read loop does next.
+enum Step<M> {
+    /// Take a barrier.
+    Barrier(rivulet_dataflow::Barrier),
+    /// Handle a message, an error, or a tick without either (`Err(Elapsed)`).
+    Message(M),
+}
 
 /// Where a Kafka source subtask was: the next offset of each partition it reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,9 +369,21 @@ impl KafkaSource {
                 out.finish().await?;
                 return Ok(());
             }
-            tokio::select! {
-                biased;
-                b = out.next_barrier() => {
+            // A barrier first; then a message already waiting, taken without arming a
+            // timer (the common case under load); else wait for either, up to a tick.
+            let step = if let Some(b) = out.next_barrier().now_or_never() {
+                Step::Barrier(b)
+            } else if let Some(r) = consumer.recv().now_or_never() {
+                Step::Message(Ok(r))
+            } else {
+                tokio::select! {
+                    biased;
+                    b = out.next_barrier() => Step::Barrier(b),
+                    r = tokio::time::timeout(TICK, consumer.recv()) => Step::Message(r),
+                }
+            };
+            match step {
+                Step::Barrier(b) => {
                     let position = this.position(&parts, out.max_ts());
                     out.barrier(b, position).await?;
                     commit_for_monitoring(&consumer, &this.topic, &parts);
@@ -370,7 +391,7 @@ impl KafkaSource {
                         return Ok(());
                     }
                 }
-                r = tokio::time::timeout(TICK, consumer.recv()) => {
+                Step::Message(r) => {
                     match r {
                         Err(_) => {
                             out.flush().await?;
@@ -407,7 +428,9 @@ impl KafkaSource {
                                 continue;
                             }
                             state.next = off + 1;
-                            state.last_record = Instant::now();
+                            if this.idle_timeout.is_some() {
+                                state.last_record = Instant::now();
+                            }
                             let value = msg.payload().unwrap_or_default();
                             let record_ts = msg.timestamp().to_millis();
                             let decodable = this.format != KafkaFormat::Json || serde_json::from_slice::<serde::de::IgnoredAny>(value).is_ok();
