@@ -150,7 +150,9 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 #[test]
 fn kill_at_protocol_points_upload_before_manifest_and_manifest_before_commit() {
     for point in ["before-manifest=2", "before-commit=2"] {
-        let case = wordcount_case(60_000, 11);
+        // Long enough that checkpoint 2 holds live state on a fast machine: a run that
+        // ended before it stores finished subtasks without state files.
+        let case = wordcount_case(150_000, 11);
         let out = case.command_every("rocksdb", "100ms", &["--parallelism", "2"]).env("RIVULET_FAILPOINTS", point).output().expect("run");
         assert_eq!(out.status.signal(), Some(9), "{point}: expected SIGKILL; stderr: {}", String::from_utf8_lossy(&out.stderr));
         let root = case.ck().join("wordcount");
