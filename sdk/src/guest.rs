@@ -452,7 +452,6 @@ pub mod __runtime {
                 ctx.current = Some(CurrentInput::new(i as u32, &record));
                 op.process_input(ctx, &input, record)?;
             }
-            ctx.current = None;
             PENDING_RECORD.with(|p| p.set(None));
             Ok(())
         })
@@ -466,7 +465,6 @@ pub mod __runtime {
                 ctx.current = Some(CurrentInput::new(i as u32, &record));
                 op.process_broadcast(ctx, &input, record)?;
             }
-            ctx.current = None;
             Ok(())
         })
     }

@@ -194,8 +194,7 @@ impl DbUpload<'_> {
         let (ctx, barrier) = (self.ctx, self.barrier);
         let shared = name.ends_with(".sst") && ctx.incremental && barrier.kind == SnapshotKind::Checkpoint;
         if shared {
-            let reuse =
-                self.uploaded.lock().ok().and_then(|m| m.get(&name).cloned()).filter(|(_, id)| ctx.ledger.is_complete(*id)).map(|(f, _)| f);
+            let reuse = self.uploaded.lock().ok().and_then(|m| m.get(&name).cloned()).filter(|(_, id)| ctx.ledger.is_complete(*id)).map(|(f, _)| f);
             if let Some(f) = reuse {
                 return Ok(f);
             }

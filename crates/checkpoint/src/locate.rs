@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-
 use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
 use rivulet_dataflow::KeyGroupRange;
 use rivulet_state::BroadcastState;
 
@@ -64,18 +64,15 @@ async fn verify(root: &CheckpointStorage, dir: &str, job: &str, committers: &Com
     let mut wanted: Vec<_> = manifest.files().collect();
     wanted.sort_by(|a, b| a.path.cmp(&b.path));
     wanted.dedup_by(|a, b| a.path == b.path);
-    let mut files: HashMap<String, Bytes> = HashMap::new();
-    for chunk in wanted.chunks(PARALLEL_READS) {
-        // Owned futures (a clone of the store each): no borrow is held across the join.
-        let reads: Vec<_> = chunk
-            .iter()
-            .map(|f| {
-                let (root, entry, path) = (root.clone(), manifest.relocated(f, dir), f.path.clone());
-                async move { root.get_verified(&entry).await.map(|bytes| (path, bytes)) }
-            })
-            .collect();
-        files.extend(futures::future::try_join_all(reads).await?);
-    }
+    // Owned futures (a clone of the store each), so no borrow is held across the reads.
+    let reads: Vec<_> = wanted
+        .into_iter()
+        .map(|f| {
+            let (root, entry, path) = (root.clone(), manifest.relocated(f, dir), f.path.clone());
+            async move { root.get_verified(&entry).await.map(|bytes| (path, bytes)) }
+        })
+        .collect();
+    let files: HashMap<String, Bytes> = futures::stream::iter(reads).buffered(PARALLEL_READS).try_collect().await?;
     committers.verify_all(&manifest.sinks)?;
     Ok(RestorePoint { manifest, location: root.url_of(dir), skipped: Vec::new(), files })
 }

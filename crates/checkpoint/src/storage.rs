@@ -143,11 +143,10 @@ impl CheckpointStorage {
     /// copies in a RocksDB checkpoint directory), any other store gets the bytes.
     pub async fn put_file(&self, rel: &str, file: &Path) -> Result<FileEntry, CheckpointError> {
         let path = file.to_path_buf();
-        let read = tokio::task::spawn_blocking(move || std::fs::read(&path).map(|b| (sha256_hex(&b), b)))
+        let (sha256, bytes) = tokio::task::spawn_blocking(move || std::fs::read(&path).map(|b| (sha256_hex(&b), b)))
             .await
             .map_err(|e| self.io(rel, e))?
             .map_err(|e| CheckpointError::Local(format!("{}: {e}", file.display())))?;
-        let (sha256, bytes) = read;
         let entry = self.entry_with(rel, bytes.len() as u64, sha256)?;
         if let Some(dest) = self.local_path(rel) {
             let from = file.to_path_buf();
@@ -157,11 +156,12 @@ impl CheckpointStorage {
                 }
                 std::fs::hard_link(&from, &dest)
             })
-            .await;
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
             match linked {
-                Ok(Ok(())) => return Ok(entry),
+                Ok(()) => return Ok(entry),
                 // Another file system, or the name is taken: write the bytes instead.
-                Ok(Err(e)) => tracing::debug!(path = %rel, error = %e, "no hard link into the checkpoint store; copying"),
                 Err(e) => tracing::debug!(path = %rel, error = %e, "no hard link into the checkpoint store; copying"),
             }
         }

@@ -1,6 +1,6 @@
 //! Host bindings generated from the three contracts the host links — `wit/` (0.4.0),
-//! `wit/0.3.0/` and `wit/0.2.0/` — kept private behind this module, the contract a component targets,
-//! and the store data.
+//! `wit/0.3.0/` and `wit/0.2.0/` — kept private behind this module, the contract a
+//! component targets, and the store data.
 
 #![allow(missing_docs, reason = "generated code")]
 
@@ -12,36 +12,32 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::guest_io::GuestIo;
 use crate::instance::MemoryLimiter;
 
+/// Bindings of a contract with broadcast state (0.3.0 and later), from the WIT at `$path`.
+macro_rules! operator_bindings {
+    ($path:literal) => {
+        wasmtime::component::bindgen!({
+            path: $path,
+            world: "rivulet-operator",
+            imports: { default: trappable },
+            exports: { default: async },
+            with: {
+                "rivulet:operator/keyed-state.value-state": crate::guest_io::StateHandle,
+                "rivulet:operator/keyed-state.list-state": crate::guest_io::StateHandle,
+                "rivulet:operator/keyed-state.map-state": crate::guest_io::StateHandle,
+                "rivulet:operator/broadcast-state.broadcast-map": crate::guest_io::BroadcastHandle,
+            },
+        });
+    };
+}
+
 /// `rivulet:operator@0.4.0`: 0.3.0 and `collector.forward`.
 pub(crate) mod v4 {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "rivulet-operator",
-        imports: { default: trappable },
-        exports: { default: async },
-        with: {
-            "rivulet:operator/keyed-state.value-state": crate::guest_io::StateHandle,
-            "rivulet:operator/keyed-state.list-state": crate::guest_io::StateHandle,
-            "rivulet:operator/keyed-state.map-state": crate::guest_io::StateHandle,
-            "rivulet:operator/broadcast-state.broadcast-map": crate::guest_io::BroadcastHandle,
-        },
-    });
+    operator_bindings!("../../wit");
 }
 
 /// `rivulet:operator@0.3.0`: named and broadcast inputs, co-group windows, joins.
 pub(crate) mod v3 {
-    wasmtime::component::bindgen!({
-        path: "../../wit/0.3.0",
-        world: "rivulet-operator",
-        imports: { default: trappable },
-        exports: { default: async },
-        with: {
-            "rivulet:operator/keyed-state.value-state": crate::guest_io::StateHandle,
-            "rivulet:operator/keyed-state.list-state": crate::guest_io::StateHandle,
-            "rivulet:operator/keyed-state.map-state": crate::guest_io::StateHandle,
-            "rivulet:operator/broadcast-state.broadcast-map": crate::guest_io::BroadcastHandle,
-        },
-    });
+    operator_bindings!("../../wit/0.3.0");
 }
 
 /// `rivulet:operator@0.2.0`: one input; components built against it keep running.

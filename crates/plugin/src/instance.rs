@@ -244,7 +244,11 @@ impl OperatorInstance {
             &self.uid,
             &self.plugin.label(),
             FailureKind::GuestError,
-            format!("{call}: the component targets {}, which has no such call; rebuild it with an SDK for {}", self.plugin.contract, Contract::ALL[0]),
+            format!(
+                "{call}: the component targets {}, which has no such call; rebuild it with an SDK for {}",
+                self.plugin.contract,
+                Contract::ALL[0]
+            ),
         )
     }
 
@@ -295,10 +299,10 @@ impl OperatorInstance {
         self.begin();
         self.allow_forward(batch);
         let r = on_exports!(&self.bindings, b, _t => b.rivulet_operator_operator().call_process_broadcast(&mut self.store, input, batch.bytes()).await,
-            v2 => {
-                let _ = b;
-                return Err(self.unsupported("process-broadcast"));
-            });
+        v2 => {
+            let _ = b;
+            return Err(self.unsupported("process-broadcast"));
+        });
         self.store.data_mut().io.broadcast_writable = false;
         self.fail("process-broadcast", r)?;
         Ok(self.take_output())
@@ -309,15 +313,15 @@ impl OperatorInstance {
         self.store.data_mut().io.set_current_key(Some(key));
         self.begin();
         let r = on_exports!(&self.bindings, b, t => {
-                let batches: Vec<Vec<u8>> = inputs.iter().map(|b| b.as_slice().to_vec()).collect();
-                b.rivulet_operator_operator().call_process_window(&mut self.store, t::Window { start, end }, &batches).await
-            },
-            v2 => {
-                let [records] = inputs else { return Err(self.unsupported("process-window with several inputs")) };
-                b.rivulet_operator_operator()
-                    .call_process_window(&mut self.store, v2::rivulet::operator::types::Window { start, end }, records.bytes())
-                    .await
-            });
+            let batches: Vec<Vec<u8>> = inputs.iter().map(|b| b.as_slice().to_vec()).collect();
+            b.rivulet_operator_operator().call_process_window(&mut self.store, t::Window { start, end }, &batches).await
+        },
+        v2 => {
+            let [records] = inputs else { return Err(self.unsupported("process-window with several inputs")) };
+            b.rivulet_operator_operator()
+                .call_process_window(&mut self.store, v2::rivulet::operator::types::Window { start, end }, records.bytes())
+                .await
+        });
         self.fail("process-window", r)?;
         Ok(self.take_output())
     }
@@ -331,10 +335,10 @@ impl OperatorInstance {
         self.select_batch(left);
         self.begin();
         let r = on_exports!(&self.bindings, b, _t => b.rivulet_operator_operator().call_process_join(&mut self.store, left.bytes(), right.bytes()).await,
-            v2 => {
-                let _ = b;
-                return Err(self.unsupported("process-join"));
-            });
+        v2 => {
+            let _ = b;
+            return Err(self.unsupported("process-join"));
+        });
         self.fail("process-join", r)?;
         Ok(self.take_output())
     }
@@ -382,19 +386,19 @@ impl OperatorInstance {
         self.store.data_mut().io.set_current_key(None);
         self.begin();
         let r: wasmtime::Result<Result<Vec<StateEntry>, String>> = on_exports!(&self.bindings, b, t => {
-                let entries: Vec<t::StateEntry> = entries.into_iter().map(Into::into).collect();
-                b.rivulet_operator_operator()
-                    .call_migrate_state(&mut self.store, from_version, &entries)
-                    .await
-                    .map(|r| r.map(|v| v.into_iter().map(StateEntry::from).collect()))
-            },
-            v2 => {
-                let entries: Vec<v2::rivulet::operator::types::StateEntry> = entries.into_iter().map(Into::into).collect();
-                b.rivulet_operator_operator()
-                    .call_migrate_state(&mut self.store, from_version, &entries)
-                    .await
-                    .map(|r| r.map(|v| v.into_iter().map(StateEntry::from).collect()))
-            });
+            let entries: Vec<t::StateEntry> = entries.into_iter().map(Into::into).collect();
+            b.rivulet_operator_operator()
+                .call_migrate_state(&mut self.store, from_version, &entries)
+                .await
+                .map(|r| r.map(|v| v.into_iter().map(StateEntry::from).collect()))
+        },
+        v2 => {
+            let entries: Vec<v2::rivulet::operator::types::StateEntry> = entries.into_iter().map(Into::into).collect();
+            b.rivulet_operator_operator()
+                .call_migrate_state(&mut self.store, from_version, &entries)
+                .await
+                .map(|r| r.map(|v| v.into_iter().map(StateEntry::from).collect()))
+        });
         match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(msg)) => Err(GuestFailure::new(

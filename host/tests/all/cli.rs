@@ -106,7 +106,8 @@ fn validate_and_inspect() {
     assert!(text.contains("sha256:") && text.contains("rivulet:operator/operator@0.4.0"), "{text}");
     assert!(text.contains("targets: rivulet:operator@0.4.0") && text.contains("the newest"), "{text}");
     for old in ["0.2.0", "0.3.0"] {
-        let out = rivulet().args(["plugin", "inspect"]).arg(repo().join(format!("tests/fixtures/wit-{old}/counter_v1.wasm"))).output().expect("spawn");
+        let out =
+            rivulet().args(["plugin", "inspect"]).arg(repo().join(format!("tests/fixtures/wit-{old}/counter_v1.wasm"))).output().expect("spawn");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(&format!("targets: rivulet:operator@{old}")) && text.contains("still runs it"), "{text}");

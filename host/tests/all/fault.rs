@@ -115,7 +115,9 @@ impl WordcountCase {
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let seed = seed();
     for (backend, parallelism) in [("memory", "1"), ("rocksdb", "2"), ("memory", "3")] {
-        let case = wordcount_case(40_000, seed);
+        // Long enough to outlast the first kill (100–400 ms) on a fast machine: 40k lines
+        // ran to the end before it at parallelism 3.
+        let case = wordcount_case(150_000, seed);
         let mut rng = Rng(seed ^ 0x5eed);
         let (mut kills, mut runs) = (0, 0);
         loop {

@@ -313,7 +313,17 @@ fn q9_is_exact_under_kill_9() {
         let what = format!("q9 {backend} p={p}");
         kill_loop(&what, 4, 150, 250, 700, || {
             let mut c = rivulet();
-            c.args(["run", "plugins-examples/nexmark/jobs/q9.yaml", "--quiet", "--state-backend", backend, "--checkpoint-interval", "200ms", "--parallelism", p]);
+            c.args([
+                "run",
+                "plugins-examples/nexmark/jobs/q9.yaml",
+                "--quiet",
+                "--state-backend",
+                backend,
+                "--checkpoint-interval",
+                "200ms",
+                "--parallelism",
+                p,
+            ]);
             for (k, v) in [("events", KILL_EVENTS.to_string()), ("event_rate", EVENT_RATE.to_string()), ("parallelism", p.to_owned())] {
                 c.arg("--param").arg(format!("{k}={v}"));
             }

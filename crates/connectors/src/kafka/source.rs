@@ -397,7 +397,9 @@ impl KafkaSource {
                             out.flush().await?;
                             // Control records (transaction markers) advance the position
                             // without a message: a bounded read ends on the position.
-                            if this.bounded && let Ok(pos) = consumer.position() {
+                            if this.bounded
+                                && let Ok(pos) = consumer.position()
+                            {
                                 for e in pos.elements_for_topic(&this.topic) {
                                     if let (Some(s), Offset::Offset(o)) = (parts.get_mut(&e.partition()), e.offset())
                                         && s.end.is_some_and(|end| o >= end && s.next < end)
