@@ -104,8 +104,14 @@ pub struct ServerRunArgs {
     /// [IPv6]:PORT. Repeatable; none by default.
     #[arg(long = "allow-connect", value_name = "HOST[:PORT]", value_parser = clap::value_parser!(rivulet_server::HostPattern))]
     pub allow_connect: Vec<rivulet_server::HostPattern>,
+    /// An S3 bucket jobs may read and write (repeatable; `NAME` or `PREFIX*`; none by
+    /// default). The S3 endpoint the server's environment names must be allowed with
+    /// --allow-connect too.
+    #[arg(long = "allow-bucket", value_name = "NAME", value_parser = clap::value_parser!(rivulet_server::BucketPattern))]
+    pub allow_buckets: Vec<rivulet_server::BucketPattern>,
     /// Connections served at once (default: a quarter of the open-file limit, 8–1024;
-    /// the rest is kept for jobs).
+    /// the rest is kept for jobs). At the cap a new connection replaces the one that has
+    /// waited longest without a complete request; it waits only when all are busy.
     #[arg(long)]
     pub max_connections: Option<usize>,
     /// Close a connection whose request headers take longer than this (idle or
@@ -120,6 +126,12 @@ pub struct ServerRunArgs {
     /// an upload that does not fit gets 503 and retries.
     #[arg(long, default_value_t = 256)]
     pub upload_buffer_mb: usize,
+    /// Serve HTTPS with this certificate chain (PEM; needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM; needs --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Where jobs' tasks run: in the server, on worker processes it starts, or on
     /// workers that join.
     #[command(flatten)]
@@ -290,10 +302,16 @@ fn engine() -> Result<Arc<PluginEngine>> {
 
 fn run(args: RunArgs) -> Result<()> {
     let (spec, graph) = load_graph(&args.spec)?;
-    let location = args.checkpoint_dir.clone().or(spec.checkpoint.as_ref().and_then(|c| c.dir.clone()));
+    // --checkpoint-dir is typed in a shell (relative to its working directory); the
+    // spec's checkpoint.dir, like every place in a spec, is relative to the spec's folder.
+    let location = match (&args.checkpoint_dir, spec.checkpoint.as_ref().and_then(|c| c.dir.as_deref())) {
+        (Some(flag), _) => Some(rivulet_checkpoint::Location::parse_from_cwd(flag)?),
+        (None, Some(dir)) => Some(rivulet_checkpoint::Location::parse(dir, &std::path::absolute(&graph.base_dir)?)?),
+        (None, None) => None,
+    };
     let checkpoint = match &location {
         Some(loc) => {
-            let storage = CheckpointStorage::open(loc)?.child(&file_safe(&graph.name));
+            let storage = CheckpointStorage::open_location(loc)?.child(&file_safe(&graph.name));
             let flags = CheckpointOverrides {
                 interval: args.checkpoint_interval,
                 timeout: args.checkpoint_timeout,
@@ -405,6 +423,7 @@ fn server(args: ServerRunArgs) -> Result<()> {
     config.state_backend = args.state_backend;
     config.allow_paths = args.allow_paths;
     config.allow_connect = args.allow_connect;
+    config.allow_buckets = args.allow_buckets;
     if let Some(n) = args.max_connections {
         config.connections.max_connections = n.max(1);
     }
@@ -413,6 +432,11 @@ fn server(args: ServerRunArgs) -> Result<()> {
         config.guest_memory_mb = mb;
     }
     config.upload_buffer_bytes = args.upload_buffer_mb.saturating_mul(1 << 20);
+    config.tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(rivulet_api::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
     if let Some(f) = &args.auth_token_file {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading the token file {}", f.display()))?;
         let tokens = rivulet_api::Tokens::parse(&text).map_err(|e| anyhow::anyhow!("the token file {}: {e}", f.display()))?;
@@ -420,7 +444,7 @@ fn server(args: ServerRunArgs) -> Result<()> {
     }
     let engine = engine()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rivulet-server").build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         // A standby coordinator waits here for the lease, before it reads the jobs or
         // binds any port; losing the lease stops the process at once (the successor
         // resumes the jobs from their checkpoints).
@@ -431,29 +455,33 @@ fn server(args: ServerRunArgs) -> Result<()> {
         match leadership.take() {
             None => rivulet_api::serve(config, engine).await?,
             Some(mut l) => {
-                let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
                 tokio::select! {
-                    served = rivulet_api::serve(config, engine) => served?,
+                    served = rivulet_api::serve(config, engine) => {
+                        served?;
+                        // Stopped (SIGTERM: a rolling update; SIGINT), the jobs' graceful
+                        // shutdown recorded: give the lease up, then go (jobs resume on the
+                        // successor from their checkpoints). No await between the release
+                        // and the exit.
+                        eprintln!("[rivulet] releasing the coordinator lease {} and exiting", l.name);
+                        l.release().await;
+                        std::process::exit(0);
+                    }
                     () = l.lost() => {
                         // No graceful shutdown: a successor may be starting; nothing more may
                         // be committed or told to workers from here.
                         eprintln!("error: lost the coordinator lease {} (epoch {}): stepping down", l.name, l.epoch);
                         std::process::exit(1);
                     }
-                    _ = terminate.recv() => {
-                        // Stopped (a rolling update): give the lease up, then go
-                        // (jobs resume on the successor from their checkpoints, as after a
-                        // crash). No await between the release and the exit.
-                        eprintln!("[rivulet] SIGTERM: releasing the coordinator lease {} and exiting", l.name);
-                        l.release().await;
-                        std::process::exit(0);
-                    }
                 }
             }
         }
         drop(running);
         anyhow::Ok(())
-    })?;
+    });
+    // After a graceful shutdown the jobs' tasks may still run (they resume from their
+    // checkpoints on the next start): exit promptly rather than wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
     Ok(())
 }
 
@@ -492,8 +520,10 @@ fn inspect(file: &Path) -> Result<()> {
 /// Entry point: parse arguments, set up logging, run, map errors to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("RIVULET_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rivulet::guest=info"));
+    // The client explains an untrusted server certificate itself (client.rs): the
+    // verifier's own error line would only repeat it.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RIVULET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rivulet::guest=info,rustls_platform_verifier=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

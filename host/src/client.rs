@@ -3,7 +3,7 @@
 //! tables or (`--json`) the server's JSON.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
@@ -21,6 +21,10 @@ pub struct ServerArgs {
     /// A file holding the bearer token.
     #[arg(long, env = "RIVULET_TOKEN_FILE", global = true, conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
+    /// Trust the CA certificate(s) in this PEM file (instead of the system's) for an
+    /// `https://` server: a private CA or a self-signed server certificate.
+    #[arg(long, env = "RIVULET_CA_CERT", value_name = "FILE", global = true)]
+    pub ca_cert: Option<PathBuf>,
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -32,6 +36,7 @@ impl std::fmt::Debug for ServerArgs {
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_file", &self.token_file)
+            .field("ca_cert", &self.ca_cert)
             .field("json", &self.json)
             .finish()
     }
@@ -108,8 +113,12 @@ struct Client {
 
 impl Client {
     fn new(args: &ServerArgs) -> Result<Self> {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(900))).build().into();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(900)))
+            .tls_config(tls_config(args.ca_cert.as_deref())?)
+            .build()
+            .into();
         let token = match &args.token_file {
             Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading the token file {}", f.display()))?.trim().to_owned()),
             None => args.token.clone(),
@@ -144,7 +153,7 @@ impl Client {
                 r.header("Content-Type", ctype).send(&bytes[..])
             }
         };
-        let mut resp = result.with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let mut resp = result.map_err(|e| unreachable_server(e, &self.base))?;
         let status = resp.status();
         let text = resp.body_mut().with_config().limit(64 << 20).read_to_string().context("reading the server's answer")?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -154,6 +163,54 @@ impl Client {
         }
         Ok(value)
     }
+}
+
+/// TLS for `https://` servers: rustls with the `ring` provider (as the server's), trusting
+/// the CA certificates of `ca_cert` when given, else the system's trust store.
+fn tls_config(ca_cert: Option<&Path>) -> Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider};
+    let roots = match ca_cert {
+        None => RootCerts::PlatformVerifier,
+        Some(file) => {
+            let pem = std::fs::read(file).with_context(|| format!("reading the CA certificate {}", file.display()))?;
+            let mut certs = Vec::new();
+            for item in ureq::tls::parse_pem(&pem) {
+                if let PemItem::Certificate(c) = item.with_context(|| format!("the CA certificate {}", file.display()))? {
+                    certs.push(c);
+                }
+            }
+            if certs.is_empty() {
+                bail!("the CA certificate {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", file.display());
+            }
+            RootCerts::new_with_certs(&certs)
+        }
+    };
+    Ok(TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .root_certs(roots)
+        .build())
+}
+
+/// Why a request got no answer, with a hint when the server's certificate is not trusted.
+fn unreachable_server(e: ureq::Error, base: &str) -> anyhow::Error {
+    // rustls' verdict comes as such, or inside the I/O error of the handshake.
+    let tls = match &e {
+        ureq::Error::Rustls(tls) => Some(tls),
+        ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    if let Some(tls @ rustls::Error::InvalidCertificate(why)) = tls {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        if matches!(why, NotValidForName | NotValidForNameContext { .. }) {
+            return anyhow::anyhow!("cannot reach the server at {base}: its TLS certificate does not name this host ({tls})");
+        }
+        return anyhow::anyhow!(
+            "cannot reach the server at {base}: its TLS certificate is not trusted ({tls}): pass --ca-cert FILE \
+             (or RIVULET_CA_CERT) with the CA certificate that signed it"
+        );
+    }
+    anyhow::Error::new(e).context(format!("cannot reach the server at {base}"))
 }
 
 fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {

@@ -69,32 +69,45 @@ impl fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// Parse a token file: one `ROLE TOKEN` per line (`#` comments and blank lines
-    /// skipped), or — as before roles existed — a single bare token, which is `admin`.
+    /// Parse a token file: one `ROLE TOKEN` per line, each optionally followed by a
+    /// `# comment` (whole-line comments and blank lines skipped), or — as before roles
+    /// existed — a single bare token, which is `admin`. A token listed twice (under the
+    /// same role or two) makes the file invalid: which role was meant cannot be told.
     pub fn parse(text: &str) -> Result<Tokens, String> {
-        let lines: Vec<(usize, &str)> =
-            text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#')).collect();
-        let mut entries = Vec::new();
-        if let [(_, only)] = lines.as_slice()
+        let lines: Vec<(usize, &str)> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.split_once('#').map_or(l, |(before, _)| before).trim()))
+            .filter(|(_, l)| !l.is_empty())
+            .collect();
+        let mut entries: Vec<(usize, Role, &str)> = Vec::new();
+        if let [(n, only)] = lines.as_slice()
             && !only.contains(char::is_whitespace)
         {
-            entries.push((Role::Admin, (*only).to_owned()));
+            entries.push((*n, Role::Admin, only));
         } else {
             for (n, line) in lines {
                 let mut parts = line.split_whitespace();
                 let (Some(role), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
-                    return Err(format!("line {n}: expected `ROLE TOKEN`"));
+                    return Err(format!("line {n}: expected `ROLE TOKEN` (optionally followed by `# comment`)"));
                 };
-                entries.push((role.parse().map_err(|e| format!("line {n}: {e}"))?, token.to_owned()));
+                entries.push((n, role.parse().map_err(|e| format!("line {n}: {e}"))?, token));
             }
         }
         if entries.is_empty() {
             return Err("no token".into());
         }
-        if let Some((role, _)) = entries.iter().find(|(_, t)| t.len() < MIN_TOKEN_LEN) {
-            return Err(format!("the {role} token is too short (use at least {MIN_TOKEN_LEN} characters)"));
+        if let Some((n, role, _)) = entries.iter().find(|(_, _, t)| t.len() < MIN_TOKEN_LEN) {
+            return Err(format!("line {n}: the {role} token is too short (use at least {MIN_TOKEN_LEN} characters)"));
         }
-        Ok(Tokens { entries: entries.into_iter().map(|(r, t)| (r, Sha256::digest(t.as_bytes()).into())).collect() })
+        for (i, (n, role, token)) in entries.iter().enumerate() {
+            if let Some((first, first_role, _)) = entries[..i].iter().find(|(_, _, t)| t == token) {
+                return Err(format!(
+                    "line {n}: the same token as line {first} (listed as {first_role} there, {role} here): a token may have one role only"
+                ));
+            }
+        }
+        Ok(Tokens { entries: entries.into_iter().map(|(_, r, t)| (r, Sha256::digest(t.as_bytes()).into())).collect() })
     }
 
     /// The role of `presented`, comparing in constant time with every token (hashed
@@ -205,6 +218,28 @@ mod tests {
         assert!(Tokens::parse("viewer short").expect_err("short").contains("too short"));
         assert!(Tokens::parse("viewer a b c").expect_err("shape").contains("line 1"));
         assert!(!format!("{t:?}").contains(A), "never printed");
+    }
+
+    #[test]
+    fn trailing_comments_are_allowed_and_a_token_has_one_role() {
+        let t = Tokens::parse(&format!("viewer {V}   # dashboards\noperator {O}# CI\n  # indented comment\n")).expect("comments");
+        assert_eq!(t.role_of(V), Some(Role::Viewer));
+        assert_eq!(t.role_of(O), Some(Role::Operator));
+        let e = Tokens::parse(&format!("viewer {A}\nadmin {A}\n")).expect_err("one token, two roles");
+        assert!(e.contains("line 2") && e.contains("line 1") && e.contains("one role only"), "{e}");
+        let e = Tokens::parse(&format!("operator {O}\noperator {O}\n")).expect_err("listed twice");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    /// The token-file example in docs/security.md, taken verbatim, is a valid file.
+    #[test]
+    fn the_documented_token_file_example_parses() {
+        let doc = include_str!("../../../docs/security.md");
+        let block = doc.split("```text\n").nth(1).and_then(|b| b.split("```").next()).expect("the docs' token-file example");
+        let t = Tokens::parse(block).expect("the documented example");
+        assert_eq!(t.entries.len(), 3);
+        let roles: Vec<Role> = t.entries.iter().map(|(r, _)| *r).collect();
+        assert_eq!(roles, vec![Role::Viewer, Role::Operator, Role::Admin]);
     }
 
     #[test]

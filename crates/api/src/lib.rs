@@ -12,6 +12,8 @@ mod listener;
 mod metrics;
 mod openapi;
 mod routes;
+mod shutdown;
+mod tls;
 pub mod ui;
 
 pub use auth::{Role, Tokens};
@@ -21,6 +23,7 @@ pub use openapi::ApiDoc;
 pub use routes::jobs::SubmitRequest;
 pub use routes::operations::{RescaleRequest, StopRequest, UpgradeRequest};
 pub use routes::system::{Health, HealthStatus};
+pub use tls::{TlsError, TlsFiles};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,7 +34,7 @@ use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
 use rivulet_plugin::PluginEngine;
-use rivulet_server::{AccessPolicy, HostPattern, JobDefaults, JobManager, PluginRegistry, ServerError};
+use rivulet_server::{AccessPolicy, BucketPattern, HostPattern, JobDefaults, JobManager, PluginRegistry, ServerError};
 use rivulet_state::BackendKind;
 
 /// How to run a server.
@@ -53,6 +56,8 @@ pub struct ServerConfig {
     pub allow_paths: Vec<PathBuf>,
     /// Hosts jobs' connectors may connect to (none by default).
     pub allow_connect: Vec<HostPattern>,
+    /// S3 buckets jobs may use (none by default); their endpoint must be in `allow_connect`.
+    pub allow_buckets: Vec<BucketPattern>,
     /// Connections served at once and the time their headers may take.
     pub connections: ConnectionLimits,
     /// Guest memory (MiB) the running jobs' instances may be allowed in sum.
@@ -61,6 +66,8 @@ pub struct ServerConfig {
     pub upload_buffer_bytes: usize,
     /// The cluster whose workers run the jobs' tasks (`None`: in this process).
     pub cluster: Option<rivulet_cluster::Cluster>,
+    /// Serve HTTPS with this certificate and key (`None`: plain HTTP).
+    pub tls: Option<TlsFiles>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -74,10 +81,12 @@ impl std::fmt::Debug for ServerConfig {
             .field("state_backend", &self.state_backend)
             .field("allow_paths", &self.allow_paths)
             .field("allow_connect", &self.allow_connect)
+            .field("allow_buckets", &self.allow_buckets)
             .field("connections", &self.connections)
             .field("guest_memory_mb", &self.guest_memory_mb)
             .field("upload_buffer_bytes", &self.upload_buffer_bytes)
             .field("cluster", &self.cluster)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -85,7 +94,7 @@ impl std::fmt::Debug for ServerConfig {
 impl ServerConfig {
     /// Defaults: 127.0.0.1:8080, no token, 64 MiB uploads, checkpoints every second,
     /// memory state, files only below `<data-dir>/files/`, no connections, guests
-    /// allowed three quarters of the machine's memory.
+    /// allowed three quarters of the machine's memory, plain HTTP.
     pub fn new(data_dir: PathBuf) -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -96,10 +105,12 @@ impl ServerConfig {
             state_backend: BackendKind::Memory,
             allow_paths: Vec::new(),
             allow_connect: Vec::new(),
+            allow_buckets: Vec::new(),
             connections: ConnectionLimits::from_fd_limit(),
             guest_memory_mb: default_guest_memory_mb(),
             upload_buffer_bytes: 256 << 20,
             cluster: None,
+            tls: None,
         }
     }
 }
@@ -159,7 +170,8 @@ pub fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// Open the data dir, resume jobs, serve until the process ends.
+/// Open the data dir, resume jobs, serve until a shutdown signal (SIGTERM, SIGINT) or
+/// the process ends; after a signal, return once the jobs' graceful shutdown is recorded.
 pub async fn serve(config: ServerConfig, engine: Arc<PluginEngine>) -> Result<(), ServerError> {
     if config.auth.is_none() && !config.listen.ip().is_loopback() {
         return Err(ServerError::BadRequest(format!(
@@ -167,9 +179,15 @@ pub async fn serve(config: ServerConfig, engine: Arc<PluginEngine>) -> Result<()
             config.listen
         )));
     }
+    // A certificate or key that does not load stops the server before it resumes jobs.
+    let tls = config.tls.as_ref().map(TlsFiles::acceptor).transpose().map_err(|e| ServerError::BadRequest(e.to_string()))?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::Internal(format!("{}: {e}", config.data_dir.display())))?;
+    // From here (before jobs resume) SIGTERM and SIGINT shut the server down gracefully.
+    let shutdown = shutdown::signal().map_err(|e| ServerError::Internal(format!("installing the signal handlers: {e}")))?;
+    // Registered plugins are read back from their files: as large as an upload may be.
+    engine.set_max_file_bytes((config.max_plugin_bytes as u64).max(rivulet_plugin::DEFAULT_MAX_FILE_BYTES));
     let registry = Arc::new(PluginRegistry::open(&config.data_dir, engine)?);
-    let access = AccessPolicy::new(&config.data_dir, &config.allow_paths, config.allow_connect.clone())?;
+    let access = AccessPolicy::new(&config.data_dir, &config.allow_paths, config.allow_connect.clone())?.with_buckets(config.allow_buckets.clone());
     let defaults = JobDefaults {
         checkpoint_interval: config.checkpoint_interval,
         state_backend: config.state_backend,
@@ -184,11 +202,13 @@ pub async fn serve(config: ServerConfig, engine: Arc<PluginEngine>) -> Result<()
     let addr = listener.local_addr().map_err(|e| ServerError::Internal(e.to_string()))?;
     let limits = config.connections;
     let upload_buffer = Arc::new(tokio::sync::Semaphore::new((config.upload_buffer_bytes >> 10).max(1)));
+    let manager = jobs.clone();
     let state = Arc::new(AppState { registry, jobs, config, started: Instant::now(), upload_buffer });
     let app = router(state);
     // The line tests and scripts wait for (the port is known even with `:0`).
-    eprintln!("[rivulet] server listening on http://{addr}");
-    tracing::info!(%addr, "server listening");
-    listener::serve(listener, app, limits).await;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("[rivulet] server listening on {scheme}://{addr}");
+    tracing::info!(%addr, scheme, "server listening");
+    shutdown::serve_until(listener::serve(listener, app, limits, tls), shutdown, &manager).await;
     Ok(())
 }

@@ -139,7 +139,9 @@ pub async fn inspect(location: &str, entries: bool) -> Result<String, Checkpoint
         let _ = writeln!(out, "source {}[{}/{}]: {}", s.id, s.subtask, s.parallelism, s.position);
     }
     for s in &m.sinks {
-        let txn = serde_json::to_string(&s.transaction).unwrap_or_default();
+        // A sink's transaction may carry client settings (a Kafka sink's properties):
+        // secrets in it are shown masked.
+        let txn = serde_json::to_value(&s.transaction).map(|v| rivulet_job::secrets::redact_json(&v).to_string()).unwrap_or_default();
         let _ = writeln!(out, "sink {}[{}]{}: {txn}", s.id, s.subtask, if s.finished { " (finished)" } else { "" });
     }
     let _ = writeln!(out, "files: {} ({} bytes)", m.files().count(), m.files().map(|f| f.size).sum::<u64>());

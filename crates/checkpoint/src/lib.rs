@@ -27,6 +27,7 @@ mod coordinator;
 pub mod failpoint;
 mod inspect;
 mod locate;
+mod location;
 pub mod manifest;
 mod report;
 mod restore;
@@ -37,6 +38,7 @@ pub use capture::{Captured, HostParts, SubtaskMeta, UploadedFiles, capture, uplo
 pub use commit::{Committer, CommitterOf, Committers};
 pub use coordinator::{Coordinator, CoordinatorOutcome};
 pub use inspect::inspect;
+pub use location::{Location, LocationError};
 pub use locate::{RestorePoint, complete_snapshots, find_restore_point, load_manifest, open_snapshot};
 pub use manifest::{FileEntry, Manifest, SinkEntry, SinkTransaction, SourceEntry, SourcePosition};
 pub use report::{Ledger, OperatorPart, SnapshotPart, SourceCheckpointing, TaskCheckpointing, TaskKey, TaskReport};

@@ -107,8 +107,11 @@ pub async fn find_restore_point(root: &CheckpointStorage, job: &str, committers:
 /// Open the snapshot at `location` (a `chk-…` or `savepoints/sp-…` directory, local or
 /// `s3://`), verified. Returns the job root it belongs to and the point.
 pub async fn open_snapshot(location: &str, job: &str, committers: &Committers) -> Result<(CheckpointStorage, RestorePoint), CheckpointError> {
+    check_local_snapshot(location).await?;
     let loc = location.trim_end_matches('/');
     let (root_loc, dir) = match loc.rsplit_once('/') {
+        // `/name`: a directory of the file system's root.
+        Some(("", name)) => ("/".to_owned(), name.to_owned()),
         Some((parent, name)) if name.starts_with("sp-") => match parent.strip_suffix("/savepoints") {
             Some(root) => (root.to_owned(), format!("savepoints/{name}")),
             None => (parent.to_owned(), name.to_owned()),
@@ -122,6 +125,29 @@ pub async fn open_snapshot(location: &str, job: &str, committers: &Committers) -
     }
     let point = verify(&root, &dir, job, committers).await?;
     Ok((root, point))
+}
+
+/// A local restore location must be a directory holding a manifest: anything else (a
+/// missing path, a file, a directory such as `/etc`) is refused at once, naming the path,
+/// as an error no restart can mend ([`CheckpointError::NotFound`]), before the store
+/// is opened (whose errors would read as storage failures worth retrying).
+async fn check_local_snapshot(location: &str) -> Result<(), CheckpointError> {
+    if location.starts_with("s3://") {
+        return Ok(());
+    }
+    let path = std::path::Path::new(location.strip_prefix("file://").unwrap_or(location));
+    let why = match tokio::fs::metadata(path).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "no such directory".to_owned(),
+        Err(e) => format!("cannot read it: {e}"),
+        Ok(m) if !m.is_dir() => "it is not a directory".to_owned(),
+        Ok(_) => match tokio::fs::metadata(path.join(MANIFEST)).await {
+            Ok(m) if m.is_file() => return Ok(()),
+            _ => format!("no {MANIFEST} found in it"),
+        },
+    };
+    Err(CheckpointError::NotFound(format!(
+        "{location}: it is not a checkpoint or savepoint ({why}; restore from a chk-<n> directory of a checkpoint location or a savepoints/sp-<n> directory, each holding a {MANIFEST})"
+    )))
 }
 
 impl RestorePoint {

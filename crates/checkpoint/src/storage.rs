@@ -13,6 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
 use crate::CheckpointError;
+use crate::location::Location;
 use crate::manifest::FileEntry;
 
 /// Deliberate storage failures, for fault tests (the object store "failing for a while").
@@ -47,45 +48,78 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// What an S3 location without credentials says.
+const NO_S3_CREDENTIALS: &str = "no S3 credentials are configured: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+(or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, or container credentials), AWS_SKIP_SIGNATURE=true for a public \
+bucket, or RIVULET_S3_INSTANCE_METADATA=true to fetch them from the cloud's instance metadata service";
+
+/// Whether `builder` (from the environment) has a source of S3 credentials other than the
+/// instance metadata service, which is asked only when the operator says so
+/// (`RIVULET_S3_INSTANCE_METADATA=true`): a process that merely lacks AWS settings must
+/// not reach out to a link-local metadata address.
+fn s3_credentials_configured(builder: &object_store::aws::AmazonS3Builder) -> bool {
+    use object_store::aws::AmazonS3ConfigKey as K;
+    let set = |k: K| builder.get_config_value(&k).is_some_and(|v| !v.is_empty());
+    let truthy = |v: Option<String>| v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+    set(K::AccessKeyId)
+        || (set(K::WebIdentityTokenFile) && set(K::RoleArn))
+        || set(K::ContainerCredentialsRelativeUri)
+        || set(K::ContainerCredentialsFullUri)
+        || truthy(builder.get_config_value(&K::SkipSignature))
+        || truthy(std::env::var("RIVULET_S3_INSTANCE_METADATA").ok())
+}
+
 impl CheckpointStorage {
     /// Open `location`: `s3://bucket/prefix` (credentials, region and endpoint from the
-    /// standard `AWS_*` environment variables) or a local directory (created if missing).
+    /// standard `AWS_*` environment variables) or a local directory (created if missing;
+    /// a relative one is below the process's working directory — a location from a spec
+    /// is resolved against its base first, with [`Location::parse`], and opened with
+    /// [`CheckpointStorage::open_location`]).
     pub fn open(location: &str) -> Result<Self, CheckpointError> {
-        if let Some(rest) = location.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(CheckpointError::Location { location: location.to_owned(), reason: "no bucket name".into() });
+        let loc = Location::parse_from_cwd(location)
+            .map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: e.reason })?;
+        Self::open_location(&loc)
+    }
+
+    /// Open a resolved location.
+    pub fn open_location(location: &Location) -> Result<Self, CheckpointError> {
+        let url = location.to_string();
+        let refuse = |reason: String| CheckpointError::Location { location: url.clone(), reason };
+        match location {
+            Location::S3 { bucket, prefix } => {
+                let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if !s3_credentials_configured(&builder) {
+                    return Err(refuse(NO_S3_CREDENTIALS.into()));
+                }
+                if std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).is_ok_and(|e| e.starts_with("http://")) {
+                    builder = builder.with_allow_http(true);
+                }
+                if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+                    builder = builder.with_region("us-east-1");
+                }
+                let store = builder.build().map_err(|e| refuse(e.to_string()))?;
+                Ok(CheckpointStorage {
+                    store: Arc::new(store),
+                    root: ObjPath::from(prefix.as_str()),
+                    url,
+                    #[cfg(feature = "fault-injection")]
+                    faults: None,
+                    local: None,
+                })
             }
-            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).is_ok_and(|e| e.starts_with("http://")) {
-                builder = builder.with_allow_http(true);
+            Location::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| refuse(format!("cannot create directory: {e}")))?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| refuse(e.to_string()))?;
+                Ok(CheckpointStorage {
+                    store: Arc::new(store),
+                    root: ObjPath::from(""),
+                    url,
+                    #[cfg(feature = "fault-injection")]
+                    faults: None,
+                    local: Some(dir.clone()),
+                })
             }
-            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
-                builder = builder.with_region("us-east-1");
-            }
-            let store = builder.build().map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: e.to_string() })?;
-            return Ok(CheckpointStorage {
-                store: Arc::new(store),
-                root: ObjPath::from(prefix.trim_matches('/')),
-                url: location.to_owned(),
-                #[cfg(feature = "fault-injection")]
-                faults: None,
-                local: None,
-            });
         }
-        let dir = location.strip_prefix("file://").unwrap_or(location);
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: format!("cannot create directory: {e}") })?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
-            .map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: e.to_string() })?;
-        Ok(CheckpointStorage {
-            store: Arc::new(store),
-            root: ObjPath::from(""),
-            url: location.to_owned(),
-            #[cfg(feature = "fault-injection")]
-            faults: None,
-            local: Some(dir.into()),
-        })
     }
 
     /// The same location with failures injected by `plan` (tests).

@@ -12,11 +12,55 @@ pub struct Accessed {
     pub access: Access,
 }
 
+/// What kind of place a spec field names: the field's value is resolved to an absolute
+/// path (or a canonical `s3://` location) once, checked, and written back, so the
+/// connector opens exactly what was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A file that is read.
+    ReadFile,
+    /// A directory below which files are created and written.
+    WriteDir,
+    /// An objects location (a directory, `file:///…` or `s3://…`), written when `writes`.
+    Objects {
+        /// Whether objects are written there.
+        writes: bool,
+    },
+}
+
+/// A spec field that names a place, borrowed so it can be resolved in place.
+#[derive(Debug)]
+pub struct PlaceField<'a> {
+    /// The spec field (e.g. `sinks[0] (id 'out').path`).
+    pub at: String,
+    /// What kind of place it names.
+    pub place: Place,
+    /// The field's value.
+    pub value: &'a mut String,
+}
+
+impl Place {
+    /// This place with `value` as what a connector touches.
+    pub fn access(self, value: String) -> Access {
+        match self {
+            Place::ReadFile => Access::ReadFile(value),
+            Place::WriteDir => Access::WriteDir(value),
+            Place::Objects { writes } => Access::Location { url: value, writes },
+        }
+    }
+}
+
 /// What a connector touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     /// Reads the file at this path (relative to the job's base directory).
     ReadFile(String),
+    /// Reads this environment variable of the process that runs the connector (a
+    /// secret given as `${env:NAME}`).
+    ReadEnv {
+        /// The variable's name.
+        name: String,
+    },
     /// Creates and writes files below this directory.
     WriteDir(String),
     /// Reads (or, with `writes`, writes) objects at a location: a local directory,
@@ -46,46 +90,4 @@ pub enum Access {
         /// Whether it is on the connector's list of harmless properties.
         safe: bool,
     },
-}
-
-/// `host:port[,host:port…]` (Kafka's bootstrap list) as connections.
-pub(crate) fn host_port_list(list: &str) -> Vec<Access> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(host_port).collect()
-}
-
-/// `host[:port]`, `[v6]:port` or a bare IPv6 address as a connection.
-fn host_port(s: &str) -> Access {
-    let s = s.trim();
-    if let Some(rest) = s.strip_prefix('[')
-        && let Some((host, after)) = rest.split_once(']')
-    {
-        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-        return Access::Connect { host: host.to_owned(), port };
-    }
-    match s.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse() {
-            Ok(p) => Access::Connect { host: host.to_owned(), port: Some(p) },
-            Err(_) => Access::UncheckableEndpoint(format!("'{s}' has no valid port")),
-        },
-        _ => Access::Connect { host: s.to_owned(), port: None },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_lists_split_into_hosts_and_ports() {
-        assert_eq!(
-            host_port_list("a:9092, b.example.com:1,[::1]:5"),
-            vec![
-                Access::Connect { host: "a".into(), port: Some(9092) },
-                Access::Connect { host: "b.example.com".into(), port: Some(1) },
-                Access::Connect { host: "::1".into(), port: Some(5) },
-            ]
-        );
-        assert_eq!(host_port("h"), Access::Connect { host: "h".into(), port: None });
-        assert!(matches!(host_port("h:x"), Access::UncheckableEndpoint(_)));
-    }
 }

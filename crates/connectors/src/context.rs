@@ -21,6 +21,14 @@ impl ConnectorContext {
         rivulet_job::resolve_path(&self.base_dir, p)
     }
 
+    /// An objects location of the spec (a directory, `file:///…` or `s3://…`) resolved
+    /// against the spec's directory, as its canonical text (an absolute path or
+    /// `s3://bucket/prefix`) — never left relative to the process's working directory.
+    /// A location that does not parse is returned as written: opening it says why.
+    pub fn location(&self, url: &str) -> String {
+        rivulet_checkpoint::Location::parse(url, &self.base_dir).map_or_else(|_| url.to_owned(), |l| l.to_string())
+    }
+
     /// A spool folder `<data dir>/<kind>/<job>/<sink id>`, unless the spec names one.
     pub fn spool_dir(&self, kind: &str, sink: &str, configured: Option<&str>) -> PathBuf {
         match configured {

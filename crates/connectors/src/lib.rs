@@ -26,15 +26,17 @@ mod objects;
 mod part_files;
 mod postgres;
 pub mod registry;
+mod secrets;
 mod sequence;
 mod sink;
 mod source;
 mod stdout;
 
-pub use access::{Access, Accessed};
+pub use access::{Access, Accessed, Place, PlaceField};
 pub use context::ConnectorContext;
 pub use error::ConnectorError;
-pub use registry::{accesses, committer_for, sink_connector, source_connector};
+pub use secrets::secret_accesses;
+pub use registry::{accesses, committer_for, connections, places_mut, sink_connector, source_connector};
 pub use sink::{Sink, SinkConnector, SinkTask};
 pub use source::{SourceConnector, SourceContext, SourceTask};
 

@@ -26,35 +26,46 @@ use crate::access::Access;
 use crate::error::ConnectorError;
 use crate::sink::{Sink, SinkConnector};
 
-/// The hosts a PostgreSQL sink connects to, as its URL (or `key=value` string) says;
-/// a Unix socket or an unparsable URL cannot be checked.
+/// The hosts a PostgreSQL sink connects to, as its URL (or `key=value` string) says,
+/// entry by entry as the client pairs them: the i-th `hostaddr` (else the i-th `host`)
+/// with the i-th port (or the only port, or 5432). A Unix socket, lists of different
+/// lengths or an unparsable URL cannot be checked.
 pub(crate) fn sink_accesses(spec: &PostgresSinkSpec) -> Vec<(&'static str, Access)> {
     let config: postgres::Config = match spec.url.parse() {
         Ok(c) => c,
         Err(e) => return vec![("url", Access::UncheckableEndpoint(format!("the URL does not parse: {e}")))],
     };
-    let ports = config.get_ports();
-    config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
+    let (hosts, addrs, ports) = (config.get_hosts(), config.get_hostaddrs(), config.get_ports());
+    if !hosts.is_empty() && !addrs.is_empty() && hosts.len() != addrs.len() {
+        return vec![("url", Access::UncheckableEndpoint(format!("{} hosts but {} hostaddrs", hosts.len(), addrs.len())))];
+    }
+    let n = hosts.len().max(addrs.len());
+    if n == 0 {
+        return vec![("url", Access::UncheckableEndpoint("no host".into()))];
+    }
+    if ports.len() > 1 && ports.len() != n {
+        return vec![("url", Access::UncheckableEndpoint(format!("{n} hosts but {} ports", ports.len())))];
+    }
+    (0..n)
+        .map(|i| {
             let port = ports.get(i).or(ports.first()).copied().or(Some(5432));
-            let access = match host {
-                postgres::config::Host::Tcp(h) => Access::Connect { host: h.clone(), port },
+            let access = match (addrs.get(i), hosts.get(i)) {
+                (Some(addr), _) => Access::Connect { host: addr.to_string(), port },
+                (None, Some(postgres::config::Host::Tcp(h))) => Access::Connect { host: h.clone(), port },
                 #[cfg(unix)]
-                postgres::config::Host::Unix(p) => Access::UncheckableEndpoint(format!("a Unix socket ({})", p.display())),
+                (None, Some(postgres::config::Host::Unix(p))) => Access::UncheckableEndpoint(format!("a Unix socket ({})", p.display())),
+                (None, None) => Access::UncheckableEndpoint("no host".into()),
             };
             ("url", access)
         })
-        .chain(config.get_hostaddrs().iter().map(|a| ("url", Access::Connect { host: a.to_string(), port: ports.first().copied().or(Some(5432)) })))
         .collect()
 }
 
 /// Where rows go.
 #[derive(Debug, Clone)]
 struct PostgresTarget {
-    /// `postgres://user@host:port/db`.
+    /// `postgres://user[:password]@host:port/db`, its secret references unresolved
+    /// (shown only through `mask_connection_string`).
     url: String,
     /// Table (optionally `schema.table`).
     table: String,
@@ -71,9 +82,10 @@ pub(crate) struct PostgresConnector {
 }
 
 impl PostgresConnector {
-    pub(crate) fn new(spec: &PostgresSinkSpec) -> Self {
-        let target =
-            PostgresTarget { url: spec.url.clone(), table: spec.table.clone(), key: spec.key.clone(), batch_size: spec.batch_size.unwrap_or(500) };
+    pub(crate) fn new(spec: &PostgresSinkSpec, cx: &crate::ConnectorContext) -> Self {
+        // A secret reference in the URL stays one until the writer connects.
+        let url = rivulet_job::secrets::anchor_references(&spec.url, &cx.base_dir);
+        let target = PostgresTarget { url, table: spec.table.clone(), key: spec.key.clone(), batch_size: spec.batch_size.unwrap_or(500) };
         PostgresConnector { id: spec.id.clone(), target }
     }
 }
@@ -176,8 +188,9 @@ struct Worker {
 
 impl Worker {
     fn connect(t: &PostgresTarget) -> Result<Worker, String> {
-        let mut client =
-            ::postgres::Client::connect(&t.url, ::postgres::NoTls).map_err(|e| format!("cannot connect to {}: {}", t.url, pg_err(&e)))?;
+        let shown = rivulet_job::secrets::mask_connection_string(&t.url);
+        let url = rivulet_job::secrets::resolve(&t.url, std::path::Path::new("/"), "url").map_err(|e| e.to_string())?;
+        let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).map_err(|e| format!("cannot connect to {shown}: {}", pg_err(&e)))?;
         let (schema, name) = match t.table.split_once('.') {
             Some((s, n)) => (Some(s.to_owned()), n.to_owned()),
             None => (None, t.table.clone()),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rivulet_checkpoint::{Committer, SinkTransaction};
 use rivulet_job::{JobSpec, SinkSpec, SourceSpec};
 
-use crate::access::{Access, Accessed};
+use crate::access::{Access, Accessed, Place, PlaceField};
 use crate::context::ConnectorContext;
 use crate::sink::SinkConnector;
 use crate::source::SourceConnector;
@@ -28,35 +28,68 @@ pub fn sink_connector(spec: &SinkSpec, cx: &ConnectorContext) -> Box<dyn SinkCon
     match spec {
         SinkSpec::File(s) => Box::new(file::FileSinkConnector::new(s, cx)),
         SinkSpec::Kafka(s) => Box::new(kafka::KafkaSinkConnector::new(s, cx)),
-        SinkSpec::Postgres(s) => Box::new(postgres::PostgresConnector::new(s)),
+        SinkSpec::Postgres(s) => Box::new(postgres::PostgresConnector::new(s, cx)),
         SinkSpec::Objects(s) => Box::new(objects::ObjectSinkConnector::new(s, cx)),
         SinkSpec::Stdout(s) => Box::new(stdout::StdoutConnector::new(s)),
         SinkSpec::Blackhole(s) => Box::new(blackhole::BlackholeConnector::new(s)),
     }
 }
 
-/// What the sources and sinks of `spec` touch outside the process, each with its field.
-pub fn accesses(spec: &JobSpec) -> Vec<Accessed> {
+/// The fields of `spec`'s sources and sinks that name files, directories or objects
+/// locations, each with its field name, borrowed so a checker can resolve them in place.
+pub fn places_mut(spec: &mut JobSpec) -> Vec<PlaceField<'_>> {
+    let mut out = Vec::new();
+    for (i, s) in spec.sources.iter_mut().enumerate() {
+        let id = s.id().to_owned();
+        let list: Vec<(&str, Place, &mut String)> = match s {
+            SourceSpec::File(s) => file::source_places(s),
+            SourceSpec::Objects(s) => objects::source_places(s),
+            SourceSpec::Generator(_) | SourceSpec::Nexmark(_) | SourceSpec::Kafka(_) => Vec::new(),
+        };
+        out.extend(list.into_iter().map(|(field, place, value)| PlaceField { at: format!("sources[{i}] (id '{id}').{field}"), place, value }));
+    }
+    for (i, s) in spec.sinks.iter_mut().enumerate() {
+        let id = s.id().to_owned();
+        let list: Vec<(&str, Place, &mut String)> = match s {
+            SinkSpec::File(s) => file::sink_places(s),
+            SinkSpec::Kafka(s) => kafka::sink_places(s),
+            SinkSpec::Objects(s) => objects::sink_places(s),
+            SinkSpec::Postgres(_) | SinkSpec::Stdout(_) | SinkSpec::Blackhole(_) => Vec::new(),
+        };
+        out.extend(list.into_iter().map(|(field, place, value)| PlaceField { at: format!("sinks[{i}] (id '{id}').{field}"), place, value }));
+    }
+    out
+}
+
+/// What the sources and sinks of `spec` touch outside the process other than the places
+/// of [`places_mut`]: hosts they connect to, client properties they set.
+pub fn connections(spec: &JobSpec) -> Vec<Accessed> {
     let mut out = Vec::new();
     for (i, s) in spec.sources.iter().enumerate() {
         let list: Vec<(&str, Access)> = match s {
-            SourceSpec::File(s) => file::source_accesses(s),
-            SourceSpec::Generator(_) | SourceSpec::Nexmark(_) => Vec::new(),
-            SourceSpec::Objects(s) => objects::source_accesses(s),
             SourceSpec::Kafka(s) => kafka::source_accesses(s),
+            SourceSpec::File(_) | SourceSpec::Generator(_) | SourceSpec::Nexmark(_) | SourceSpec::Objects(_) => Vec::new(),
         };
         out.extend(list.into_iter().map(|(field, access)| Accessed { at: format!("sources[{i}] (id '{}').{field}", s.id()), access }));
     }
     for (i, s) in spec.sinks.iter().enumerate() {
         let list: Vec<(&str, Access)> = match s {
-            SinkSpec::File(s) => file::sink_accesses(s),
             SinkSpec::Kafka(s) => kafka::sink_accesses(s),
             SinkSpec::Postgres(s) => postgres::sink_accesses(s),
-            SinkSpec::Objects(s) => objects::sink_accesses(s),
-            SinkSpec::Stdout(_) | SinkSpec::Blackhole(_) => Vec::new(),
+            SinkSpec::File(_) | SinkSpec::Objects(_) | SinkSpec::Stdout(_) | SinkSpec::Blackhole(_) => Vec::new(),
         };
         out.extend(list.into_iter().map(|(field, access)| Accessed { at: format!("sinks[{i}] (id '{}').{field}", s.id()), access }));
     }
+    out
+}
+
+/// Everything the sources and sinks of `spec` touch outside the process, each with its
+/// field: its places (as written) and its connections.
+pub fn accesses(spec: &JobSpec) -> Vec<Accessed> {
+    let mut copy = spec.clone();
+    let mut out: Vec<Accessed> =
+        places_mut(&mut copy).into_iter().map(|f| Accessed { access: f.place.access(f.value.clone()), at: f.at }).collect();
+    out.extend(connections(spec));
     out
 }
 
@@ -91,14 +124,14 @@ mod tests {
         let got: Vec<(String, Access)> = accesses(&spec).into_iter().map(|a| (a.at, a.access)).collect();
         let want = vec![
             ("sources[0] (id 'f').path", Access::ReadFile("in.jsonl".into())),
+            ("sinks[0] (id 'o').path", Access::WriteDir("out".into())),
+            ("sinks[2] (id 's').url", Access::Location { url: "s3://b/p".into(), writes: true }),
+            ("sinks[2] (id 's').spool_dir", Access::WriteDir("sp".into())),
             ("sources[2] (id 'k').bootstrap_servers", Access::Connect { host: "b1".into(), port: Some(9092) }),
             ("sources[2] (id 'k').bootstrap_servers", Access::Connect { host: "b2".into(), port: Some(9093) }),
             ("sources[2] (id 'k').properties", Access::ClientProperty { key: "linger.ms".into(), safe: true }),
             ("sources[2] (id 'k').properties", Access::ClientProperty { key: "plugin.library.paths".into(), safe: false }),
-            ("sinks[0] (id 'o').path", Access::WriteDir("out".into())),
             ("sinks[1] (id 'p').url", Access::Connect { host: "db.example".into(), port: Some(6543) }),
-            ("sinks[2] (id 's').url", Access::Location { url: "s3://b/p".into(), writes: true }),
-            ("sinks[2] (id 's').spool_dir", Access::WriteDir("sp".into())),
         ];
         let want: Vec<(String, Access)> = want.into_iter().map(|(at, a)| (at.to_owned(), a)).collect();
         assert_eq!(got, want);

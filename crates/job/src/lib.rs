@@ -7,6 +7,7 @@ pub mod bounds;
 mod error;
 mod graph;
 mod params;
+pub mod secrets;
 mod spec;
 
 pub use error::SpecError;

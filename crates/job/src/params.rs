@@ -4,6 +4,8 @@
 //! can never add a field, an item or a document, whatever characters it holds. A scalar
 //! that is one placeholder and nothing else (`count: ${count}`) takes the value's type
 //! when it is a number or `true`/`false`, so numeric and boolean settings can be params.
+//! Secret references (`${env:NAME}`, `${file:PATH}`) are no params: they are left as
+//! written, for the connector that uses them ([`crate::secrets`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,7 +62,7 @@ impl Params {
     }
 
     fn fill_scalar(&self, s: &str, field: Option<&str>) -> Result<Value, SpecError> {
-        if let Some(name) = whole_placeholder(s) {
+        if let Some(name) = whole_placeholder(s).filter(|n| !is_secret_reference(n)) {
             let value = self.get(name)?;
             if let (Some(dir), Some(f)) = (&self.paths_relative_to, field)
                 && PATH_FIELDS.contains(&f)
@@ -78,6 +80,12 @@ impl Params {
     fn get(&self, name: &str) -> Result<&str, SpecError> {
         self.values.get(name).map(String::as_str).ok_or_else(|| SpecError::MissingParam { name: name.to_owned() })
     }
+}
+
+/// Whether a placeholder's name is a secret reference's (`env:NAME`, `file:PATH`: see
+/// [`crate::secrets`]), which params leave alone.
+fn is_secret_reference(name: &str) -> bool {
+    name.starts_with("env:") || name.starts_with("file:")
 }
 
 /// `NAME` when `s` is exactly `${NAME}`.
@@ -122,6 +130,12 @@ fn substitute_params(text: &str, params: &BTreeMap<String, String>) -> Result<St
             return Err(SpecError::invalid("params", "unterminated `${` placeholder"));
         };
         let name = &after[..end];
+        if is_secret_reference(name) {
+            // `${env:NAME}` / `${file:PATH}`: resolved by the connector that uses it.
+            out.push_str(&rest[start..start + 2 + end + 1]);
+            rest = &after[end + 1..];
+            continue;
+        }
         match params.get(name) {
             Some(v) => out.push_str(v),
             None => return Err(SpecError::MissingParam { name: name.to_owned() }),

@@ -17,6 +17,24 @@ pub enum PluginError {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// The path is not a regular file (a device, a pipe, a directory).
+    #[error("plugin '{name}': {path} is not a regular file (a plugin is a .wasm component file, not a device, pipe or directory)")]
+    NotAFile {
+        /// Plugin name.
+        name: String,
+        /// The path.
+        path: String,
+    },
+    /// The file is larger than the limit.
+    #[error("plugin '{name}': {path} is larger than {} MiB, the largest plugin file accepted", limit >> 20)]
+    TooLarge {
+        /// Plugin name.
+        name: String,
+        /// The path.
+        path: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The bytes are not WebAssembly at all.
     #[error("plugin '{name}' is not a WebAssembly file (no `\\0asm` header)")]
     NotWasm {

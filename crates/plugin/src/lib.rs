@@ -21,7 +21,7 @@ mod main_output;
 mod sandbox;
 
 pub use bindings::Contract;
-pub use engine::{Limits, Plugin, PluginEngine};
+pub use engine::{DEFAULT_MAX_FILE_BYTES, Limits, Plugin, PluginEngine, SMALL_COMPONENT_BYTES};
 pub use error::{FailureKind, GuestFailure, PluginError};
 pub use guest_log::{GUEST_LOG_LINES, GuestLog, GuestLogLevel, GuestLogLine};
 pub use instance::{InstanceSetup, OperatorInstance, Output};

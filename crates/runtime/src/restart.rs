@@ -39,6 +39,8 @@ async fn run_with_restarts(
     let mut failures = Vec::new();
     let max = restart.map_or(0, |r| r.attempts);
     let snapshots_before = opts.control.as_ref().map_or(0, |c| c.live().snapshots.len());
+    // What failures say is shown (logs, exceptions): never with a secret of the spec in it.
+    let secrets = rivulet_job::secrets::Secrets::of_graph(graph);
     loop {
         match run_job(graph, engine, opts).await {
             Ok(mut report) => {
@@ -47,8 +49,9 @@ async fn run_with_restarts(
             }
             Err(e) => {
                 let (operator, plugin) = e.culprit();
-                tracing::error!(attempt = opts.attempt, error = %e, "job failed");
-                let record = FailureRecord { attempt: opts.attempt, operator, plugin, reason: e.to_string(), at_ms: now_ms() };
+                let reason = secrets.scrub(&e.to_string());
+                tracing::error!(attempt = opts.attempt, error = %reason, "job failed");
+                let record = FailureRecord { attempt: opts.attempt, operator, plugin, reason: reason.clone(), at_ms: now_ms() };
                 if let Some(c) = &opts.control {
                     c.update(|l| l.failures.push(record.clone()));
                 }
@@ -66,7 +69,7 @@ async fn run_with_restarts(
                 let delay = Duration::from_millis(restart.map_or(0, |r| r.delay_ms));
                 let from_latest = opts.checkpoint.is_some() && completed_now > snapshots_before;
                 eprintln!(
-                    "[rivulet] attempt {} failed: {e}; restarting in {} ms from {} ({} of {max} restarts)",
+                    "[rivulet] attempt {} failed: {reason}; restarting in {} ms from {} ({} of {max} restarts)",
                     opts.attempt,
                     delay.as_millis(),
                     if from_latest || opts.restore == RestoreFrom::Latest { "the latest checkpoint" } else { "where the run started" },

@@ -34,6 +34,8 @@ pub(crate) struct Supervisor<'a> {
     next_checkpoint: Option<Instant>,
     /// Savepoints a controller asked for, by snapshot id.
     waiting: HashMap<u64, oneshot::Sender<SavepointReply>>,
+    /// The job's secret values, scrubbed from what it logs.
+    secrets: rivulet_job::secrets::Secrets,
 }
 
 /// How a supervised run ended.
@@ -59,6 +61,7 @@ impl<'a> Supervisor<'a> {
             savepoint_requested: false,
             next_checkpoint: interval.map(|i| Instant::now() + i),
             waiting: HashMap::new(),
+            secrets: rivulet_job::secrets::Secrets::of_graph(graph),
         }
     }
 
@@ -116,7 +119,7 @@ impl<'a> Supervisor<'a> {
             // The stop's savepoint completed and committed the sinks: the job is over, and
             // a task failing while it wound down must not start it again.
             Some(e) if report.stopped_with_savepoint.is_some() => {
-                tracing::warn!(error = %e, "a task failed after the job stopped with its savepoint");
+                tracing::warn!(error = %self.secrets.scrub(&e.to_string()), "a task failed after the job stopped with its savepoint");
                 Ok(())
             }
             Some(e) => Err(e),

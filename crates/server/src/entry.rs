@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use rivulet_job::secrets::Secrets;
 use rivulet_job::{JobGraph, JobSpec};
 use rivulet_plugin::GuestLog;
 use rivulet_runtime::JobControl;
@@ -48,6 +49,9 @@ pub(crate) struct JobEntry {
     pub op: Arc<tokio::sync::Mutex<()>>,
     /// Where relative paths of the spec resolve (the server's files directory).
     pub base_dir: PathBuf,
+    /// The secret values of its spec: masked and scrubbed from what the API shows and
+    /// the server logs.
+    pub secrets: Secrets,
 }
 
 /// Parse a stored spec.
@@ -79,6 +83,7 @@ impl JobEntry {
     /// Relative paths of its spec resolve against `base_dir`.
     pub fn new(record: JobRecord, registry: &PluginRegistry, base_dir: &Path) -> Self {
         let spec = parse_spec(&record).map_err(|e| e.to_string());
+        let secrets = Secrets::of_json(&record.spec, base_dir);
         let mut entry = JobEntry {
             record,
             spec,
@@ -88,6 +93,7 @@ impl JobEntry {
             log: Default::default(),
             op: Default::default(),
             base_dir: base_dir.to_path_buf(),
+            secrets,
         };
         entry.rebuild(registry);
         entry
@@ -131,6 +137,27 @@ impl JobEntry {
             all.extend(r.control.live().failures.iter().map(ExceptionInfo::from));
         }
         all
+    }
+
+    /// The record as the API shows it: secrets masked and scrubbed.
+    pub fn shown(&self) -> JobRecord {
+        self.record.redacted(&self.secrets)
+    }
+
+    /// [`JobEntry::exceptions`] as the API shows them: scrubbed of the job's secrets.
+    pub fn shown_exceptions(&self) -> Vec<ExceptionInfo> {
+        self.exceptions().iter().map(|x| x.redacted(&self.secrets)).collect()
+    }
+
+    /// What its guests logged, as the API shows it: scrubbed of the job's secrets.
+    pub fn shown_log(&self) -> Vec<rivulet_plugin::GuestLogLine> {
+        let mut lines = self.log.lines();
+        if !self.secrets.is_empty() {
+            for l in &mut lines {
+                l.message = self.secrets.scrub(&l.message);
+            }
+        }
+        lines
     }
 
     /// The running attempt's handle, if the job runs.

@@ -17,7 +17,7 @@ pub mod store;
 mod upgrade;
 pub mod view;
 
-pub use access::{AccessPolicy, HostPattern};
+pub use access::{AccessPolicy, BucketPattern, HostPattern};
 pub use manager::{JobDefaults, JobManager, JobMetrics, Submission};
 pub use record::{
     ExceptionInfo, HistoryEvent, HistoryKind, JobRecord, JobStatus, PluginRef, SavepointInfo, SavepointStatus, UpgradeOutcome, UpgradeResult,

@@ -2,8 +2,9 @@
 //! views the API shows. Runs are in `runs`, savepoints and stops in `savepoints`, the hot
 //! swap in `upgrade`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -100,6 +101,8 @@ pub struct JobManager {
     pub(crate) registry: Arc<PluginRegistry>,
     pub(crate) defaults: JobDefaults,
     jobs: Mutex<BTreeMap<String, JobEntry>>,
+    /// Set by [`JobManager::shut_down`]: no job is submitted from then on.
+    shutting_down: AtomicBool,
 }
 
 /// A fresh 16-hex-digit id (time, process and a counter, hashed).
@@ -121,6 +124,8 @@ impl JobManager {
         let dir = data_dir.join("jobs");
         std::fs::create_dir_all(&dir).map_err(|e| ServerError::Internal(format!("{}: {e}", dir.display())))?;
         let mut jobs = BTreeMap::new();
+        // Jobs that were active when the server last stopped through a graceful shutdown.
+        let mut shut_down_gracefully = BTreeSet::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| ServerError::Internal(format!("{}: {e}", dir.display())))? {
             let path = entry.map_err(|e| ServerError::Internal(e.to_string()))?.path();
             if path.extension().is_some_and(|x| x == "json")
@@ -131,17 +136,33 @@ impl JobManager {
                     sp.status = SavepointStatus::Failed;
                     sp.error = Some("the server stopped before the savepoint completed".into());
                 }
+                if std::mem::take(&mut record.shut_down_gracefully) {
+                    shut_down_gracefully.insert(record.id.clone());
+                }
                 let entry = JobEntry::new(record, &registry, defaults.access.files_dir());
                 if let Err(e) = &entry.spec {
-                    tracing::error!(job = %entry.record.id, error = %e, "a stored job spec does not parse: the job is listed but cannot run");
+                    tracing::error!(job = %entry.record.id, error = %entry.secrets.scrub(e), "a stored job spec does not parse: the job is listed but cannot run");
                 }
                 jobs.insert(entry.record.id.clone(), entry);
             }
         }
-        let manager = Arc::new(JobManager { data_dir: data_dir.to_path_buf(), registry, defaults, jobs: Mutex::new(jobs) });
+        let manager = Arc::new(JobManager {
+            data_dir: data_dir.to_path_buf(),
+            registry,
+            defaults,
+            jobs: Mutex::new(jobs),
+            shutting_down: AtomicBool::new(false),
+        });
         let resume: Vec<String> = manager.lock().values().filter(|e| e.record.status.is_active()).map(|e| e.record.id.clone()).collect();
         for id in resume {
+            // A graceful shutdown is no death: the start after it does not count (the
+            // shutdown reset the count), and the record it resumes says so.
+            let graceful = shut_down_gracefully.contains(&id);
             let suspended = manager.with_job(&id, |entry| {
+                if graceful {
+                    entry.record.quick_resumes = 0;
+                    return Ok(false);
+                }
                 entry.record.quick_resumes += 1;
                 if entry.record.quick_resumes <= MAX_QUICK_RESUMES {
                     return Ok(false);
@@ -162,11 +183,16 @@ impl JobManager {
             if suspended {
                 continue;
             }
-            tracing::info!(job = %id, "resuming job after a server restart");
+            tracing::info!(job = %id, graceful, "resuming job after a server restart");
             manager.with_job(&id, |entry| {
+                let detail = if graceful {
+                    "server restarted after a graceful shutdown; resuming from the latest checkpoint"
+                } else {
+                    "server restarted; resuming from the latest checkpoint"
+                };
                 entry.record.push(HistoryEvent {
                     parallelism: entry.record.parallelism,
-                    detail: Some("server restarted; resuming from the latest checkpoint".into()),
+                    detail: Some(detail.into()),
                     ..HistoryEvent::new(HistoryKind::Resumed, entry.record.versions())
                 });
                 entry.record.status = JobStatus::Running;
@@ -197,6 +223,35 @@ impl JobManager {
             tokio::spawn(async move { hosts.retain_jobs(&active).await });
         }
         Ok(manager)
+    }
+
+    /// Record, durably, that the server is shutting down gracefully (SIGTERM, SIGINT)
+    /// rather than crashing: every active job's record is marked so, with its count of
+    /// quick resumes reset, so that the next start resumes it from its latest checkpoint
+    /// without counting the restart toward a crash loop. No job is submitted after this.
+    /// The runs are left as they are: the process exits next, as a crash would leave
+    /// them. Returns the jobs marked.
+    pub fn shut_down(&self) -> usize {
+        let mut jobs = self.lock();
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let mut marked = 0;
+        for entry in jobs.values_mut().filter(|e| e.record.status.is_active()) {
+            entry.record.shut_down_gracefully = true;
+            entry.record.quick_resumes = 0;
+            match self.persist(&entry.record) {
+                Ok(()) => marked += 1,
+                Err(e) => {
+                    tracing::error!(job = %entry.record.id, error = %e, "cannot record the graceful shutdown: the next start counts it as a crash")
+                }
+            }
+        }
+        tracing::info!(jobs = marked, "graceful shutdown recorded; the jobs resume on the next start");
+        marked
+    }
+
+    /// Whether [`JobManager::shut_down`] was called.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, BTreeMap<String, JobEntry>> {
@@ -240,7 +295,9 @@ impl JobManager {
 
     /// Submit and start a job.
     pub fn submit(self: &Arc<Self>, sub: Submission) -> Result<JobRecord, ServerError> {
-        self.defaults.access.check(&sub.spec, sub.savepoint.as_deref())?;
+        // From here on the spec names every place as the absolute path that was checked.
+        let (spec, savepoint) = self.defaults.access.admit(&sub.spec, sub.savepoint.as_deref())?;
+        let sub = Submission { spec, savepoint, ..sub };
         let plugins = self.resolve_plugins(&sub.spec)?;
         // Check the graph before anything is stored.
         let graph = build_graph(&self.registry, &sub.spec, &plugins, sub.parallelism, self.defaults.access.files_dir())?;
@@ -261,6 +318,7 @@ impl JobManager {
             exceptions_dropped: 0,
             restarts: 0,
             quick_resumes: 0,
+            shut_down_gracefully: false,
             savepoints: Vec::new(),
             error: None,
         };
@@ -279,6 +337,9 @@ impl JobManager {
         // Under the lock, so the run cannot end before its record is in the map, and
         // two submissions cannot both take one output location.
         let mut jobs = self.lock();
+        if self.is_shutting_down() {
+            return Err(ServerError::Unavailable("the server is shutting down".into()));
+        }
         self.check_outputs_free(&jobs, &writes)?;
         self.check_guest_memory(&jobs, guest_memory_mb(&graph), None)?;
         let entry = jobs.entry(id.clone()).or_insert(entry);
@@ -287,7 +348,7 @@ impl JobManager {
             return Err(e);
         }
         tracing::info!(job = %entry.record.id, name = %entry.record.name, "job submitted");
-        Ok(entry.record.clone())
+        Ok(entry.shown())
     }
 
     /// A sink location belongs to one active job at a time: a fresh run clears its
@@ -325,24 +386,37 @@ impl JobManager {
         Ok(())
     }
 
-    /// The stored record of job `id`.
+    /// The record of job `id` as shown: its spec's secrets masked, its texts scrubbed
+    /// of them ([`JobRecord::redacted`]).
     pub fn record(&self, id: &str) -> Result<JobRecord, ServerError> {
+        self.with_job(id, |e| Ok(e.shown()))
+    }
+
+    /// The stored record of job `id`, secrets and all (to run it, never to show it).
+    pub(crate) fn stored_record(&self, id: &str) -> Result<JobRecord, ServerError> {
         self.with_job(id, |e| Ok(e.record.clone()))
     }
 
-    /// Task failures of job `id`: recorded ones and those of the run in progress.
+    /// `text` about job `id` scrubbed of its secret values (to show or log it).
+    pub(crate) fn scrub(&self, id: &str, text: &str) -> String {
+        self.with_job(id, |e| Ok(e.secrets.scrub(text))).unwrap_or_else(|_| text.to_owned())
+    }
+
+    /// Task failures of job `id`: recorded ones and those of the run in progress
+    /// (scrubbed of the job's secrets).
     pub fn exceptions(&self, id: &str) -> Result<Vec<crate::ExceptionInfo>, ServerError> {
-        self.with_job(id, |e| Ok(e.exceptions()))
+        self.with_job(id, |e| Ok(e.shown_exceptions()))
     }
 
-    /// What the job's guests logged (across its runs since the server started).
+    /// What the job's guests logged (across its runs since the server started),
+    /// scrubbed of the job's secrets.
     pub fn logs(&self, id: &str) -> Result<Vec<GuestLogLine>, ServerError> {
-        self.with_job(id, |e| Ok(e.log.lines()))
+        self.with_job(id, |e| Ok(e.shown_log()))
     }
 
-    /// Every job.
+    /// Every job, as shown (secrets masked).
     pub fn list(&self) -> Vec<JobRecord> {
-        self.lock().values().map(|e| e.record.clone()).collect()
+        self.lock().values().map(|e| e.shown()).collect()
     }
 
     /// One job with its live view.
@@ -352,7 +426,7 @@ impl JobManager {
                 Some(r) => (r.control.live(), r.started.elapsed()),
                 None => (Live::default(), Duration::ZERO),
             };
-            Ok((e.record.clone(), e.exceptions(), live, uptime, e.graph.clone().ok(), e.labels.clone()))
+            Ok((e.shown(), e.shown_exceptions(), live, uptime, e.graph.clone().ok(), e.labels.clone()))
         })?;
         record.exceptions = exceptions;
         let (nodes, edges) = match &graph {
@@ -387,18 +461,19 @@ impl JobManager {
 
     /// Snapshots of a job.
     pub async fn checkpoints(&self, id: &str) -> Result<CheckpointsView, ServerError> {
-        let (storage, live) =
-            self.with_job(id, |e| Ok((self.storage(e.spec()?, &e.record.id)?, e.run.as_ref().map(|r| r.control.live()).unwrap_or_default())))?;
+        let (storage, live, secrets) = self.with_job(id, |e| {
+            Ok((self.storage(e.spec()?, &e.record.id)?, e.run.as_ref().map(|r| r.control.live()).unwrap_or_default(), e.secrets.clone()))
+        })?;
         let retained = complete_snapshots(&storage)
             .await
             .map_err(|e| ServerError::Internal(e.to_string()))?
             .into_iter()
-            .map(|(id, dir)| RetainedSnapshot { id, location: storage.url_of(&dir) })
+            .map(|(id, dir)| RetainedSnapshot { id, location: secrets.scrub(&storage.url_of(&dir)) })
             .collect();
         Ok(CheckpointsView {
             retained,
             completed: live.snapshots.iter().map(SnapshotStat::from).collect(),
-            failed: live.snapshot_failures.iter().map(|(id, reason)| FailedSnapshot { id: *id, reason: reason.clone() }).collect(),
+            failed: live.snapshot_failures.iter().map(|(id, reason)| FailedSnapshot { id: *id, reason: secrets.scrub(reason) }).collect(),
         })
     }
 

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use rivulet_dataflow::now_ms;
+use rivulet_job::secrets::Secrets;
 use rivulet_state::BackendKind;
 use serde::{Deserialize, Serialize};
 
@@ -224,6 +225,12 @@ pub struct JobRecord {
     /// minute (reset once it has): a crash loop suspends the job.
     #[serde(default)]
     pub quick_resumes: u32,
+    /// The server last stopped with the job active through a graceful shutdown (SIGTERM,
+    /// SIGINT), not a crash: the next start resumes it without counting that start in
+    /// `quick_resumes`, and clears this. Never set in what the API returns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schema(ignore)]
+    pub shut_down_gracefully: bool,
     /// Savepoints asked for through the API.
     pub savepoints: Vec<SavepointInfo>,
     /// Why the job failed.
@@ -254,6 +261,37 @@ impl JobRecord {
     /// The newest swap or rescale event.
     pub fn last_change_mut(&mut self) -> Option<&mut HistoryEvent> {
         self.history.iter_mut().rev().find(|h| matches!(h.kind, HistoryKind::Swap | HistoryKind::Rescale))
+    }
+}
+
+impl JobRecord {
+    /// The record as shown (the API, the web UI): the spec with its secret values masked
+    /// (`******`; references such as `${env:NAME}` kept) and every text about the job —
+    /// exceptions, the error, history details, savepoint errors — scrubbed of them. The
+    /// stored record keeps the spec as submitted: the job needs it to run.
+    pub fn redacted(&self, secrets: &Secrets) -> JobRecord {
+        JobRecord {
+            spec: rivulet_job::secrets::redact_json(&self.spec),
+            history: self.history.iter().map(|h| HistoryEvent { detail: h.detail.as_deref().map(|d| secrets.scrub(d)), ..h.clone() }).collect(),
+            exceptions: self.exceptions.iter().map(|x| x.redacted(secrets)).collect(),
+            savepoints: self.savepoints.iter().map(|s| s.redacted(secrets)).collect(),
+            error: self.error.as_deref().map(|e| secrets.scrub(e)),
+            ..self.clone()
+        }
+    }
+}
+
+impl ExceptionInfo {
+    /// The failure as shown: its reason scrubbed of the job's secret values.
+    pub fn redacted(&self, secrets: &Secrets) -> ExceptionInfo {
+        ExceptionInfo { reason: secrets.scrub(&self.reason), ..self.clone() }
+    }
+}
+
+impl SavepointInfo {
+    /// The savepoint as shown: its error scrubbed of the job's secret values.
+    pub fn redacted(&self, secrets: &Secrets) -> SavepointInfo {
+        SavepointInfo { error: self.error.as_deref().map(|e| secrets.scrub(e)), ..self.clone() }
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use rivulet_plugin::{PluginEngine, PluginError};
+use rivulet_plugin::{PluginEngine, PluginError, SMALL_COMPONENT_BYTES};
 
 use crate::{ServerError, store};
 
@@ -50,16 +50,17 @@ pub struct PluginRegistry {
     index: Mutex<Vec<PluginMeta>>,
     /// Digests of deleted versions by `name@version` (guarded by the index's lock).
     deleted: Mutex<BTreeMap<String, String>>,
-    /// Compiles running at once (a compile past its time limit keeps its permit).
+    /// Compiles of large components running at once (a compile past its time limit
+    /// keeps its permit).
     compiles: Arc<tokio::sync::Semaphore>,
-    /// Compiles of small components, which never wait behind large ones.
+    /// Compiles of small components (at most [`SMALL_COMPONENT_BYTES`]), which never
+    /// wait behind large ones: their own permits, and their own compile threads in the
+    /// engine.
     small_compiles: Arc<tokio::sync::Semaphore>,
 }
 
 /// Uploads of large components compiled at the same time; the rest wait.
 const CONCURRENT_COMPILES: usize = 2;
-/// Components up to this size compile in their own lane, beside the large ones.
-const SMALL_COMPONENT_BYTES: usize = 4 << 20;
 
 /// Check a name or version: 1–64 characters of `[A-Za-z0-9._-]`.
 pub fn check_ident(what: &str, s: &str) -> Result<(), ServerError> {
@@ -158,16 +159,28 @@ impl PluginRegistry {
         let engine = self.engine.clone();
         let label = format!("{name}@{version}");
         // A Rust operator compiles in well under a second, an interpreter-based one (Python,
-        // JavaScript) in several: small components have a lane of their own.
-        let lane = if bytes.len() <= SMALL_COMPONENT_BYTES { &self.small_compiles } else { &self.compiles };
-        let permit = lane.clone().acquire_owned().await.map_err(|e| ServerError::Internal(format!("compile queue: {e}")))?;
-        let compile = tokio::task::spawn_blocking(move || {
+        // JavaScript) in several: small components have a lane of their own, and a
+        // component compiled already (same bytes under another version) takes no lane.
+        let permit = if self.engine.is_compiled(&digest) {
+            None
+        } else {
+            let lane = if bytes.len() <= SMALL_COMPONENT_BYTES { &self.small_compiles } else { &self.compiles };
+            Some(lane.clone().acquire_owned().await.map_err(|e| ServerError::Internal(format!("compile queue: {e}")))?)
+        };
+        let mut compile = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let plugin = engine.load_bytes(&label, &bytes)?;
             Ok::<_, PluginError>((plugin, bytes))
         });
-        let (plugin, bytes) = match tokio::time::timeout(COMPILE_TIME_LIMIT, compile).await {
+        let (plugin, bytes) = match tokio::time::timeout(COMPILE_TIME_LIMIT, &mut compile).await {
             Err(_) => {
+                // The compile goes on (it cannot be interrupted) and would cache its
+                // result: the rejected upload leaves nothing behind once it ends.
+                let (engine, digest) = (self.engine.clone(), digest.clone());
+                tokio::spawn(async move {
+                    let _ = compile.await;
+                    engine.forget(&digest);
+                });
                 return Err(ServerError::Unprocessable(format!(
                     "plugin {name}@{version}: compiling took longer than {} s",
                     COMPILE_TIME_LIMIT.as_secs()
@@ -204,6 +217,8 @@ impl PluginRegistry {
             let _ = std::fs::remove_file(&path);
             if !index.iter().any(|p| p.digest == meta.digest) {
                 let _ = std::fs::remove_dir(&dir);
+                // Its compiled code too: a refused upload leaves no file behind.
+                self.engine.forget(&meta.digest);
             }
             return Err(e);
         }

@@ -83,6 +83,15 @@ impl JobManager {
 
     /// Record how a run ended; roll a swap on probation back.
     fn run_ended(self: &Arc<Self>, id: &str, opts: &RunOptions, result: Result<JobReport, JobError>, probation: Option<Rollback>) {
+        // A run that fails while the server shuts down gracefully (its tasks torn down
+        // with the process) is no failure of the job: it stays active, as recorded by the
+        // shutdown, and resumes on the next start.
+        if let Err(e) = &result
+            && self.is_shutting_down()
+        {
+            tracing::info!(job = %id, error = %e, "a run ended during the graceful shutdown; the job resumes on the next start");
+            return;
+        }
         let ended = self.with_job(id, |entry| {
             let live = opts.control.as_ref().map(|c| c.live()).unwrap_or_default();
             entry.record.add_exceptions(live.failures.iter().map(ExceptionInfo::from));
@@ -126,7 +135,7 @@ impl JobManager {
 
     /// The new version failed on probation: back to the old one, from the same savepoint.
     pub(crate) fn roll_back(self: &Arc<Self>, entry: &mut JobEntry, rb: Rollback, reason: String) {
-        tracing::warn!(job = %entry.record.id, %reason, "the new version failed on probation; rolling back");
+        tracing::warn!(job = %entry.record.id, reason = %entry.secrets.scrub(&reason), "the new version failed on probation; rolling back");
         let from = entry.record.versions();
         entry.set_version(rb.plugins.clone(), rb.parallelism, &self.registry);
         entry.record.push(HistoryEvent {

@@ -120,14 +120,14 @@ impl JobManager {
                 .savepoints
                 .iter()
                 .find(|s| s.trigger == trigger)
-                .cloned()
+                .map(|s| s.redacted(&e.secrets))
                 .ok_or_else(|| ServerError::NotFound(format!("savepoint trigger {trigger}")))
         })
     }
 
     /// Every savepoint of every job.
     pub fn all_savepoints(&self) -> Vec<SavepointInfo> {
-        self.lock().values().flat_map(|e| e.record.savepoints.clone()).collect()
+        self.lock().values().flat_map(|e| e.record.savepoints.iter().map(|s| s.redacted(&e.secrets)).collect::<Vec<_>>()).collect()
     }
 
     /// Stop a job: with a savepoint (drained and committed first) or at once. A

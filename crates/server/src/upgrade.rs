@@ -47,7 +47,7 @@ impl JobManager {
         new_plugins: &BTreeMap<String, String>,
         parallelism: Option<u32>,
     ) -> Result<UpgradeOutcome, ServerError> {
-        let record = self.record(id)?;
+        let record = self.stored_record(id)?;
         let (control, mut ended, op) = self.running(id)?;
         let _op = op.try_lock_owned().map_err(|_| Self::busy(id))?;
         let checked = self.check(&record, new_plugins, parallelism).await?;
@@ -93,7 +93,8 @@ impl JobManager {
             self.persist(&e.record)?;
             Ok(e.record.versions())
         })?;
-        Ok(UpgradeOutcome { result, savepoint, from_versions, versions: versions_now, downtime_ms: downtime, rollback_reason: reason, detail: None })
+        let rollback_reason = reason.map(|r| self.scrub(id, &r));
+        Ok(UpgradeOutcome { result, savepoint, from_versions, versions: versions_now, downtime_ms: downtime, rollback_reason, detail: None })
     }
 
     /// Switch job `id` to the checked versions and start them from `savepoint`; back to
@@ -148,7 +149,7 @@ impl JobManager {
         new_plugins: &BTreeMap<String, String>,
         parallelism: Option<u32>,
     ) -> Result<UpgradeOutcome, ServerError> {
-        let record = self.record(id)?;
+        let record = self.stored_record(id)?;
         self.running(id)?;
         let checked = self.check(&record, new_plugins, parallelism).await?;
         let detail = match (&checked.snapshot, checked.changed.is_empty()) {

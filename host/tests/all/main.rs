@@ -11,6 +11,7 @@ mod cluster;
 mod examples;
 mod fault;
 mod features;
+mod hardening;
 mod joins;
 mod kafka;
 mod kubernetes;

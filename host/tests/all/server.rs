@@ -27,14 +27,25 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    fn start(data: &Path, token: Option<&str>, extra: &[&str]) -> Server {
+    pub(crate) fn start(data: &Path, token: Option<&str>, extra: &[&str]) -> Server {
         let mut srv = Server::launch(data, token, extra, &[]);
+        srv.wait_listening(Duration::from_secs(60));
+        srv
+    }
+
+    /// Start the process in the working directory `cwd` and wait until it listens.
+    pub(crate) fn start_in(cwd: &Path, data: &Path, token: Option<&str>, extra: &[&str]) -> Server {
+        let mut srv = Server::launch_with(data, token, extra, &[], Some(cwd));
         srv.wait_listening(Duration::from_secs(60));
         srv
     }
 
     /// Start the process with `envs` without waiting for it to listen.
     pub(crate) fn launch(data: &Path, token: Option<&str>, extra: &[&str], envs: &[(&str, &str)]) -> Server {
+        Server::launch_with(data, token, extra, envs, None)
+    }
+
+    fn launch_with(data: &Path, token: Option<&str>, extra: &[&str], envs: &[(&str, &str)], cwd: Option<&Path>) -> Server {
         let log =
             data.with_extension(format!("log-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rivulet"));
@@ -48,6 +59,9 @@ impl Server {
         }
         cmd.env("RIVULET_CACHE_DIR", std::env::temp_dir().join("rivulet-test-compile-cache"));
         cmd.envs(envs.iter().copied());
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
         let child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("start rivulet server");
         let agent: ureq::Agent =
             ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(300))).build().into();
@@ -92,7 +106,7 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, Vec<u8>)>) -> (u16, Value) {
+    pub(crate) fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, Vec<u8>)>) -> (u16, Value) {
         let url = format!("{}{path}", self.url);
         let auth = token.map(|t| format!("Bearer {t}"));
         let resp = match method {

@@ -9,14 +9,14 @@ pub(crate) use source::FileSourceConnector;
 
 use rivulet_job::{FileSinkSpec, FileSourceSpec};
 
-use crate::access::Access;
+use crate::access::Place;
 
 /// A file source reads its file.
-pub(crate) fn source_accesses(spec: &FileSourceSpec) -> Vec<(&'static str, Access)> {
-    vec![("path", Access::ReadFile(spec.path.clone()))]
+pub(crate) fn source_places(spec: &mut FileSourceSpec) -> Vec<(&'static str, Place, &mut String)> {
+    vec![("path", Place::ReadFile, &mut spec.path)]
 }
 
 /// A file sink writes part files below its directory.
-pub(crate) fn sink_accesses(spec: &FileSinkSpec) -> Vec<(&'static str, Access)> {
-    vec![("path", Access::WriteDir(spec.path.clone()))]
+pub(crate) fn sink_places(spec: &mut FileSinkSpec) -> Vec<(&'static str, Place, &mut String)> {
+    vec![("path", Place::WriteDir, &mut spec.path)]
 }

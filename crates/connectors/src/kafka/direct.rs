@@ -53,7 +53,10 @@ impl DirectSink {
     pub(crate) fn open(id: &str, t: &KafkaCommitTarget) -> Result<Box<dyn Sink>, ConnectorError> {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &t.bootstrap).set("linger.ms", "5").set("enable.idempotence", "true");
-        for (k, v) in &t.properties {
+        // Secret references (anchored when the sink was built) are resolved only here.
+        let properties = crate::secrets::resolved(&t.properties, std::path::Path::new("/"))
+            .map_err(|e| ConnectorError::failed(NodeRole::Sink, id, e.to_string()))?;
+        for (k, v) in &properties {
             cfg.set(k, v);
         }
         let producer = cfg.create_with_context(DeliveryCheck::default()).map_err(|e| ConnectorError::failed(NodeRole::Sink, id, e.to_string()))?;

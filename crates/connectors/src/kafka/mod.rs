@@ -3,6 +3,7 @@
 //! and the at-least-once sink (produced at once, flushed at barriers). A record's Kafka
 //! key is its record key (or, with `key_field`, a JSON field of its value).
 
+mod bootstrap;
 mod direct;
 mod source;
 mod transactional;
@@ -19,7 +20,7 @@ use rivulet_dataflow::{NodeRole, blocking};
 use rivulet_job::{KafkaDelivery, KafkaSinkSpec, KafkaSourceSpec};
 
 use crate::BoxFuture;
-use crate::access::{Access, host_port_list};
+use crate::access::{Access, Place};
 use crate::context::ConnectorContext;
 use crate::error::ConnectorError;
 use crate::part_files::prepare_dir;
@@ -89,7 +90,10 @@ const SAFE_PROPERTIES: &[&str] = &[
 
 /// The brokers a Kafka connector connects to and the properties it sets.
 fn client_accesses(bootstrap: &str, properties: &std::collections::BTreeMap<String, String>) -> Vec<(&'static str, Access)> {
-    let mut out: Vec<(&'static str, Access)> = host_port_list(bootstrap).into_iter().map(|a| ("bootstrap_servers", a)).collect();
+    let mut out: Vec<(&'static str, Access)> = match bootstrap::parse_bootstrap(bootstrap) {
+        Ok(brokers) => brokers.into_iter().map(|b| ("bootstrap_servers", Access::Connect { host: b.host, port: Some(b.port) })).collect(),
+        Err(why) => vec![("bootstrap_servers", Access::UncheckableEndpoint(why))],
+    };
     out.extend(properties.keys().map(|k| ("properties", Access::ClientProperty { key: k.clone(), safe: SAFE_PROPERTIES.contains(&k.as_str()) })));
     out
 }
@@ -99,12 +103,14 @@ pub(crate) fn source_accesses(spec: &KafkaSourceSpec) -> Vec<(&'static str, Acce
     client_accesses(&spec.bootstrap_servers, &spec.properties)
 }
 
-/// A Kafka sink connects to its brokers with its properties and spools below its spool
-/// directory.
+/// A Kafka sink connects to its brokers with its properties.
 pub(crate) fn sink_accesses(spec: &KafkaSinkSpec) -> Vec<(&'static str, Access)> {
-    let mut out = client_accesses(&spec.bootstrap_servers, &spec.properties);
-    out.extend(spec.spool_dir.iter().map(|d| ("spool_dir", Access::WriteDir(d.clone()))));
-    out
+    client_accesses(&spec.bootstrap_servers, &spec.properties)
+}
+
+/// A Kafka sink spools below its spool directory.
+pub(crate) fn sink_places(spec: &mut KafkaSinkSpec) -> Vec<(&'static str, Place, &mut String)> {
+    spec.spool_dir.as_mut().map(|d| ("spool_dir", Place::WriteDir, d)).into_iter().collect()
 }
 
 /// The Kafka key of a record: the JSON field `field` of its value when the spec names
@@ -134,7 +140,9 @@ impl KafkaSinkConnector {
             key_field: spec.key_field.clone(),
             // Sinks run at parallelism 1 today: subtask 0.
             transactional_id: format!("rivulet-{}-{}-0", rivulet_job::file_safe(&cx.job), spec.id),
-            properties: spec.properties.clone(),
+            // References stay references (the transaction holds them, not the secret),
+            // anchored to the spec's directory for a commit after a restore.
+            properties: crate::secrets::anchored(&spec.properties, &cx.base_dir),
         };
         KafkaSinkConnector {
             id: spec.id.clone(),

@@ -66,7 +66,10 @@ pub(crate) struct KafkaSourceConnector {
 
 impl KafkaSourceConnector {
     pub(crate) fn new(spec: &KafkaSourceSpec, cx: &ConnectorContext) -> Self {
-        KafkaSourceConnector { spec: spec.clone(), job: cx.job.clone() }
+        let mut spec = spec.clone();
+        // Secret references are resolved when the consumer is built, against the spec's directory.
+        spec.properties = crate::secrets::anchored(&spec.properties, &cx.base_dir);
+        KafkaSourceConnector { spec, job: cx.job.clone() }
     }
 }
 
@@ -192,7 +195,8 @@ impl KafkaSource {
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false")
             .set("client.id", format!("rivulet-{}-{}-{}", self.job, self.id, self.subtask));
-        for (k, v) in &self.properties {
+        let properties = crate::secrets::resolved(&self.properties, std::path::Path::new("/")).map_err(|e| self.err(e.to_string()))?;
+        for (k, v) in &properties {
             cfg.set(k, v);
         }
         cfg.create().map_err(|e| self.kafka_err("cannot create a Kafka consumer", &e))

@@ -53,7 +53,9 @@ pub(crate) struct KafkaCommitTarget {
     pub key_field: Option<String>,
     /// `transactional.id` (job, sink and subtask): one producer at a time may use it.
     pub transactional_id: String,
-    /// Extra librdkafka producer properties.
+    /// Extra librdkafka producer properties, as the spec has them: a secret given as a
+    /// reference (`${env:NAME}`, `${file:/abs/path}`) stays one here, resolved only when
+    /// the producer is built.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -178,7 +180,9 @@ fn client(t: &KafkaCommitTarget) -> Result<Arc<TxClient>, CheckpointError> {
         .set("transaction.timeout.ms", "60000")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "60000");
-    for (k, v) in &t.properties {
+    // Secret references (anchored when the sink was built) are resolved only here.
+    let properties = crate::secrets::resolved(&t.properties, Path::new("/")).map_err(|e| storage_err(t, "cannot create a Kafka producer", e))?;
+    for (k, v) in &properties {
         pc.set(k, v);
     }
     let producer: BaseProducer = pc.create().map_err(|e| storage_err(t, "cannot create a Kafka producer", e))?;

@@ -23,16 +23,16 @@ pub(crate) use source::ObjectSourceConnector;
 
 use rivulet_job::{ObjectSinkSpec, ObjectSourceSpec};
 
-use crate::access::Access;
+use crate::access::Place;
 
 /// An objects source reads its location.
-pub(crate) fn source_accesses(spec: &ObjectSourceSpec) -> Vec<(&'static str, Access)> {
-    vec![("url", Access::Location { url: spec.url.clone(), writes: false })]
+pub(crate) fn source_places(spec: &mut ObjectSourceSpec) -> Vec<(&'static str, Place, &mut String)> {
+    vec![("url", Place::Objects { writes: false }, &mut spec.url)]
 }
 
 /// An objects sink writes its location, and spools below its spool directory.
-pub(crate) fn sink_accesses(spec: &ObjectSinkSpec) -> Vec<(&'static str, Access)> {
-    let mut out = vec![("url", Access::Location { url: spec.url.clone(), writes: true })];
-    out.extend(spec.spool_dir.iter().map(|d| ("spool_dir", Access::WriteDir(d.clone()))));
+pub(crate) fn sink_places(spec: &mut ObjectSinkSpec) -> Vec<(&'static str, Place, &mut String)> {
+    let mut out = vec![("url", Place::Objects { writes: true }, &mut spec.url)];
+    out.extend(spec.spool_dir.as_mut().map(|d| ("spool_dir", Place::WriteDir, d)));
     out
 }

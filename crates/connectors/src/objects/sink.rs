@@ -46,7 +46,7 @@ impl ObjectSinkConnector {
     pub(crate) fn new(spec: &ObjectSinkSpec, cx: &ConnectorContext) -> Self {
         ObjectSinkConnector {
             id: spec.id.clone(),
-            target: ObjectCommitTarget { url: spec.url.clone(), format: spec.format },
+            target: ObjectCommitTarget { url: cx.location(&spec.url), format: spec.format },
             spool: cx.spool_dir("object-spool", &spec.id, spec.spool_dir.as_deref()),
             roll: Roll { bytes: Some(spec.roll_size_bytes.unwrap_or(64 << 20)), interval: spec.roll_interval_ms.map(Duration::from_millis) },
         }

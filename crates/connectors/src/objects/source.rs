@@ -34,7 +34,9 @@ pub(crate) struct ObjectSourceConnector {
 
 impl ObjectSourceConnector {
     pub(crate) fn new(spec: &ObjectSourceSpec, cx: &ConnectorContext) -> Self {
-        ObjectSourceConnector { spec: spec.clone(), max_record_bytes: cx.max_record_bytes }
+        let mut spec = spec.clone();
+        spec.url = cx.location(&spec.url);
+        ObjectSourceConnector { spec, max_record_bytes: cx.max_record_bytes }
     }
 }
 
