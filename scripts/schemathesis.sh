@@ -27,7 +27,7 @@ server_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true # its status is the SIGTERM we sent
+    wait "$server_pid" 2>/dev/null || true # a graceful shutdown: it records its jobs and exits
   fi
   rm -rf "$work"
 }

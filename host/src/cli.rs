@@ -410,7 +410,7 @@ fn run(args: RunArgs) -> Result<()> {
 
 fn savepoint_inspect(path: &str, entries: bool) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let text = runtime.block_on(rivulet_checkpoint::inspect(path, entries))?;
+    let text = runtime.block_on(rivulet_checkpoint::inspect(path, entries, &rivulet_job::secrets::redact_json))?;
     print!("{text}");
     Ok(())
 }

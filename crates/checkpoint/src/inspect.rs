@@ -11,8 +11,11 @@ use crate::restore::scan_db;
 use crate::snapshot::OperatorState;
 use crate::{CheckpointError, CheckpointStorage};
 
-/// A human-readable account of a snapshot (`rivulet savepoint inspect`).
-pub async fn inspect(location: &str, entries: bool) -> Result<String, CheckpointError> {
+/// A human-readable account of a snapshot (`rivulet savepoint inspect`). Each sink's
+/// transaction is shown as `redact` returns it: a transaction may carry a connector's
+/// client settings, and which of them are secret is the caller's knowledge (the protocol
+/// knows no connector).
+pub async fn inspect(location: &str, entries: bool, redact: &dyn Fn(&serde_json::Value) -> serde_json::Value) -> Result<String, CheckpointError> {
     let loc = location.trim_end_matches('/');
     let (root_loc, dir) = match loc.rsplit_once('/') {
         Some((parent, name)) if name.starts_with("sp-") && parent.ends_with("/savepoints") => {
@@ -139,9 +142,7 @@ pub async fn inspect(location: &str, entries: bool) -> Result<String, Checkpoint
         let _ = writeln!(out, "source {}[{}/{}]: {}", s.id, s.subtask, s.parallelism, s.position);
     }
     for s in &m.sinks {
-        // A sink's transaction may carry client settings (a Kafka sink's properties):
-        // secrets in it are shown masked.
-        let txn = serde_json::to_value(&s.transaction).map(|v| rivulet_job::secrets::redact_json(&v).to_string()).unwrap_or_default();
+        let txn = serde_json::to_value(&s.transaction).map(|v| redact(&v).to_string()).unwrap_or_default();
         let _ = writeln!(out, "sink {}[{}]{}: {txn}", s.id, s.subtask, if s.finished { " (finished)" } else { "" });
     }
     let _ = writeln!(out, "files: {} ({} bytes)", m.files().count(), m.files().map(|f| f.size).sum::<u64>());

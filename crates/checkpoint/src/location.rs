@@ -100,7 +100,8 @@ impl fmt::Display for Location {
 /// credentials into the request URL.
 fn check_bucket(bucket: &str) -> Result<(), String> {
     let ok_chars = bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-    let ok_ends = bucket.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()) && bucket.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_ends =
+        bucket.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric()) && bucket.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
     if bucket.is_empty() {
         Err("no bucket name".into())
     } else if !(3..=63).contains(&bucket.len()) || !ok_chars || !ok_ends {
@@ -140,7 +141,9 @@ mod tests {
         assert_eq!(local("file:///tmp/x"), Location::Local("/tmp/x".into()));
         assert_eq!(local("s3://my-bucket/a/b/"), Location::S3 { bucket: "my-bucket".into(), prefix: "a/b".into() });
         assert_eq!(local("s3://my-bucket").to_string(), "s3://my-bucket");
-        for bad in ["file:/etc", "file://localhost/etc", "file://etc", "file:etc", "http://x/y", "gs://b/p", "s3://", "s3://A_B/x", "s3://h:80@x/p", ""] {
+        for bad in
+            ["file:/etc", "file://localhost/etc", "file://etc", "file:etc", "http://x/y", "gs://b/p", "s3://", "s3://A_B/x", "s3://h:80@x/p", ""]
+        {
             assert!(Location::parse(bad, base).is_err(), "{bad}");
         }
         let sp = local("s3://bucket.one/p");

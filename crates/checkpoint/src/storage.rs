@@ -76,8 +76,7 @@ impl CheckpointStorage {
     /// is resolved against its base first, with [`Location::parse`], and opened with
     /// [`CheckpointStorage::open_location`]).
     pub fn open(location: &str) -> Result<Self, CheckpointError> {
-        let loc = Location::parse_from_cwd(location)
-            .map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: e.reason })?;
+        let loc = Location::parse_from_cwd(location).map_err(|e| CheckpointError::Location { location: location.to_owned(), reason: e.reason })?;
         Self::open_location(&loc)
     }
 

@@ -87,8 +87,7 @@ pub fn connections(spec: &JobSpec) -> Vec<Accessed> {
 /// field: its places (as written) and its connections.
 pub fn accesses(spec: &JobSpec) -> Vec<Accessed> {
     let mut copy = spec.clone();
-    let mut out: Vec<Accessed> =
-        places_mut(&mut copy).into_iter().map(|f| Accessed { access: f.place.access(f.value.clone()), at: f.at }).collect();
+    let mut out: Vec<Accessed> = places_mut(&mut copy).into_iter().map(|f| Accessed { access: f.place.access(f.value.clone()), at: f.at }).collect();
     out.extend(connections(spec));
     out
 }

@@ -193,7 +193,8 @@ impl AccessPolicy {
     pub fn admit(&self, spec: &JobSpec, savepoint: Option<&str>) -> Result<(JobSpec, Option<String>), ServerError> {
         let mut resolved = spec.clone();
         for field in rivulet_connectors::places_mut(&mut resolved) {
-            let canonical = self.place(field.place, field.value, &self.roots).map_err(|why| ServerError::BadRequest(format!("{}: {why}", field.at)))?;
+            let canonical =
+                self.place(field.place, field.value, &self.roots).map_err(|why| ServerError::BadRequest(format!("{}: {why}", field.at)))?;
             *field.value = canonical;
         }
         if let Some(dir) = resolved.checkpoint.as_mut().and_then(|c| c.dir.as_mut()) {
@@ -204,9 +205,8 @@ impl AccessPolicy {
         for a in rivulet_connectors::connections(&resolved).into_iter().chain(rivulet_connectors::secret_accesses(&resolved)) {
             self.check_one(&a).map_err(|why| ServerError::BadRequest(format!("{}: {why}", a.at)))?;
         }
-        let savepoint = savepoint
-            .map(|sp| self.check_savepoint(sp).map_err(|why| ServerError::BadRequest(format!("savepoint: {why}"))))
-            .transpose()?;
+        let savepoint =
+            savepoint.map(|sp| self.check_savepoint(sp).map_err(|why| ServerError::BadRequest(format!("savepoint: {why}")))).transpose()?;
         Ok((resolved, savepoint))
     }
 
@@ -508,12 +508,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (host, port) = s3_endpoint("logs-eu").expect("endpoint");
         let endpoint = format!("{host}:{port}");
-        let sink = |url: &str| spec("  - {id: g, type: generator, count: 1}\n", &format!("  - {{id: w, type: objects, url: '{url}', inputs: [g]}}\n"));
+        let sink =
+            |url: &str| spec("  - {id: g, type: generator, count: 1}\n", &format!("  - {{id: w, type: objects, url: '{url}', inputs: [g]}}\n"));
         let open = policy(dir.path(), &[], &[&endpoint]).with_buckets(vec!["logs-*".parse().expect("pattern"), "exact".parse().expect("name")]);
         let (resolved, sp) = open.admit(&sink("s3://logs-eu/a/"), Some("s3://exact/sp-1")).expect("allowed");
         let rivulet_job::SinkSpec::Objects(o) = &resolved.sinks[0] else { panic!("objects sink") };
         assert_eq!((o.url.as_str(), sp.as_deref()), ("s3://logs-eu/a", Some("s3://exact/sp-1")));
-        for (url, want) in [("s3://other/x", "'other' is not allowed"), ("s3://exactly/x", "not allowed"), ("s3://Bad_Name/x", "not a valid S3 bucket name")] {
+        for (url, want) in
+            [("s3://other/x", "'other' is not allowed"), ("s3://exactly/x", "not allowed"), ("s3://Bad_Name/x", "not a valid S3 bucket name")]
+        {
             let e = open.admit(&sink(url), None).expect_err(url).to_string();
             assert!(e.contains(want), "{url}: {e}");
         }
@@ -549,7 +552,10 @@ mod tests {
         assert!(wild.admit(&kafka("SASL_SSL://k.localtest:9093", ""), None).is_ok());
         // PostgreSQL: each hostaddr with its own port, the address connected to.
         let db = policy(dir.path(), &[], &["a.db.example:5432", "10.0.0.5:5432"]);
-        assert!(db.admit(&pg("host=a.db.example,b.db.example hostaddr=10.0.0.5,127.0.0.1 port=5432,22 user=u"), None).is_err(), "the second entry is 127.0.0.1:22");
+        assert!(
+            db.admit(&pg("host=a.db.example,b.db.example hostaddr=10.0.0.5,127.0.0.1 port=5432,22 user=u"), None).is_err(),
+            "the second entry is 127.0.0.1:22"
+        );
         assert!(db.admit(&pg("host=a.db.example hostaddr=10.0.0.5 port=5432 user=u"), None).is_ok());
         assert!(db.admit(&pg("host=x hostaddr=10.0.0.5,10.0.0.6 user=u"), None).is_err(), "lists of different lengths");
         let e = p.admit(&kafka("kafka.internal:9093", ""), None).expect_err("port").to_string();

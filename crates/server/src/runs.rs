@@ -89,7 +89,8 @@ impl JobManager {
         if let Err(e) = &result
             && self.is_shutting_down()
         {
-            tracing::info!(job = %id, error = %e, "a run ended during the graceful shutdown; the job resumes on the next start");
+            let error = self.with_job(id, |entry| Ok(entry.secrets.scrub(&e.to_string()))).unwrap_or_default();
+            tracing::info!(job = %id, %error, "a run ended during the graceful shutdown; the job resumes on the next start");
             return;
         }
         let ended = self.with_job(id, |entry| {

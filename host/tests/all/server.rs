@@ -63,23 +63,21 @@ impl Server {
             cmd.current_dir(dir);
         }
         let child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).expect("log")).spawn().expect("start rivulet server");
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(300))).build().into();
+        // A new connection per request: a server at its connection cap closes the
+        // connection idle longest, which would otherwise be a pooled keep-alive one of
+        // this client, and a request sent on it would meet a reset.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(300)))
+            .max_idle_connections_per_host(0)
+            .build()
+            .into();
         Server { child, url: String::new(), log, token: token.map(str::to_owned), agent }
     }
 
     /// Wait until it says where it listens (its URL then is set).
     pub(crate) fn wait_listening(&mut self, within: Duration) {
-        let deadline = Instant::now() + within;
-        self.url = loop {
-            let text = self.log_text();
-            if let Some(rest) = text.split("server listening on ").nth(1) {
-                break rest.lines().next().unwrap_or_default().trim().to_owned();
-            }
-            assert!(Instant::now() < deadline, "server did not start:\n{text}");
-            assert!(self.child.try_wait().expect("poll").is_none(), "server exited:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        self.url = listening_url(&mut self.child, &self.log, within);
         assert!(self.url.starts_with("http://127.0.0.1:"), "{}", self.url);
     }
 
@@ -735,7 +733,9 @@ fn a_rest_job_touches_only_what_the_server_allows_and_params_are_data() {
         assert_eq!(s, 201, "{v}");
         let sinks = v["spec"]["sinks"].as_array().expect("sinks");
         assert_eq!(sinks.len(), 1, "{v:#}");
-        assert_eq!(sinks[0]["path"], hostile);
+        // The path is stored resolved: below <data-dir>/files, the value one name in it.
+        let files = data.join("files").canonicalize().expect("files dir");
+        assert_eq!(sinks[0]["path"], files.join(hostile).display().to_string(), "{v:#}");
         srv.wait_status(v["id"].as_str().expect("id"), "finished", Duration::from_secs(60));
     }
     // A sink location belongs to one running job at a time.
@@ -756,16 +756,38 @@ fn a_rest_job_touches_only_what_the_server_allows_and_params_are_data() {
     assert_eq!(read_output(&data.join("files").join("rel-out")).lines().count(), 5);
 }
 
-#[test]
-fn a_server_that_keeps_dying_soon_after_resuming_a_job_suspends_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let mut srv = Server::start(&data, Some(TOKEN), &[]);
+/// The URL a server process `child` logging to `log` says it listens on, once it says
+/// so (within `within`; it must not exit before).
+pub(crate) fn listening_url(child: &mut Child, log: &Path, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(rest) = text.split("server listening on ").nth(1) {
+            return rest.lines().next().unwrap_or_default().trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "server did not start:\n{text}");
+        assert!(child.try_wait().expect("poll").is_none(), "server exited:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A server on `data` running a job that never ends (50 records/s into a file sink),
+/// and the job's id.
+pub(crate) fn server_with_an_endless_job(data: &Path) -> (Server, String) {
+    let srv = Server::start(data, Some(TOKEN), &[]);
     let spec = json!({"name": "forever", "sources": [{"id": "gen", "type": "generator", "rate": 50}],
         "sinks": [{"id": "out", "type": "file", "path": "out", "inputs": ["gen"]}]});
     let (s, job) = srv.post("/v1/jobs", json!({"spec": spec}));
     assert_eq!(s, 201, "{job}");
     let id = job["id"].as_str().expect("id").to_owned();
+    (srv, id)
+}
+
+#[test]
+fn a_server_that_keeps_dying_soon_after_resuming_a_job_suspends_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (mut srv, id) = server_with_an_endless_job(&data);
     // Three server deaths each soon after resuming the job: it is still resumed...
     for round in 1..=3 {
         srv.kill9();

@@ -22,8 +22,7 @@ pub(crate) struct Broker {
 
 /// Parse `list`; the first entry that does not parse is an error naming it.
 pub(crate) fn parse_bootstrap(list: &str) -> Result<Vec<Broker>, String> {
-    let brokers: Vec<Broker> =
-        list.split(',').map(str::trim).filter(|e| !e.is_empty()).map(parse_entry).collect::<Result<_, _>>()?;
+    let brokers: Vec<Broker> = list.split(',').map(str::trim).filter(|e| !e.is_empty()).map(parse_entry).collect::<Result<_, _>>()?;
     if brokers.is_empty() {
         return Err("no broker address".into());
     }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cluster::signal;
 use crate::server::{Server, TOKEN};
@@ -42,12 +42,7 @@ fn restart(data: &std::path::Path, id: &str, quick_resumes: u32, what: &str) -> 
 fn graceful_restarts_resume_the_job_and_never_count_toward_a_crash_loop() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let mut srv = Server::start(&data, Some(TOKEN), &[]);
-    let spec = json!({"name": "forever", "sources": [{"id": "gen", "type": "generator", "rate": 50}],
-        "sinks": [{"id": "out", "type": "file", "path": "out", "inputs": ["gen"]}]});
-    let (s, job) = srv.post("/v1/jobs", json!({"spec": spec}));
-    assert_eq!(s, 201, "{job}");
-    let id = job["id"].as_str().expect("id").to_owned();
+    let (mut srv, id) = crate::server::server_with_an_endless_job(&data);
 
     // More restarts in a row, each soon after resuming the job, than a crash loop allows
     // (three): every one graceful, so the job is resumed each time and never suspended.

@@ -108,16 +108,7 @@ impl TlsServer {
             .spawn()
             .expect("start rivulet server");
         let mut srv = TlsServer { child, url: String::new(), log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        srv.url = loop {
-            let text = srv.log_text();
-            if let Some(rest) = text.split("server listening on ").nth(1) {
-                break rest.lines().next().unwrap_or_default().trim().to_owned();
-            }
-            assert!(Instant::now() < deadline, "server did not start:\n{text}");
-            assert!(srv.child.try_wait().expect("poll").is_none(), "server exited:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        srv.url = crate::server::listening_url(&mut srv.child, &srv.log, Duration::from_secs(60));
         assert!(srv.url.starts_with("https://127.0.0.1:"), "{}", srv.url);
         srv
     }
