@@ -74,12 +74,8 @@ impl Tokens {
     /// existed — a single bare token, which is `admin`. A token listed twice (under the
     /// same role or two) makes the file invalid: which role was meant cannot be told.
     pub fn parse(text: &str) -> Result<Tokens, String> {
-        let lines: Vec<(usize, &str)> = text
-            .lines()
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.split_once('#').map_or(l, |(before, _)| before).trim()))
-            .filter(|(_, l)| !l.is_empty())
-            .collect();
+        let lines: Vec<(usize, &str)> =
+            text.lines().enumerate().map(|(i, l)| (i + 1, without_comment(l).trim())).filter(|(_, l)| !l.is_empty()).collect();
         let mut entries: Vec<(usize, Role, &str)> = Vec::new();
         if let [(n, only)] = lines.as_slice()
             && !only.contains(char::is_whitespace)
@@ -122,6 +118,19 @@ impl Tokens {
         }
         found
     }
+}
+
+/// `line` without its `# comment`: a `#` that starts the line or follows whitespace (a
+/// `#` inside a token is part of it).
+fn without_comment(line: &str) -> &str {
+    let mut prev_space = true;
+    for (i, c) in line.char_indices() {
+        if c == '#' && prev_space {
+            return &line[..i];
+        }
+        prev_space = c.is_whitespace();
+    }
+    line
 }
 
 /// The role a request needs: reading needs `viewer`; changing plugins `admin`; any other
@@ -222,11 +231,14 @@ mod tests {
 
     #[test]
     fn trailing_comments_are_allowed_and_a_token_has_one_role() {
-        let t = Tokens::parse(&format!("viewer {V}   # dashboards\noperator {O}# CI\n  # indented comment\n")).expect("comments");
+        let t = Tokens::parse(&format!("viewer {V}   # dashboards\noperator {O}\t# CI\n  # indented comment\n")).expect("comments");
         assert_eq!(t.role_of(V), Some(Role::Viewer));
         assert_eq!(t.role_of(O), Some(Role::Operator));
         let e = Tokens::parse(&format!("viewer {A}\nadmin {A}\n")).expect_err("one token, two roles");
         assert!(e.contains("line 2") && e.contains("line 1") && e.contains("one role only"), "{e}");
+        let hashed = Tokens::parse("admin abcdefghijklmnopqrstuvwxyz#123 # the admin\n").expect("a # inside a token");
+        assert_eq!(hashed.role_of("abcdefghijklmnopqrstuvwxyz#123"), Some(Role::Admin));
+        assert_eq!(hashed.role_of("abcdefghijklmnopqrstuvwxyz"), None, "a # inside a token does not cut it short");
         let e = Tokens::parse(&format!("operator {O}\noperator {O}\n")).expect_err("listed twice");
         assert!(e.contains("line 2"), "{e}");
     }

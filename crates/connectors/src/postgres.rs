@@ -61,6 +61,16 @@ pub(crate) fn sink_accesses(spec: &PostgresSinkSpec) -> Vec<(&'static str, Acces
         .collect()
 }
 
+/// The hosts, addresses and ports a connection string names, if it parses.
+fn endpoints(url: &str) -> Option<(Vec<String>, Vec<String>, Vec<u16>)> {
+    let c: postgres::Config = url.parse().ok()?;
+    Some((
+        c.get_hosts().iter().map(|h| format!("{h:?}")).collect(),
+        c.get_hostaddrs().iter().map(ToString::to_string).collect(),
+        c.get_ports().to_vec(),
+    ))
+}
+
 /// Where rows go.
 #[derive(Debug, Clone)]
 struct PostgresTarget {
@@ -190,6 +200,13 @@ impl Worker {
     fn connect(t: &PostgresTarget) -> Result<Worker, String> {
         let shown = rivulet_job::secrets::mask_connection_string(&t.url);
         let url = rivulet_job::secrets::resolve(&t.url, std::path::Path::new("/"), "url").map_err(|e| e.to_string())?;
+        if rivulet_job::secrets::has_reference(&t.url) && endpoints(&t.url).is_none_or(|checked| endpoints(&url) != Some(checked)) {
+            // What a secret holds must not add or change hosts, addresses or ports: the
+            // URL was checked (against a server's --allow-connect) without it.
+            return Err(format!(
+                "{shown}: a secret reference changes where the URL connects (or the URL cannot be checked); references may hold only a password"
+            ));
+        }
         let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).map_err(|e| format!("cannot connect to {shown}: {}", pg_err(&e)))?;
         let (schema, name) = match t.table.split_once('.') {
             Some((s, n)) => (Some(s.to_owned()), n.to_owned()),
@@ -309,5 +326,21 @@ impl PostgresWriter {
         let (reply, answer) = mpsc::channel();
         self.tx.send(Cmd::Flush(reply)).map_err(|_| self.gone())?;
         answer.recv().map_err(|_| self.gone())?.map_err(|e| PostgresError::Server(format!("table {}: {e}", self.table)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a secret reference holds cannot add a host or change where the URL connects:
+    /// the endpoints before and after resolving differ, so the connection is refused.
+    #[test]
+    fn a_secret_reference_cannot_move_the_connection() {
+        let checked = endpoints("host=a.db.example port=5432 user=u password=${file:pw}");
+        assert!(checked.is_some());
+        assert_ne!(checked, endpoints("host=a.db.example port=5432 user=u password=x hostaddr=10.0.0.66"));
+        assert_ne!(endpoints("postgres://u:${file:pw}@a.db.example/d"), endpoints("postgres://u:x@evil:22/d?application_name=@a.db.example/d"));
+        assert_eq!(endpoints("postgres://u:${file:pw}@a.db.example/d"), endpoints("postgres://u:s3cret@a.db.example/d"));
     }
 }

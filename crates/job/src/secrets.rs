@@ -224,6 +224,10 @@ pub fn anchor_references(s: &str, base_dir: &Path) -> String {
 fn read_secret_file(path: &Path, at: &str) -> Result<String, SecretError> {
     use std::io::Read as _;
     let err = |why: String| SecretError::File { at: at.to_owned(), path: path.display().to_string(), why };
+    // Looked at before it is opened: opening a FIFO or a device may block or act.
+    if !std::fs::metadata(path).map_err(|e| err(e.to_string()))?.is_file() {
+        return Err(err("not a regular file".into()));
+    }
     let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
     let meta = file.metadata().map_err(|e| err(e.to_string()))?;
     if !meta.is_file() {
@@ -461,10 +465,17 @@ impl Secrets {
     /// passwords in connection strings, anywhere in it.
     pub fn of_json(spec: &Value, base_dir: &Path) -> Self {
         let mut found = Vec::new();
-        collect(spec, &mut found);
+        collect(spec, &mut found, false);
         let mut values: Vec<String> = Vec::new();
-        for v in found {
-            let resolved = if has_reference(&v) { resolve(&v, base_dir, "").ok() } else { Some(v) };
+        for (v, resolvable) in found {
+            // Only references a connector resolves (client properties, connection
+            // strings) — those a server checked at submit — are read here; any other is
+            // text that nothing resolves, so it holds no secret to scrub.
+            let resolved = match (has_reference(&v), resolvable) {
+                (false, _) => Some(v),
+                (true, true) => resolve(&v, base_dir, "").ok(),
+                (true, false) => None,
+            };
             if let Some(r) = resolved
                 && r.chars().count() >= MIN_SCRUBBED_LEN
                 && !values.contains(&r)
@@ -513,24 +524,30 @@ impl Secrets {
     }
 }
 
-/// Secret values (as written) anywhere in `v`.
-fn collect(v: &Value, out: &mut Vec<String>) {
+/// Secret values (as written) anywhere in `v`, each with whether a connector resolves
+/// it (a client property, or a password in a connection string); `in_properties` says
+/// whether `v` is a connector's `properties` map.
+fn collect(v: &Value, out: &mut Vec<(String, bool)>, in_properties: bool) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
                 if is_secret_property(k) {
                     match x {
-                        Value::String(s) => out.push(s.clone()),
+                        Value::String(s) => out.push((s.clone(), in_properties)),
                         Value::Null => {}
-                        other => collect_scalars(other, out),
+                        other => {
+                            let mut scalars = Vec::new();
+                            collect_scalars(other, &mut scalars);
+                            out.extend(scalars.into_iter().map(|s| (s, false)));
+                        }
                     }
                 } else {
-                    collect(x, out);
+                    collect(x, out, k == "properties");
                 }
             }
         }
-        Value::Array(items) => items.iter().for_each(|x| collect(x, out)),
-        Value::String(s) => out.extend(connection_secrets(s).into_iter().filter(|p| !is_reference(p)).map(str::to_owned)),
+        Value::Array(items) => items.iter().for_each(|x| collect(x, out, false)),
+        Value::String(s) => out.extend(connection_secrets(s).into_iter().map(|p| (p.to_owned(), true))),
         _ => {}
     }
 }
