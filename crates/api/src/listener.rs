@@ -10,7 +10,9 @@
 //! is served at once. Only when every connection is busy with a request does a new one
 //! wait, until one finishes its response or closes. A connection is busy from the moment
 //! its request's headers are complete (hyper calls the service) until its response body
-//! has been written (hyper drops it).
+//! has been written (hyper drops it). A client that does not read its response is not
+//! busy for ever: a connection whose response has been waiting to be written for longer
+//! than [`SLOW_READER`] may be closed for a new one too, once no idle one is left.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -47,6 +49,11 @@ impl ConnectionLimits {
         ConnectionLimits { max_connections: (fd_limit() / 4).clamp(8, 1024) as usize, header_timeout: Duration::from_secs(10) }
     }
 }
+
+/// How long a response may wait for its client to read it before, at the cap, its
+/// connection may be closed for a new one (a client that never reads would otherwise hold
+/// its slot for ever).
+pub const SLOW_READER: Duration = Duration::from_secs(30);
 
 /// The soft limit on open file descriptors (1024 where it cannot be read).
 fn fd_limit() -> u64 {
@@ -101,7 +108,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits,
                         warned = true;
                         tracing::warn!(max = limits.max_connections, "every connection is busy with a request; new ones wait (--max-connections)");
                     }
-                    room.await;
+                    // Re-checked now and then: a response left unread turns its
+                    // connection replaceable without anything being signalled.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), room).await;
                 }
             }
         };
@@ -166,6 +175,9 @@ struct Slot {
     in_flight: usize,
     /// When it last started waiting for a request (accepted, or its response ended).
     idle_since: Instant,
+    /// Since when its response has been ready and waiting to be written (read by the
+    /// client), if it is.
+    writing_since: Option<Instant>,
     /// Notified to close it.
     close: Arc<Notify>,
 }
@@ -190,21 +202,30 @@ impl Registry {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Make room for a new connection, closing the longest-idle one at the cap.
+    /// Make room for a new connection, closing at the cap the longest-idle one, else
+    /// the one whose response has waited longest (over [`SLOW_READER`]) to be read.
     fn admit(self: &Arc<Self>) -> Admitted {
         let now = Instant::now();
         let mut slots = self.slots();
         let mut replaced = None;
         if slots.live.len() >= self.max {
-            let oldest = slots.live.iter().filter(|(_, s)| s.in_flight == 0).min_by_key(|(_, s)| s.idle_since).map(|(id, _)| *id);
-            let Some(victim) = oldest.and_then(|id| slots.live.remove(&id)) else { return Admitted::Full };
+            let idle = slots.live.iter().filter(|(_, s)| s.in_flight == 0).min_by_key(|(_, s)| s.idle_since).map(|(id, _)| *id);
+            let unread = || {
+                slots
+                    .live
+                    .iter()
+                    .filter_map(|(id, s)| s.writing_since.filter(|w| now.saturating_duration_since(*w) > SLOW_READER).map(|w| (*id, w)))
+                    .min_by_key(|(_, w)| *w)
+                    .map(|(id, _)| id)
+            };
+            let Some(victim) = idle.or_else(unread).and_then(|id| slots.live.remove(&id)) else { return Admitted::Full };
             victim.close.notify_one();
-            replaced = Some(now.saturating_duration_since(victim.idle_since));
+            replaced = Some(now.saturating_duration_since(victim.writing_since.unwrap_or(victim.idle_since)));
         }
         let id = slots.next_id;
         slots.next_id += 1;
         let close = Arc::new(Notify::new());
-        slots.live.insert(id, Slot { in_flight: 0, idle_since: now, close: close.clone() });
+        slots.live.insert(id, Slot { in_flight: 0, idle_since: now, writing_since: None, close: close.clone() });
         drop(slots);
         let conn = Arc::new(Conn { id, registry: self.clone(), close });
         match replaced {
@@ -229,6 +250,13 @@ impl Conn {
             slot.in_flight += 1;
         }
         Busy { conn: self.clone() }
+    }
+
+    /// Its response is ready: from now on it waits for the client to read it.
+    fn writing(&self) {
+        if let Some(slot) = self.registry.slots().live.get_mut(&self.id) {
+            slot.writing_since.get_or_insert_with(Instant::now);
+        }
     }
 }
 
@@ -255,6 +283,7 @@ impl Drop for Busy {
                 slot.in_flight = slot.in_flight.saturating_sub(1);
                 if slot.in_flight == 0 {
                     slot.idle_since = Instant::now();
+                    slot.writing_since = None;
                 }
                 slot.in_flight == 0
             }
@@ -280,9 +309,11 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
         let busy = self.conn.busy();
+        let conn = self.conn.clone();
         let response = self.inner.call(req);
         Box::pin(async move {
             let response = response.await?;
+            conn.writing();
             Ok(response.map(|body| Body::new(BusyBody { body, _busy: busy })))
         })
     }
@@ -350,5 +381,25 @@ mod tests {
         assert_eq!(live(&registry), vec![b.id]);
         drop(a);
         assert_eq!(live(&registry), vec![b.id], "a replaced connection held no slot");
+    }
+
+    /// A client that never reads its response does not hold its slot for ever: once no
+    /// idle connection is left, the one whose response has waited longest past
+    /// SLOW_READER is closed; a request still being handled never is.
+    #[test]
+    fn a_response_left_unread_makes_its_connection_replaceable() {
+        let registry = Arc::new(Registry::new(2));
+        let handling = admitted(registry.admit()).expect("handling");
+        let _handling_busy = handling.busy();
+        let reader = admitted(registry.admit()).expect("reader");
+        let _reader_busy = reader.busy();
+        reader.writing();
+        assert!(matches!(registry.admit(), Admitted::Full), "a response written just now is not slow");
+        let long_ago = Instant::now().checked_sub(SLOW_READER + Duration::from_secs(1)).expect("instant");
+        registry.slots().live.get_mut(&reader.id).expect("slot").writing_since = Some(long_ago);
+        let next = admitted(registry.admit()).expect("the unread response's connection makes room");
+        assert_eq!(live(&registry), vec![handling.id, next.id]);
+        let _next_busy = next.busy();
+        assert!(matches!(registry.admit(), Admitted::Full), "a request being handled is never closed");
     }
 }
