@@ -7,6 +7,7 @@
 //! protocol beyond the [`Barrier`] that travels in-band.
 
 pub mod batch;
+pub mod bounded_file;
 pub mod exchange;
 mod json_field;
 pub mod key_group;
@@ -17,6 +18,7 @@ pub mod role;
 pub mod time;
 
 pub use batch::{Batch, BatchBuilder};
+pub use bounded_file::{BoundedReadError, read_bounded_file};
 pub use exchange::{
     ChannelSender, DownstreamGone, Exchange, ExchangeError, GateEvent, InputGate, InputQueue, InputWatermarks, LocalExchange, OutputEdge,
     SourceOutput, SubtaskId, WATERMARK_EVERY, WatermarkChange,

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -347,36 +346,16 @@ impl PluginEngine {
     }
 }
 
-/// Read a plugin file: a regular file of at most `limit` bytes. A device (`/dev/zero`),
-/// a pipe or a directory is refused before anything is read; the read itself stops past
-/// the limit, so a file growing meanwhile cannot make it unbounded.
+/// Read a plugin file: a regular file of at most `limit` bytes
+/// ([`rivulet_dataflow::read_bounded_file`]).
 fn read_plugin_file(name: &str, path: &Path, limit: u64) -> Result<Vec<u8>, PluginError> {
-    let read_err = |error: std::io::Error| PluginError::Read { name: name.to_owned(), path: path.display().to_string(), error };
-    let not_a_file = || PluginError::NotAFile { name: name.to_owned(), path: path.display().to_string() };
-    if !std::fs::metadata(path).map_err(read_err)?.is_file() {
-        return Err(not_a_file());
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    // Non-blocking: should the path become a FIFO after the check, opening it does not
-    // wait for a writer (no effect on a regular file).
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if !meta.is_file() {
-        return Err(not_a_file());
-    }
-    let too_large = || PluginError::TooLarge { name: name.to_owned(), path: path.display().to_string(), limit };
-    if meta.len() > limit {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(read_err)?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large());
-    }
-    Ok(bytes)
+    use rivulet_dataflow::BoundedReadError as E;
+    let (name, shown) = (name.to_owned(), path.display().to_string());
+    rivulet_dataflow::read_bounded_file(path, limit).map_err(|e| match e {
+        E::Io(error) => PluginError::Read { name, path: shown, error },
+        E::NotAFile => PluginError::NotAFile { name, path: shown },
+        E::TooLarge { limit } => PluginError::TooLarge { name, path: shown, limit },
+    })
 }
 
 fn check_header(name: &str, bytes: &[u8]) -> Result<(), PluginError> {

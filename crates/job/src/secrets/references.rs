@@ -141,22 +141,9 @@ pub fn anchor_references(s: &str, base_dir: &Path) -> String {
 }
 
 fn read_secret_file(path: &Path, at: &str) -> Result<String, SecretError> {
-    use std::io::Read as _;
     let err = |why: String| SecretError::File { at: at.to_owned(), path: path.display().to_string(), why };
-    // Looked at before it is opened: opening a FIFO or a device may block or act.
-    if !std::fs::metadata(path).map_err(|e| err(e.to_string()))?.is_file() {
-        return Err(err("not a regular file".into()));
-    }
-    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let meta = file.metadata().map_err(|e| err(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(err("not a regular file".into()));
-    }
-    let mut text = String::new();
-    file.take(MAX_SECRET_FILE_BYTES + 1).read_to_string(&mut text).map_err(|e| err(e.to_string()))?;
-    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
-        return Err(err(format!("larger than {MAX_SECRET_FILE_BYTES} bytes")));
-    }
+    let bytes = rivulet_dataflow::read_bounded_file(path, MAX_SECRET_FILE_BYTES).map_err(|e| err(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?;
     let trimmed = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
     Ok(trimmed.to_owned())
 }

@@ -242,18 +242,15 @@ impl JobSpec {
 
     /// Read and parse a spec file (a regular file of at most [`MAX_SPEC_BYTES`]).
     pub fn from_file(path: &Path, params: &Params) -> Result<JobSpec, SpecError> {
-        use std::io::Read as _;
-        let read_error = |error| SpecError::Read { path: path.display().to_string(), error };
-        let file = std::fs::File::open(path).map_err(read_error)?;
-        if !file.metadata().map_err(read_error)?.is_file() {
-            return Err(SpecError::invalid(path.display().to_string(), "not a regular file"));
-        }
-        let mut text = String::new();
-        file.take(MAX_SPEC_BYTES + 1).read_to_string(&mut text).map_err(read_error)?;
-        if text.len() as u64 > MAX_SPEC_BYTES {
-            return Err(SpecError::invalid(path.display().to_string(), format!("larger than {MAX_SPEC_BYTES} bytes: not a job spec")));
-        }
-        Self::parse(&text, &path.display().to_string(), params)
+        use rivulet_dataflow::BoundedReadError as E;
+        let shown = path.display().to_string();
+        let bytes = rivulet_dataflow::read_bounded_file(path, MAX_SPEC_BYTES).map_err(|e| match e {
+            E::Io(error) => SpecError::Read { path: shown.clone(), error },
+            E::NotAFile => SpecError::invalid(shown.clone(), "not a regular file"),
+            E::TooLarge { .. } => SpecError::invalid(shown.clone(), format!("larger than {MAX_SPEC_BYTES} bytes: not a job spec")),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| SpecError::invalid(shown.clone(), "not UTF-8 text: not a job spec"))?;
+        Self::parse(&text, &shown, params)
     }
 }
 
