@@ -89,7 +89,7 @@ impl JobManager {
         if let Err(e) = &result
             && self.is_shutting_down()
         {
-            let error = self.with_job(id, |entry| Ok(entry.secrets.scrub(&e.to_string()))).unwrap_or_default();
+            let error = self.scrub(id, &e.to_string());
             tracing::info!(job = %id, %error, "a run ended during the graceful shutdown; the job resumes on the next start");
             return;
         }
